@@ -1,0 +1,116 @@
+"""An answerer without an LLM: quote the hits' sentences that best match the question.
+
+Each quoted sentence is cited as [n], where n points at `Answer.citations[n - 1]`. Refusal
+rests on the cosine similarity between question and sentence embeddings, which has an
+absolute meaning (unlike a fused RRF score): when no sentence reaches the threshold the
+answerer says it does not know instead of quoting noise.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+
+from opentelemetry.trace import Tracer
+
+from ..domain import Answer, Citation, Hit
+from ..embeddings import DenseEncoder
+
+REFUSAL = "I don't know: the ingested documents do not answer this question."
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(])")
+_TABLE_RULE = re.compile(r"^\|?[\s:|-]+\|?$")
+_EMPHASIS = re.compile(r"(\*\*|__|`)")
+# Sentences scoring within this margin of the best one are quoted too.
+_MARGIN = 0.08
+
+
+@dataclass(frozen=True)
+class _Candidate:
+    text: str
+    hit: Hit
+    score: float
+
+
+def split_sentences(text: str) -> list[str]:
+    """Sentences and list items of a chunk; headings and table rules are not evidence."""
+    sentences: list[str] = []
+    for raw_line in text.splitlines():
+        line = _EMPHASIS.sub("", raw_line).strip().lstrip("-*+ ").strip()
+        if not line or line.startswith("#") or _TABLE_RULE.match(line):
+            continue
+        for sentence in _SENTENCE_END.split(line):
+            sentence = sentence.strip()
+            if len(sentence.split()) >= 3:
+                sentences.append(sentence)
+    return sentences
+
+
+def _cosine(a: list[float], b: list[float]) -> float:
+    dot = sum(x * y for x, y in zip(a, b, strict=True))
+    norm = math.sqrt(sum(x * x for x in a)) * math.sqrt(sum(y * y for y in b))
+    return dot / norm if norm else 0.0
+
+
+class ExtractiveAnswerer:
+    def __init__(
+        self, dense: DenseEncoder, tracer: Tracer, min_similarity: float, max_sentences: int
+    ) -> None:
+        self._dense = dense
+        self._tracer = tracer
+        self._min_similarity = min_similarity
+        self._max_sentences = max_sentences
+
+    def answer(self, question: str, hits: list[Hit]) -> Answer:
+        with self._tracer.start_as_current_span("answer extractive") as span:
+            span.set_attribute("gen_ai.operation.name", "extract")
+            span.set_attribute("answer.hits", len(hits))
+            candidates = self._score(question, hits)
+            best = candidates[0].score if candidates else -1.0
+            span.set_attribute("answer.best_similarity", round(best, 4))
+            if best < self._min_similarity:
+                span.set_attribute("answer.refused", True)
+                return Answer(text=REFUSAL, citations=[], refused=True)
+            floor = max(self._min_similarity, best - _MARGIN)
+            chosen = [c for c in candidates if c.score >= floor][: self._max_sentences]
+            answer = self._compose(chosen)
+            span.set_attribute("answer.refused", False)
+            span.set_attribute("answer.citations", len(answer.citations))
+            return answer
+
+    def _score(self, question: str, hits: list[Hit]) -> list[_Candidate]:
+        seen: set[str] = set()
+        pairs: list[tuple[str, Hit]] = []
+        for hit in hits:
+            for sentence in split_sentences(hit.text):
+                key = sentence.lower()
+                if key not in seen:
+                    seen.add(key)
+                    pairs.append((sentence, hit))
+        if not pairs:
+            return []
+        question_vector = self._dense.embed_query(question)
+        vectors = self._dense.embed_documents([sentence for sentence, _ in pairs])
+        candidates = [
+            _Candidate(sentence, hit, _cosine(question_vector, vector))
+            for (sentence, hit), vector in zip(pairs, vectors, strict=True)
+        ]
+        return sorted(candidates, key=lambda c: c.score, reverse=True)
+
+    @staticmethod
+    def _compose(chosen: list[_Candidate]) -> Answer:
+        numbers: dict[str, int] = {}
+        citations: list[Citation] = []
+        parts: list[str] = []
+        for candidate in chosen:
+            hit = candidate.hit
+            if hit.chunk_id not in numbers:
+                numbers[hit.chunk_id] = len(numbers) + 1
+                citations.append(
+                    Citation(numbers[hit.chunk_id], hit.chunk_id, hit.source, hit.text, hit.score)
+                )
+            sentence = candidate.text.rstrip()
+            if sentence[-1] not in ".!?":
+                sentence += "."
+            parts.append(f"{sentence} [{numbers[hit.chunk_id]}]")
+        return Answer(text=" ".join(parts), citations=citations, refused=False)

@@ -1,0 +1,53 @@
+"""The app factory: `create_app(settings)` builds everything the API needs."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request, Response
+from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+
+from .. import __version__
+from ..container import Services, build_services
+from ..settings import PROJECT_NAME, Settings
+from ..telemetry import current_trace_id
+from .errors import install_error_handlers
+from .routes import health, v1
+
+
+def create_app(settings: Settings | None = None, services: Services | None = None) -> FastAPI:
+    """Build the API. Pass `services` to share already-built components (tests, CLI)."""
+    settings = settings or (services.settings if services else Settings())
+    built = services or build_services(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.services = built
+        yield
+        if services is None:  # we built them, we close them
+            built.close()
+
+    app = FastAPI(
+        title=PROJECT_NAME,
+        version=__version__,
+        description="Retrieval and cited answers over your documents.",
+        lifespan=lifespan,
+    )
+    app.state.services = built
+    app.include_router(health)
+    app.include_router(v1)
+    install_error_handlers(app)
+
+    @app.middleware("http")
+    async def trace_header(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        response = await call_next(request)
+        response.headers["X-Trace-Id"] = current_trace_id()
+        return response
+
+    FastAPIInstrumentor.instrument_app(
+        app, tracer_provider=built.tracer_provider, excluded_urls="healthz,readyz"
+    )
+    return app

@@ -1,0 +1,88 @@
+"""The plain types that carry work through the pipeline, one way.
+
+In: Document -> Chunk -> Point.  Out: Query -> Hit -> Answer(citations).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Document:
+    """One source file, read and cleaned. `source` is its path relative to the ingested root."""
+
+    source: str
+    text: str
+    title: str
+    content_hash: str
+    format: str
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A retrievable piece of a document, with a deterministic id."""
+
+    id: str
+    source: str
+    index: int
+    text: str
+    title: str
+    section: str
+    content_hash: str
+    doc_hash: str
+
+    def embedding_text(self) -> str:
+        """What gets embedded: the title and section give a short chunk its context."""
+        header = " > ".join(part for part in (self.title, self.section) if part)
+        return f"{header}\n{self.text}" if header else self.text
+
+
+@dataclass(frozen=True)
+class SparseVector:
+    indices: list[int]
+    values: list[float]
+
+
+@dataclass(frozen=True)
+class Point:
+    """A chunk with its vectors, ready for the store."""
+
+    chunk: Chunk
+    dense: list[float]
+    sparse: SparseVector
+    corpus: str
+
+
+@dataclass(frozen=True)
+class Query:
+    text: str
+    top_k: int
+    sources: list[str] | None = None
+
+
+@dataclass(frozen=True)
+class Hit:
+    chunk_id: str
+    source: str
+    text: str
+    score: float
+    metadata: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Citation:
+    number: int
+    chunk_id: str
+    source: str
+    text: str
+    score: float
+
+
+@dataclass(frozen=True)
+class Answer:
+    text: str
+    citations: list[Citation]
+    refused: bool

@@ -1,0 +1,76 @@
+"""Metric arithmetic: retrieval from gold sources, refusal, and ragas' no-LLM answer metrics."""
+
+from __future__ import annotations
+
+import os
+import statistics
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+
+def hit_at_k(retrieved: Sequence[str], gold: Sequence[str], k: int) -> float:
+    return 1.0 if set(retrieved[:k]) & set(gold) else 0.0
+
+
+def reciprocal_rank(retrieved: Sequence[str], gold: Sequence[str]) -> float:
+    for rank, source in enumerate(retrieved, start=1):
+        if source in gold:
+            return 1.0 / rank
+    return 0.0
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """Nearest-rank percentile (q in 0..100)."""
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    index = max(0, min(len(ordered) - 1, round(q / 100 * len(ordered) + 0.5) - 1))
+    return ordered[index]
+
+
+def mean(values: Sequence[float]) -> float:
+    return statistics.fmean(values) if values else 0.0
+
+
+class RagasScorer:
+    """ragas' metrics that need no LLM, run offline.
+
+    ragas phones home unless RAGAS_DO_NOT_TRACK is set, and writes a user id under the user
+    data folder even then; both are kept inside the project's data folder.
+    """
+
+    def __init__(self, state_dir: Path) -> None:
+        os.environ["RAGAS_DO_NOT_TRACK"] = "true"
+        state_dir.mkdir(parents=True, exist_ok=True)
+        os.environ["XDG_DATA_HOME"] = str(state_dir.resolve())
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            from ragas.dataset_schema import SingleTurnSample
+            from ragas.metrics import (
+                IDBasedContextPrecision,
+                IDBasedContextRecall,
+                NonLLMStringSimilarity,
+                RougeScore,
+            )
+        self._sample = SingleTurnSample
+        self._metrics = {
+            "context_recall": IDBasedContextRecall(),
+            "context_precision": IDBasedContextPrecision(),
+            "string_similarity": NonLLMStringSimilarity(),
+            "rouge_l": RougeScore(),
+        }
+
+    def score(
+        self, question: str, answer: str, reference: str, retrieved: list[str], gold: list[str]
+    ) -> dict[str, float]:
+        sample = self._sample(
+            user_input=question,
+            response=answer,
+            reference=reference,
+            retrieved_context_ids=retrieved,
+            reference_context_ids=gold,
+        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            return {name: float(m.single_turn_score(sample)) for name, m in self._metrics.items()}

@@ -1,0 +1,5 @@
+"""Ingestion: load -> parse/clean -> chunk -> embed -> upsert, synced against the store."""
+
+from .pipeline import FileOutcome, IngestReport, Ingestor
+
+__all__ = ["FileOutcome", "IngestReport", "Ingestor"]

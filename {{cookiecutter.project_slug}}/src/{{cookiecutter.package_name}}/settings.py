@@ -1,0 +1,125 @@
+"""The one typed settings object. Every component is built from it; see `.env.example`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_NAME = {{ cookiecutter.project_name | tojson }}
+PACKAGE_NAME = "{{ cookiecutter.package_name }}"
+CONSOLE_SCRIPT = "{{ cookiecutter.project_slug }}"
+
+EmbeddingProvider = Literal["local", "fastembed", "openai"]
+TraceExporter = Literal["none", "console", "otlp"]
+
+
+class Settings(BaseSettings):
+    """Read from environment variables prefixed `RAG_` (and a `.env` file if present)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="RAG_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    # --- storage -------------------------------------------------------------------------
+    data_dir: Path = Field(Path(".data"), description="Local state: embedded store, models.")
+    qdrant_url: str | None = Field(
+        None, description="Qdrant server URL. Unset = embedded Qdrant on disk under data_dir."
+    )
+    qdrant_api_key: SecretStr | None = Field(None, description="API key for the Qdrant server.")
+    collection: str = Field(PACKAGE_NAME, description="Qdrant collection name.")
+
+    # --- embeddings ----------------------------------------------------------------------
+    embedding_provider: EmbeddingProvider = Field(
+        "local",
+        description="local = bundled all-MiniLM-L6-v2 (offline); fastembed = a FastEmbed model "
+        "from the Hugging Face hub; openai = any OpenAI-compatible /embeddings endpoint.",
+    )
+    embedding_model: str = Field(
+        "sentence-transformers/all-MiniLM-L6-v2",
+        description="Model name for the fastembed and openai providers (ignored by local).",
+    )
+    embedding_base_url: str | None = Field(
+        None, description="Base URL of the OpenAI-compatible endpoint, e.g. http://host/v1."
+    )
+    embedding_api_key: SecretStr | None = Field(None, description="Key for that endpoint.")
+    embedding_dimensions: int | None = Field(
+        None, ge=1, description="Vector size of the openai provider's model (probed if unset)."
+    )
+    embedding_batch_size: int = Field(32, ge=1, le=1024, description="Texts per embed call.")
+    embedding_timeout_s: float = Field(30.0, gt=0, description="HTTP timeout for remote embeds.")
+
+    # --- ingestion -----------------------------------------------------------------------
+    chunk_size: int = Field(
+        200,
+        ge=32,
+        le=4096,
+        description="Target chunk size in tokens; the local model reads at most 256 word pieces.",
+    )
+    chunk_overlap: int = Field(24, ge=0, description="Token overlap between adjacent chunks.")
+    max_file_bytes: int = Field(10_000_000, ge=1, description="Larger files are skipped.")
+    upsert_batch_size: int = Field(64, ge=1, description="Chunks embedded and written at once.")
+
+    # --- retrieval and answers -----------------------------------------------------------
+    default_top_k: int = Field(5, ge=1, description="Hits returned when a request sets none.")
+    max_top_k: int = Field(50, ge=1, description="Largest top_k a request may ask for.")
+    prefetch_limit: int = Field(
+        30, ge=1, description="Candidates each of dense and sparse search bring to fusion."
+    )
+    answer_min_similarity: float = Field(
+        0.42,
+        ge=-1.0,
+        le=1.0,
+        description="Cosine similarity a sentence needs to the question to be quoted; "
+        "below it for every sentence, the answerer says it does not know.",
+    )
+    answer_max_sentences: int = Field(3, ge=1, description="Sentences quoted in an answer.")
+
+    # --- API -----------------------------------------------------------------------------
+    host: str = Field("127.0.0.1", description="Bind address of `serve`.")
+    port: int = Field(8000, ge=1, le=65535, description="Port of `serve`.")
+
+    # --- tracing -------------------------------------------------------------------------
+    trace_exporter: TraceExporter = Field(
+        "none", description="none, console (stderr), or otlp (HTTP/protobuf)."
+    )
+    otlp_endpoint: str | None = Field(
+        None,
+        description="OTLP traces endpoint, e.g. http://127.0.0.1:4318/v1/traces "
+        "(unset = the standard OTEL_EXPORTER_OTLP_* variables).",
+    )
+    service_name: str = Field(CONSOLE_SCRIPT, description="service.name on every span.")
+
+    # --- evaluation ----------------------------------------------------------------------
+    eval_golden_set: Path = Field(Path("evals/golden.jsonl"), description="Golden set JSONL.")
+    eval_thresholds: Path = Field(Path("evals/thresholds.toml"), description="Gate thresholds.")
+    eval_corpus: Path = Field(Path("data/sample"), description="Corpus the golden set is about.")
+    eval_report_dir: Path = Field(Path(".data/eval"), description="Where reports are written.")
+
+    @model_validator(mode="after")
+    def _check_consistency(self) -> Settings:
+        if self.chunk_overlap >= self.chunk_size:
+            raise ValueError(
+                f"chunk_overlap ({self.chunk_overlap}) must be smaller than chunk_size "
+                f"({self.chunk_size}); try RAG_CHUNK_OVERLAP={self.chunk_size // 8}"
+            )
+        if self.default_top_k > self.max_top_k:
+            raise ValueError(
+                f"default_top_k ({self.default_top_k}) exceeds max_top_k ({self.max_top_k})"
+            )
+        if self.embedding_provider == "openai" and not self.embedding_base_url:
+            raise ValueError(
+                "embedding_provider=openai needs RAG_EMBEDDING_BASE_URL, "
+                "e.g. RAG_EMBEDDING_BASE_URL=https://api.openai.com/v1"
+            )
+        return self
+
+    @property
+    def qdrant_path(self) -> Path:
+        return self.data_dir / "qdrant"
+
+    @property
+    def model_dir(self) -> Path:
+        return self.data_dir / "models"

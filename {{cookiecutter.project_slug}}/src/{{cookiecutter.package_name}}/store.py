@@ -1,0 +1,290 @@
+"""Qdrant: collection schema, hybrid query, and the rules embedded mode needs.
+
+Embedded (local) mode is not thread-safe under mixed reads and writes and allows one client
+per storage folder, so every call goes through one process-wide lock, and a second process
+gets a message naming the process that holds the folder.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from qdrant_client import QdrantClient, models
+
+from .domain import Hit, Point, SparseVector
+from .errors import ConfigurationError, StoreInUseError, StoreUnavailableError
+from .settings import Settings
+
+DENSE = "dense"
+SPARSE = "bm25"
+SCHEMA_VERSION = 1
+_HOLDER_FILE = "holder.json"
+
+# One lock for the whole process: FastAPI runs sync endpoints in a thread pool, and local
+# Qdrant corrupts its collection under concurrent mixed use (qdrant-client issue 1193).
+_EMBEDDED_LOCK = threading.RLock()
+
+
+@dataclass(frozen=True)
+class IndexedDocument:
+    source: str
+    corpus: str
+    doc_hash: str
+    chunks: int
+    ingested_at: str
+
+
+def _source_filter(sources: Sequence[str] | None) -> models.Filter | None:
+    if not sources:
+        return None
+    return models.Filter(
+        must=[models.FieldCondition(key="source", match=models.MatchAny(any=list(sources)))]
+    )
+
+
+class QdrantStore:
+    def __init__(self, settings: Settings) -> None:
+        self.collection = settings.collection
+        self.embedded = settings.qdrant_url is None
+        self.location = str(settings.qdrant_path) if self.embedded else str(settings.qdrant_url)
+        self._holder_path = settings.qdrant_path / _HOLDER_FILE
+        self._lock: contextlib.AbstractContextManager[Any] = (
+            _EMBEDDED_LOCK if self.embedded else contextlib.nullcontext()
+        )
+        self._client = self._open(settings)
+
+    # --- opening and closing -----------------------------------------------------------
+    def _open(self, settings: Settings) -> QdrantClient:
+        if not self.embedded:
+            key = settings.qdrant_api_key.get_secret_value() if settings.qdrant_api_key else None
+            return QdrantClient(url=settings.qdrant_url, api_key=key)
+        settings.qdrant_path.mkdir(parents=True, exist_ok=True)
+        try:
+            client = QdrantClient(path=str(settings.qdrant_path))
+        except RuntimeError as exc:
+            if "already accessed" not in str(exc):
+                raise
+            raise StoreInUseError(self._in_use_message()) from exc
+        self._holder_path.write_text(
+            json.dumps(
+                {
+                    "pid": os.getpid(),
+                    "command": " ".join(Path(sys.argv[0]).name.split() + sys.argv[1:]),
+                    "since": datetime.now(UTC).isoformat(timespec="seconds"),
+                }
+            ),
+            encoding="utf-8",
+        )
+        return client
+
+    def _in_use_message(self) -> str:
+        holder = "another process"
+        with contextlib.suppress(OSError, ValueError, KeyError):
+            info = json.loads(self._holder_path.read_text(encoding="utf-8"))
+            holder = f"process {info['pid']} (`{info['command']}`, since {info['since']})"
+        return (
+            f"The embedded store at {self.location} is in use by {holder}. Embedded Qdrant "
+            "allows one process at a time: stop that process, send your request to its API "
+            "instead, or set RAG_QDRANT_URL to a Qdrant server that many processes can share."
+        )
+
+    def close(self) -> None:
+        with self._lock:
+            self._client.close()
+            if self.embedded:
+                with contextlib.suppress(OSError, ValueError, KeyError):
+                    info = json.loads(self._holder_path.read_text(encoding="utf-8"))
+                    if info["pid"] == os.getpid():
+                        self._holder_path.unlink()
+
+    @contextlib.contextmanager
+    def _guard(self) -> Iterator[None]:
+        """Serialise embedded calls and turn connection failures into actionable errors."""
+        with self._lock:
+            try:
+                yield
+            except (ConnectionError, OSError) as exc:
+                raise StoreUnavailableError(
+                    f"Qdrant at {self.location} is unreachable: {exc}. Check RAG_QDRANT_URL."
+                ) from exc
+
+    # --- schema --------------------------------------------------------------------------
+    def collection_exists(self) -> bool:
+        with self._guard():
+            return bool(self._client.collection_exists(self.collection))
+
+    def ensure_collection(self, dense_model: str, dense_dimensions: int, sparse_model: str) -> None:
+        """Create the collection, or check that the existing one was built the same way."""
+        wanted = {
+            "schema_version": SCHEMA_VERSION,
+            "dense_model": dense_model,
+            "dense_dimensions": dense_dimensions,
+            "sparse_model": sparse_model,
+        }
+        with self._guard():
+            if not self._client.collection_exists(self.collection):
+                self._client.create_collection(
+                    self.collection,
+                    vectors_config={
+                        DENSE: models.VectorParams(
+                            size=dense_dimensions, distance=models.Distance.COSINE
+                        )
+                    },
+                    sparse_vectors_config={
+                        SPARSE: models.SparseVectorParams(modifier=models.Modifier.IDF)
+                    },
+                    metadata=wanted,
+                )
+                if not self.embedded:
+                    # A server needs payload indexes for fast filters; local mode ignores them.
+                    for field in ("source", "corpus"):
+                        self._client.create_payload_index(
+                            self.collection, field, models.PayloadSchemaType.KEYWORD
+                        )
+                return
+            found = self._client.get_collection(self.collection).config.metadata or {}
+        mismatched = {k: (found.get(k), v) for k, v in wanted.items() if found.get(k) != v}
+        if mismatched:
+            details = ", ".join(f"{k}: stored {a!r}, configured {b!r}" for k, (a, b) in mismatched.items())
+            raise ConfigurationError(
+                f"Collection {self.collection!r} was built with other embedding settings "
+                f"({details}). Vectors from different models cannot be mixed: set "
+                "RAG_COLLECTION to a new name and ingest again, or restore the previous settings."
+            )
+
+    # --- writes --------------------------------------------------------------------------
+    def upsert(self, points: Sequence[Point]) -> None:
+        if not points:
+            return
+        now = datetime.now(UTC).isoformat(timespec="seconds")
+        structs = [
+            models.PointStruct(
+                id=p.chunk.id,
+                vector={
+                    DENSE: p.dense,
+                    SPARSE: models.SparseVector(indices=p.sparse.indices, values=p.sparse.values),
+                },
+                payload={
+                    "source": p.chunk.source,
+                    "corpus": p.corpus,
+                    "title": p.chunk.title,
+                    "section": p.chunk.section,
+                    "chunk_index": p.chunk.index,
+                    "text": p.chunk.text,
+                    "content_hash": p.chunk.content_hash,
+                    "doc_hash": p.chunk.doc_hash,
+                    "ingested_at": now,
+                },
+            )
+            for p in points
+        ]
+        with self._guard():
+            self._client.upsert(self.collection, points=structs, wait=True)
+
+    def delete_document(self, corpus: str, source: str, keep_doc_hash: str | None = None) -> None:
+        """Delete a document's chunks; with `keep_doc_hash`, only those of older versions."""
+        must: list[models.Condition] = [
+            models.FieldCondition(key="corpus", match=models.MatchValue(value=corpus)),
+            models.FieldCondition(key="source", match=models.MatchValue(value=source)),
+        ]
+        must_not: list[models.Condition] = []
+        if keep_doc_hash is not None:
+            must_not.append(
+                models.FieldCondition(key="doc_hash", match=models.MatchValue(value=keep_doc_hash))
+            )
+        selector = models.FilterSelector(filter=models.Filter(must=must, must_not=must_not))
+        with self._guard():
+            self._client.delete(self.collection, points_selector=selector, wait=True)
+
+    # --- reads ---------------------------------------------------------------------------
+    def count(self) -> int:
+        with self._guard():
+            return int(self._client.count(self.collection, exact=True).count)
+
+    def indexed_documents(self, corpus: str | None = None) -> dict[str, IndexedDocument]:
+        """Documents in the store, from chunk payloads (the store is the sync state)."""
+        scroll_filter = (
+            models.Filter(
+                must=[models.FieldCondition(key="corpus", match=models.MatchValue(value=corpus))]
+            )
+            if corpus is not None
+            else None
+        )
+        found: dict[str, IndexedDocument] = {}
+        offset: Any = None
+        while True:
+            with self._guard():
+                records, offset = self._client.scroll(
+                    self.collection,
+                    scroll_filter=scroll_filter,
+                    limit=512,
+                    offset=offset,
+                    with_payload=["source", "corpus", "doc_hash", "ingested_at"],
+                    with_vectors=False,
+                )
+            for record in records:
+                payload = record.payload or {}
+                source = str(payload["source"])
+                previous = found.get(source)
+                found[source] = IndexedDocument(
+                    source=source,
+                    corpus=str(payload["corpus"]),
+                    doc_hash=str(payload["doc_hash"]),
+                    chunks=(previous.chunks if previous else 0) + 1,
+                    ingested_at=str(payload.get("ingested_at", "")),
+                )
+            if offset is None:
+                return found
+
+    def search(
+        self,
+        dense: list[float],
+        sparse: SparseVector,
+        top_k: int,
+        prefetch_limit: int,
+        sources: Sequence[str] | None = None,
+    ) -> list[Hit]:
+        """Hybrid search in the engine: dense and BM25 prefetch, fused by Qdrant's RRF."""
+        query_filter = _source_filter(sources)
+        limit = max(prefetch_limit, top_k)
+        prefetch = [
+            models.Prefetch(query=dense, using=DENSE, limit=limit, filter=query_filter),
+            models.Prefetch(
+                query=models.SparseVector(indices=sparse.indices, values=sparse.values),
+                using=SPARSE,
+                limit=limit,
+                filter=query_filter,
+            ),
+        ]
+        with self._guard():
+            response = self._client.query_points(
+                self.collection,
+                prefetch=prefetch,
+                query=models.FusionQuery(fusion=models.Fusion.RRF),
+                query_filter=query_filter,
+                limit=top_k,
+                with_payload=True,
+            )
+        hits = []
+        for point in response.points:
+            payload = dict(point.payload or {})
+            text = str(payload.pop("text", ""))
+            hits.append(
+                Hit(
+                    chunk_id=str(point.id),
+                    source=str(payload.get("source", "")),
+                    text=text,
+                    score=float(point.score),
+                    metadata=payload,
+                )
+            )
+        return hits
