@@ -80,8 +80,12 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         from .api import create_app
 
         # Embedded Qdrant allows one process: one worker. Scale out with a Qdrant server.
-        uvicorn.run(create_app(settings), host=args.host or settings.host,
-                    port=args.port or settings.port, workers=1)
+        uvicorn.run(
+            create_app(settings),
+            host=args.host or settings.host,
+            port=args.port or settings.port,
+            workers=1,
+        )
         return 0
     if args.command == "eval":
         from .evals.gate import run_gate
@@ -90,8 +94,9 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         thresholds = args.thresholds or settings.eval_thresholds
         services = build_services(settings)
         try:
-            return run_gate(services, golden, thresholds, settings.eval_corpus,
-                            settings.eval_report_dir)
+            return run_gate(
+                services, golden, thresholds, settings.eval_corpus, settings.eval_report_dir
+            )
         finally:
             services.close()
 
@@ -131,7 +136,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = Settings()
     except ValidationError as exc:
         for error in exc.errors():
-            name = "RAG_" + "_".join(str(p) for p in error["loc"]).upper() if error["loc"] else "settings"
+            name = (
+                "RAG_" + "_".join(str(p) for p in error["loc"]).upper()
+                if error["loc"]
+                else "settings"
+            )
             print(f"error: {name}: {error['msg']}", file=sys.stderr)
         return 2
     try:

@@ -32,12 +32,18 @@ class Services:
         self.tracer_provider.shutdown()
 
 
-def build_services(settings: Settings, tracer_provider: TracerProvider | None = None) -> Services:
+def build_services(
+    settings: Settings,
+    tracer_provider: TracerProvider | None = None,
+    dense: DenseEncoder | None = None,
+    sparse: SparseEncoder | None = None,
+) -> Services:
+    """Build everything from settings; already-loaded encoders may be passed in to share."""
     provider = tracer_provider or build_tracer_provider(settings)
     tracer = provider.get_tracer(__name__)
     # Models first: a store opened before a failing model load would stay locked for nothing.
-    dense = build_dense_encoder(settings)
-    sparse = build_sparse_encoder(settings)
+    dense = dense or build_dense_encoder(settings)
+    sparse = sparse or build_sparse_encoder(settings)
     store = QdrantStore(settings)
     try:
         store.ensure_collection(dense.model_id, dense.dimensions, sparse.model_id)

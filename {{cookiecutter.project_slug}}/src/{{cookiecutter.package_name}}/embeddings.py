@@ -165,7 +165,9 @@ class OpenAICompatibleEncoder:
 
     def _post(self, texts: list[str]) -> list[list[float]]:
         try:
-            response = self._client.post("/embeddings", json={"model": self.model_id, "input": texts})
+            response = self._client.post(
+                "/embeddings", json={"model": self.model_id, "input": texts}
+            )
         except httpx.HTTPError as exc:
             raise EmbeddingError(
                 f"Could not reach the embedding endpoint {self._base_url}: {exc}. "
@@ -210,9 +212,7 @@ def _english_stopwords() -> set[str]:
     # llama-index-core ships NLTK's English list; FastEmbed would fetch it from the hub.
     import llama_index.core
 
-    path = Path(llama_index.core.__file__).parent / (
-        "_static/nltk_cache/corpora/stopwords/english"
-    )
+    path = Path(llama_index.core.__file__).parent / ("_static/nltk_cache/corpora/stopwords/english")
     return set(path.read_text(encoding="utf-8").split())
 
 

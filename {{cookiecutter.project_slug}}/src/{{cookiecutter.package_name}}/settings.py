@@ -24,7 +24,10 @@ class Settings(BaseSettings):
     )
 
     # --- storage -------------------------------------------------------------------------
-    data_dir: Path = Field(Path(".data"), description="Local state: embedded store, models.")
+    data_dir: Path = Field(Path(".data"), description="Local state: embedded store, reports.")
+    model_dir: Path = Field(
+        Path(".data/models"), description="Where the local embedding model is laid out."
+    )
     qdrant_url: str | None = Field(
         None, description="Qdrant server URL. Unset = embedded Qdrant on disk under data_dir."
     )
@@ -119,7 +122,3 @@ class Settings(BaseSettings):
     @property
     def qdrant_path(self) -> Path:
         return self.data_dir / "qdrant"
-
-    @property
-    def model_dir(self) -> Path:
-        return self.data_dir / "models"

@@ -154,7 +154,9 @@ class QdrantStore:
             found = self._client.get_collection(self.collection).config.metadata or {}
         mismatched = {k: (found.get(k), v) for k, v in wanted.items() if found.get(k) != v}
         if mismatched:
-            details = ", ".join(f"{k}: stored {a!r}, configured {b!r}" for k, (a, b) in mismatched.items())
+            details = ", ".join(
+                f"{k}: stored {a!r}, configured {b!r}" for k, (a, b) in mismatched.items()
+            )
             raise ConfigurationError(
                 f"Collection {self.collection!r} was built with other embedding settings "
                 f"({details}). Vectors from different models cannot be mixed: set "

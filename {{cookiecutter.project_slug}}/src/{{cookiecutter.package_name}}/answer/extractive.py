@@ -41,7 +41,7 @@ def split_sentences(text: str) -> list[str]:
             continue
         for sentence in _SENTENCE_END.split(line):
             sentence = sentence.strip()
-            if len(sentence.split()) >= 3:
+            if len(re.findall(r"\w+", sentence)) >= 3:
                 sentences.append(sentence)
     return sentences
 

@@ -46,6 +46,7 @@ def install_error_handlers(app: FastAPI) -> None:
     async def unexpected(_: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error (trace %s)", current_trace_id())
         return _error(
-            500, "InternalError", f"Internal error; the server log has it under trace id "
-            f"{current_trace_id()}."
+            500,
+            "InternalError",
+            f"Internal error; the server log has it under trace id {current_trace_id()}.",
         )

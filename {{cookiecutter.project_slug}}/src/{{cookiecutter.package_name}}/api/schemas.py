@@ -47,7 +47,10 @@ class HitOut(BaseModel):
     @classmethod
     def of(cls, hit: Hit) -> HitOut:
         return cls(
-            chunk_id=hit.chunk_id, source=hit.source, text=hit.text, score=hit.score,
+            chunk_id=hit.chunk_id,
+            source=hit.source,
+            text=hit.text,
+            score=hit.score,
             metadata=hit.metadata,
         )
 

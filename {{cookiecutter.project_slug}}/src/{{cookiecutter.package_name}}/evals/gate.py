@@ -60,8 +60,7 @@ def load_thresholds(path: Path) -> tuple[int, dict[str, Threshold]]:
     for name, bounds in data.get("metrics", {}).items():
         if not isinstance(bounds, dict) or not set(bounds) <= {"min", "max"} or not bounds:
             raise BadRequestError(
-                f"Thresholds file {path}: [metrics.{name}] needs `min` and/or `max`, "
-                "e.g. min = 0.8"
+                f"Thresholds file {path}: [metrics.{name}] needs `min` and/or `max`, e.g. min = 0.8"
             )
         thresholds[name] = Threshold(bounds.get("min"), bounds.get("max"))
     return int(data.get("k", 5)), thresholds
@@ -139,8 +138,14 @@ def run_gate(
         bar = thresholds.get(name)
         verdict = "-" if bar is None else ("pass" if bar.passes(value) else "FAIL")
         print(f"{name:<22} {value:>9.3f}  {bar.describe() if bar else '':<16} {verdict}")
-        rows.append({"metric": name, "value": value,
-                     "threshold": asdict(bar) if bar else None, "result": verdict})
+        rows.append(
+            {
+                "metric": name,
+                "value": value,
+                "threshold": asdict(bar) if bar else None,
+                "result": verdict,
+            }
+        )
     failed = [row["metric"] for row in rows if row["result"] == "FAIL"]
 
     misses = [r for r in results if r.answerable and not r.scores.get(f"hit_at_{k}")]
@@ -155,8 +160,14 @@ def run_gate(
     report_path = report_dir / "report.json"
     report_path.write_text(
         json.dumps(
-            {"k": k, "questions": len(results), "summary": summary, "metrics": rows,
-             "go": not failed, "results": [asdict(r) for r in results]},
+            {
+                "k": k,
+                "questions": len(results),
+                "summary": summary,
+                "metrics": rows,
+                "go": not failed,
+                "results": [asdict(r) for r in results],
+            },
             indent=2,
         ),
         encoding="utf-8",

@@ -11,13 +11,44 @@ from bs4 import BeautifulSoup
 
 from ..domain import Document
 
-SUPPORTED_SUFFIXES = {".md": "markdown", ".markdown": "markdown", ".txt": "text", ".html": "html", ".htm": "html"}
+SUPPORTED_SUFFIXES = {
+    ".md": "markdown",
+    ".markdown": "markdown",
+    ".txt": "text",
+    ".html": "html",
+    ".htm": "html",
+}
 # Page furniture that is never content.
-_HTML_BOILERPLATE = ("script", "style", "noscript", "nav", "header", "footer", "aside", "form", "template", "svg")
-_HTML_BLOCKS = ("h1", "h2", "h3", "h4", "h5", "h6", "p", "li", "tr", "pre", "blockquote", "dt", "dd")
+_HTML_BOILERPLATE = (
+    "script",
+    "style",
+    "noscript",
+    "nav",
+    "header",
+    "footer",
+    "aside",
+    "form",
+    "template",
+    "svg",
+)
+_HTML_BLOCKS = (
+    "h1",
+    "h2",
+    "h3",
+    "h4",
+    "h5",
+    "h6",
+    "p",
+    "li",
+    "tr",
+    "pre",
+    "blockquote",
+    "dt",
+    "dd",
+)
 
 
-class SkippedFile(Exception):
+class SkippedFileError(Exception):
     """A file that cannot be ingested; the message is the reason shown in the report."""
 
 
@@ -38,11 +69,11 @@ def _title_from_name(path: Path) -> str:
 
 def _decode(raw: bytes) -> str:
     if b"\x00" in raw:
-        raise SkippedFile("contains NUL bytes: binary content behind a text file extension")
+        raise SkippedFileError("contains NUL bytes: binary content behind a text file extension")
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise SkippedFile(
+        raise SkippedFileError(
             f"is not valid UTF-8 (byte 0x{raw[exc.start]:02x} at offset {exc.start}); "
             "convert it to UTF-8 and ingest again"
         ) from exc
@@ -86,26 +117,28 @@ def html_to_markdown(html: str) -> tuple[str, str | None]:
 
 
 def load_document(path: Path, root: Path, max_bytes: int) -> Document:
-    """Read one file; raise SkippedFile with a reason a person can act on."""
+    """Read one file; raise SkippedFileError with a reason a person can act on."""
     source = path.relative_to(root).as_posix()
     suffix = path.suffix.lower()
     kind = SUPPORTED_SUFFIXES.get(suffix)
     if kind is None:
         supported = ", ".join(sorted(SUPPORTED_SUFFIXES))
-        raise SkippedFile(f"unsupported file type {suffix or '(none)'!r}; supported: {supported}")
+        raise SkippedFileError(
+            f"unsupported file type {suffix or '(none)'!r}; supported: {supported}"
+        )
     if path.is_symlink():
         target = path.resolve()
         if not target.is_relative_to(root.resolve()):
-            raise SkippedFile(f"is a symlink to {target}, outside the ingested folder")
+            raise SkippedFileError(f"is a symlink to {target}, outside the ingested folder")
     size = path.stat().st_size
     if size > max_bytes:
-        raise SkippedFile(
+        raise SkippedFileError(
             f"is {size:,} bytes, over the {max_bytes:,}-byte limit (RAG_MAX_FILE_BYTES)"
         )
     try:
         raw = path.read_bytes()
     except OSError as exc:
-        raise SkippedFile(f"cannot be read: {exc.strerror or exc}") from exc
+        raise SkippedFileError(f"cannot be read: {exc.strerror or exc}") from exc
     text = _decode(raw)
     title: str | None
     if kind == "html":
@@ -116,7 +149,7 @@ def load_document(path: Path, root: Path, max_bytes: int) -> Document:
         title = None
     text = text.replace("\r\n", "\n").strip()
     if not text:
-        raise SkippedFile("has no text (empty or whitespace only)")
+        raise SkippedFileError("has no text (empty or whitespace only)")
     return Document(
         source=source,
         text=text,

@@ -20,7 +20,7 @@ from ..embeddings import DenseEncoder, SparseEncoder
 from ..errors import BadRequestError
 from ..store import IndexedDocument, QdrantStore
 from .chunk import Chunker
-from .load import SkippedFile, discover, load_document
+from .load import SkippedFileError, discover, load_document
 
 Status = Literal["added", "updated", "unchanged", "deleted", "skipped"]
 STATUSES: tuple[Status, ...] = ("added", "updated", "unchanged", "deleted", "skipped")
@@ -57,8 +57,12 @@ class IngestReport:
 
     def to_json(self) -> str:
         return json.dumps(
-            {"corpus": self.corpus, "root": self.root, "counts": self.counts,
-             "files": [asdict(f) for f in self.files]},
+            {
+                "corpus": self.corpus,
+                "root": self.root,
+                "counts": self.counts,
+                "files": [asdict(f) for f in self.files],
+            },
             indent=2,
         )
 
@@ -103,8 +107,10 @@ class Ingestor:
                 span.set_attribute("db.collection.name", self._store.collection)
                 span.set_attribute("upsert.points", len(batch))
                 self._store.upsert(
-                    [Point(chunk=c, dense=d, sparse=s, corpus=corpus)
-                     for c, d, s in zip(batch, dense, sparse, strict=True)]
+                    [
+                        Point(chunk=c, dense=d, sparse=s, corpus=corpus)
+                        for c, d, s in zip(batch, dense, sparse, strict=True)
+                    ]
                 )
 
     def ingest(self, root: Path, corpus: str | None = None) -> IngestReport:
@@ -142,8 +148,10 @@ class Ingestor:
             try:
                 with self._tracer.start_as_current_span("parse"):
                     document = load_document(path, root, self._max_file_bytes)
-            except SkippedFile as exc:
-                reason = str(exc) + ("; the previously ingested version is kept" if previous else "")
+            except SkippedFileError as exc:
+                reason = str(exc) + (
+                    "; the previously ingested version is kept" if previous else ""
+                )
                 span.set_attribute("ingest.outcome", "skipped")
                 span.set_attribute("ingest.reason", reason)
                 return FileOutcome(source, "skipped", reason=reason)

@@ -1,0 +1,114 @@
+"""Shared fixtures: real encoders (loaded once), a real embedded store per test, in-memory spans."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from {{ cookiecutter.package_name }}.container import Services, build_services
+from {{ cookiecutter.package_name }}.embeddings import (
+    DenseEncoder,
+    SparseEncoder,
+    build_dense_encoder,
+    build_sparse_encoder,
+)
+from {{ cookiecutter.package_name }}.settings import Settings
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+SAMPLE_CORPUS = PROJECT_ROOT / "data" / "sample"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Tests see only the settings they set: no RAG_* variables, no .env, no network."""
+    import os
+
+    for name in list(os.environ):
+        if name.startswith(("RAG_", "OTEL_")):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture(scope="session")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("models")
+
+
+def make_settings(tmp_path: Path, model_dir: Path, **overrides: object) -> Settings:
+    values: dict[str, Any] = {
+        "data_dir": tmp_path / ".data",
+        "model_dir": model_dir,
+        "collection": "test",
+    }
+    values.update(overrides)
+    return Settings(_env_file=None, **values)
+
+
+@pytest.fixture
+def settings(tmp_path: Path, model_dir: Path) -> Settings:
+    return make_settings(tmp_path, model_dir)
+
+
+@pytest.fixture(scope="session")
+def dense(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> DenseEncoder:
+    return build_dense_encoder(make_settings(tmp_path_factory.mktemp("d"), model_dir))
+
+
+@pytest.fixture(scope="session")
+def sparse(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> SparseEncoder:
+    return build_sparse_encoder(make_settings(tmp_path_factory.mktemp("s"), model_dir))
+
+
+@pytest.fixture
+def spans() -> InMemorySpanExporter:
+    return InMemorySpanExporter()
+
+
+@pytest.fixture
+def services(
+    settings: Settings, dense: DenseEncoder, sparse: SparseEncoder, spans: InMemorySpanExporter
+) -> Iterator[Services]:
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(spans))
+    built = build_services(settings, tracer_provider=provider, dense=dense, sparse=sparse)
+    yield built
+    built.close()
+
+
+@pytest.fixture
+def corpus(tmp_path: Path) -> Path:
+    """A small folder of real documents in all three formats."""
+    root = tmp_path / "kb"
+    (root / "policies").mkdir(parents=True)
+    (root / "policies" / "passwords.md").write_text(
+        "# Password policy\n\n## Length\n\nPasswords must be at least 14 characters long.\n\n"
+        "## Rotation\n\nPasswords are rotated every 180 days or after a suspected leak.\n",
+        encoding="utf-8",
+    )
+    (root / "coffee.txt").write_text(
+        "The espresso machine on the third floor is descaled every Friday morning.\n\n"
+        "Oat milk is restocked on Mondays.\n",
+        encoding="utf-8",
+    )
+    (root / "holidays.html").write_text(
+        "<html><head><title>Public holidays</title><style>body{color:red}</style>"
+        "<script>trackVisitor('secret-tracking-code')</script></head><body>"
+        "<nav>Home | Intranet | Login</nav><main><h1>Public holidays</h1>"
+        "<p>The office is closed on King's Day, 27 April, every year.</p></main>"
+        "<footer>Copyright Example Corp</footer></body></html>",
+        encoding="utf-8",
+    )
+    return root
+
+
+def copy_sample_corpus(target: Path) -> Path:
+    shutil.copytree(SAMPLE_CORPUS, target)
+    return target

@@ -1,0 +1,84 @@
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from {{ cookiecutter.package_name }}.api import create_app
+from {{ cookiecutter.package_name }}.cli import main
+from {{ cookiecutter.package_name }}.settings import CONSOLE_SCRIPT
+
+
+@pytest.fixture
+def cli_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, model_dir: Path) -> Path:
+    monkeypatch.setenv("RAG_DATA_DIR", str(tmp_path / ".data"))
+    monkeypatch.setenv("RAG_MODEL_DIR", str(model_dir))
+    return tmp_path
+
+
+def test_ingest_prints_every_file_and_a_summary(
+    cli_env: Path, corpus: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (corpus / "broken.txt").write_bytes(b"\x00\x00")
+    report = cli_env / "report.json"
+    assert main(["ingest", str(corpus), "--report", str(report)]) == 0
+    out = capsys.readouterr().out
+    assert "added     policies/passwords.md" in out
+    assert "skipped   broken.txt" in out
+    assert "3 added, 0 updated, 0 unchanged, 0 deleted, 1 skipped" in out
+    assert json.loads(report.read_text())["counts"]["skipped"] == 1
+    assert main(["ingest", str(corpus)]) == 0
+    assert "(nothing changed)" in capsys.readouterr().out
+
+
+def test_ask_json_prints_exactly_what_the_api_returns(
+    cli_env: Path, corpus: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    question = "How long must a password be?"
+    main(["ingest", str(corpus)])
+    capsys.readouterr()
+    assert main(["ask", question, "--json"]) == 0
+    from_cli = json.loads(capsys.readouterr().out)
+    with TestClient(create_app()) as client:
+        from_api = client.post("/v1/query", json={"question": question}).json()
+    assert from_cli.pop("trace_id") != from_api.pop("trace_id")
+    assert from_cli == from_api
+
+
+def test_ask_prints_answer_citations_and_trace_id(
+    cli_env: Path, corpus: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    main(["ingest", str(corpus)])
+    assert main(["ask", "When is the office closed in April?"]) == 0
+    out = capsys.readouterr().out
+    assert "27 April" in out
+    assert "[1] holidays.html" in out
+    assert "trace id: " in out
+
+
+def test_bad_setting_is_one_line_naming_the_variable(
+    cli_env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("RAG_DEFAULT_TOP_K", "many")
+    assert main(["ask", "anything"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: RAG_DEFAULT_TOP_K:")
+    assert "Traceback" not in err
+
+
+def test_missing_folder_is_reported_without_a_traceback(
+    cli_env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["ingest", "does-not-exist"]) == 2
+    assert "error: Folder does-not-exist does not exist" in capsys.readouterr().err
+
+
+def test_console_script_is_installed_under_the_project_slug(cli_env: Path) -> None:
+    script = Path(sys.executable).parent / CONSOLE_SCRIPT
+    result = subprocess.run([str(script), "--help"], capture_output=True, text=True, check=True)
+    for command in ("ingest", "ask", "serve", "eval", "demo"):
+        assert command in result.stdout

@@ -1,0 +1,101 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from {{ cookiecutter.package_name }}.ingest.chunk import Chunker, chunk_id
+from {{ cookiecutter.package_name }}.ingest.load import SkippedFileError, discover, load_document
+
+LIMIT = 1_000_000
+
+
+def test_markdown_title_comes_from_its_first_heading(corpus: Path) -> None:
+    document = load_document(corpus / "policies" / "passwords.md", corpus, LIMIT)
+    assert document.title == "Password policy"
+    assert document.source == "policies/passwords.md"
+    assert document.format == "markdown"
+
+
+def test_html_keeps_visible_text_and_title_and_drops_page_furniture(corpus: Path) -> None:
+    document = load_document(corpus / "holidays.html", corpus, LIMIT)
+    assert document.title == "Public holidays"
+    assert "King's Day, 27 April" in document.text
+    assert "# Public holidays" in document.text  # headings survive as Markdown
+    for furniture in ("trackVisitor", "color:red", "Intranet", "Copyright"):
+        assert furniture not in document.text
+
+
+def test_text_file_title_comes_from_its_name(corpus: Path) -> None:
+    assert load_document(corpus / "coffee.txt", corpus, LIMIT).title == "Coffee"
+
+
+def test_utf8_with_bom_is_read_without_the_bom(tmp_path: Path) -> None:
+    (tmp_path / "bom.txt").write_bytes("\ufeffCafé opens at eight.".encode())
+    assert load_document(tmp_path / "bom.txt", tmp_path, LIMIT).text == "Café opens at eight."
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "reason"),
+    [
+        ("empty.md", b"", "no text"),
+        ("blank.txt", b"  \n\t\n", "no text"),
+        ("binary.txt", b"PK\x03\x04\x00\x00binary", "NUL bytes"),
+        ("latin1.txt", "Prix: 10 € et café".encode("cp1252"), "not valid UTF-8"),
+        ("slides.pptx", b"whatever", "unsupported file type '.pptx'"),
+    ],
+)
+def test_unreadable_files_are_skipped_with_a_reason(
+    tmp_path: Path, name: str, content: bytes, reason: str
+) -> None:
+    (tmp_path / name).write_bytes(content)
+    with pytest.raises(SkippedFileError, match=reason):
+        load_document(tmp_path / name, tmp_path, LIMIT)
+
+
+def test_file_over_the_size_limit_is_skipped(tmp_path: Path) -> None:
+    (tmp_path / "big.txt").write_text("word " * 100, encoding="utf-8")
+    with pytest.raises(SkippedFileError, match="over the 100-byte limit"):
+        load_document(tmp_path / "big.txt", tmp_path, 100)
+
+
+def test_symlink_out_of_the_ingested_folder_is_refused(tmp_path: Path) -> None:
+    outside = tmp_path / "outside.txt"
+    outside.write_text("Secrets outside the corpus.", encoding="utf-8")
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "link.txt").symlink_to(outside)
+    with pytest.raises(SkippedFileError, match="outside the ingested folder"):
+        load_document(root / "link.txt", root, LIMIT)
+
+
+def test_hidden_files_and_folders_are_not_documents(tmp_path: Path) -> None:
+    (tmp_path / ".git").mkdir()
+    (tmp_path / ".git" / "config").write_text("x", encoding="utf-8")
+    (tmp_path / ".DS_Store").write_bytes(b"\x00")
+    (tmp_path / "a.md").write_text("# A", encoding="utf-8")
+    assert [p.name for p in discover(tmp_path)] == ["a.md"]
+
+
+def test_chunks_carry_section_and_deterministic_ids(corpus: Path) -> None:
+    document = load_document(corpus / "policies" / "passwords.md", corpus, LIMIT)
+    chunker = Chunker(chunk_size=200, chunk_overlap=20)
+    first = chunker.chunk(document, "kb")
+    again = chunker.chunk(document, "kb")
+    assert [c.id for c in first] == [c.id for c in again]
+    assert [c.section for c in first] == ["Length", "Rotation"]
+    assert first[0].id == chunk_id("kb", "policies/passwords.md", 0, first[0].content_hash)
+    assert "14 characters" in first[0].text
+    assert first[0].embedding_text().startswith("Password policy > Length\n")
+    # The same document in another corpus gets other ids: corpora never overwrite each other.
+    assert chunker.chunk(document, "other")[0].id != first[0].id
+
+
+def test_long_sections_are_split_to_the_chunk_size(tmp_path: Path) -> None:
+    sentences = " ".join(f"Rule number {i} says the door must stay shut." for i in range(200))
+    (tmp_path / "rules.md").write_text(f"# Rules\n\n## Doors\n\n{sentences}\n", encoding="utf-8")
+    document = load_document(tmp_path / "rules.md", tmp_path, LIMIT)
+    chunks = Chunker(chunk_size=64, chunk_overlap=8).chunk(document, "kb")
+    assert len(chunks) > 10
+    assert all(len(c.text.split()) < 80 for c in chunks)
+    assert [c.index for c in chunks] == list(range(len(chunks)))

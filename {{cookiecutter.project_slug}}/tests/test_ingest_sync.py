@@ -1,0 +1,113 @@
+"""Sync semantics of ingestion against a real embedded store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from {{ cookiecutter.package_name }}.container import Services
+from {{ cookiecutter.package_name }}.domain import Query
+from {{ cookiecutter.package_name }}.errors import BadRequestError
+
+
+def sources_for(services: Services, question: str, k: int = 5) -> list[str]:
+    return [hit.source for hit in services.retriever.retrieve(Query(text=question, top_k=k))]
+
+
+def texts_for(services: Services, question: str, k: int = 10) -> str:
+    return " ".join(hit.text for hit in services.retriever.retrieve(Query(question, k)))
+
+
+def test_ingested_documents_are_retrievable(services: Services, corpus: Path) -> None:
+    report = services.ingestor.ingest(corpus)
+    assert report.counts == {"added": 3, "updated": 0, "unchanged": 0, "deleted": 0, "skipped": 0}
+    assert sources_for(services, "How long must a password be?")[0] == "policies/passwords.md"
+    assert sources_for(services, "When is the office closed in April?")[0] == "holidays.html"
+
+
+def test_reingesting_unchanged_files_changes_nothing(services: Services, corpus: Path) -> None:
+    services.ingestor.ingest(corpus)
+    points = services.store.count()
+    report = services.ingestor.ingest(corpus)
+    assert report.counts["unchanged"] == 3
+    assert not report.changed
+    assert "nothing changed" in report.summary()
+    assert services.store.count() == points
+
+
+def test_changed_file_replaces_its_chunks(services: Services, corpus: Path) -> None:
+    services.ingestor.ingest(corpus)
+    (corpus / "coffee.txt").write_text(
+        "The espresso machine is now descaled every Wednesday evening.\n", encoding="utf-8"
+    )
+    report = services.ingestor.ingest(corpus)
+    assert report.counts["updated"] == 1
+    assert report.counts["unchanged"] == 2
+    text = texts_for(services, "When is the espresso machine descaled?")
+    assert "Wednesday evening" in text
+    assert "Friday morning" not in text
+    assert "Oat milk" not in text
+
+
+def test_deleted_document_is_no_longer_retrievable(services: Services, corpus: Path) -> None:
+    services.ingestor.ingest(corpus)
+    (corpus / "holidays.html").unlink()
+    report = services.ingestor.ingest(corpus)
+    assert report.counts["deleted"] == 1
+    assert "holidays.html" not in sources_for(services, "When is the office closed?", k=10)
+    assert "holidays.html" not in services.store.indexed_documents()
+
+
+def test_bad_file_is_reported_and_the_good_ones_still_land(
+    services: Services, corpus: Path
+) -> None:
+    (corpus / "broken.txt").write_bytes(b"\x00\x01\x02 not text")
+    (corpus / "notes.pdf").write_bytes(b"%PDF-1.4")
+    report = services.ingestor.ingest(corpus)
+    skipped = {f.source: f.reason for f in report.files if f.status == "skipped"}
+    assert set(skipped) == {"broken.txt", "notes.pdf"}
+    assert "NUL bytes" in skipped["broken.txt"]
+    assert report.counts["added"] == 3
+    assert sources_for(services, "How long must a password be?")[0] == "policies/passwords.md"
+
+
+def test_file_that_becomes_unreadable_keeps_its_previous_version(
+    services: Services, corpus: Path
+) -> None:
+    services.ingestor.ingest(corpus)
+    (corpus / "coffee.txt").write_bytes(b"\xff\xfe\x00garbage")
+    report = services.ingestor.ingest(corpus)
+    outcome = next(f for f in report.files if f.source == "coffee.txt")
+    assert outcome.status == "skipped"
+    assert "previously ingested version is kept" in outcome.reason
+    assert "Friday morning" in texts_for(services, "When is the espresso machine descaled?")
+
+
+def test_another_corpus_does_not_delete_this_one(
+    services: Services, corpus: Path, tmp_path: Path
+) -> None:
+    services.ingestor.ingest(corpus)
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "parking.md").write_text("# Parking\n\nBikes park in the basement.", encoding="utf-8")
+    report = services.ingestor.ingest(other)
+    assert report.counts["deleted"] == 0
+    assert {"coffee.txt", "parking.md"} <= set(services.store.indexed_documents())
+
+
+def test_missing_folder_is_a_clear_error(services: Services, tmp_path: Path) -> None:
+    with pytest.raises(BadRequestError, match="does not exist"):
+        services.ingestor.ingest(tmp_path / "nope")
+
+
+def test_ingestion_is_traced_per_file_and_batch(
+    services: Services, corpus: Path, spans: InMemorySpanExporter
+) -> None:
+    services.ingestor.ingest(corpus)
+    names = [span.name for span in spans.get_finished_spans()]
+    assert names.count("ingest.file") == 3
+    assert "ingest" in names
+    assert "upsert" in names
+    assert any(name.startswith("embeddings ") for name in names)

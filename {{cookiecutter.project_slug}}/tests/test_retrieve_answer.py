@@ -1,0 +1,77 @@
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from {{ cookiecutter.package_name }}.answer import REFUSAL
+from {{ cookiecutter.package_name }}.answer.extractive import split_sentences
+from {{ cookiecutter.package_name }}.container import Services
+from {{ cookiecutter.package_name }}.domain import Query
+
+
+def test_top_k_limits_the_hits(services: Services, corpus: Path) -> None:
+    services.ingestor.ingest(corpus)
+    assert len(services.retriever.retrieve(Query(text="office", top_k=2))) == 2
+
+
+def test_source_filter_is_applied_in_the_engine(services: Services, corpus: Path) -> None:
+    services.ingestor.ingest(corpus)
+    hits = services.retriever.retrieve(
+        Query(text="How long must a password be?", top_k=5, sources=["coffee.txt"])
+    )
+    assert hits
+    assert {hit.source for hit in hits} == {"coffee.txt"}
+
+
+def test_retrieval_span_carries_genai_attributes(
+    services: Services, corpus: Path, spans: InMemorySpanExporter
+) -> None:
+    services.ingestor.ingest(corpus)
+    spans.clear()
+    hits = services.retriever.retrieve(Query(text="password rotation", top_k=2))
+    span = next(s for s in spans.get_finished_spans() if s.name == "retrieval test")
+    attributes = dict(span.attributes or {})
+    assert attributes["gen_ai.operation.name"] == "retrieval"
+    assert attributes["gen_ai.data_source.id"] == "test"
+    assert attributes["gen_ai.request.top_k"] == 2
+    assert hits[0].chunk_id in str(attributes["gen_ai.retrieval.documents"])
+
+
+def test_answer_quotes_the_evidence_and_cites_it(services: Services, corpus: Path) -> None:
+    services.ingestor.ingest(corpus)
+    question = "How many characters must a password have?"
+    answer = services.answerer.answer(question, services.retriever.retrieve(Query(question, 5)))
+    assert not answer.refused
+    assert "at least 14 characters" in answer.text
+    numbers = {int(n) for n in re.findall(r"\[(\d+)\]", answer.text)}
+    assert numbers == set(range(1, len(answer.citations) + 1))
+    first = answer.citations[0]
+    assert first.source == "policies/passwords.md"
+    assert "14 characters" in first.text
+
+
+def test_question_the_documents_cannot_answer_is_refused(services: Services, corpus: Path) -> None:
+    services.ingestor.ingest(corpus)
+    question = "What was the revenue of the company in 2019?"
+    answer = services.answerer.answer(question, services.retriever.retrieve(Query(question, 5)))
+    assert answer.refused
+    assert answer.text == REFUSAL
+    assert answer.citations == []
+
+
+def test_no_hits_means_refusal(services: Services) -> None:
+    assert services.answerer.answer("Anything at all?", []).refused
+
+
+def test_sentences_skip_headings_and_table_rules() -> None:
+    text = (
+        "## Limits\n| a | b |\n|---|---|\n| Paris | 190 EUR per night |\n"
+        "- Keep receipts for ten years. Submit them monthly."
+    )
+    assert split_sentences(text) == [
+        "| Paris | 190 EUR per night |",
+        "Keep receipts for ten years.",
+        "Submit them monthly.",
+    ]
