@@ -1,10 +1,14 @@
 from __future__ import annotations
 
 import json
+import os
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 
@@ -82,3 +86,50 @@ def test_console_script_is_installed_under_the_project_slug(cli_env: Path) -> No
     result = subprocess.run([str(script), "--help"], capture_output=True, text=True, check=True)
     for command in ("ingest", "ask", "serve", "eval", "demo"):
         assert command in result.stdout
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.mark.slow
+def test_serve_answers_over_http_and_holds_the_store(
+    cli_env: Path, corpus: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["ingest", str(corpus)]) == 0
+    port = free_port()
+    script = Path(sys.executable).parent / CONSOLE_SCRIPT
+    server = subprocess.Popen(
+        [str(script), "serve", "--port", str(port)],
+        env=os.environ.copy(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert server.poll() is None, server.stderr.read() if server.stderr else ""
+            assert time.monotonic() < deadline, "serve did not become ready"
+            time.sleep(0.2)
+        response = httpx.post(f"{base}/v1/query", json={"question": "How long must a password be?"})
+        assert response.status_code == 200
+        assert "14 characters" in response.json()["answer"]
+        assert response.headers["X-Trace-Id"] == response.json()["trace_id"]
+
+        capsys.readouterr()
+        assert main(["ingest", str(corpus)]) == 2
+        err = capsys.readouterr().err
+        assert f"in use by process {server.pid}" in err
+        assert "serve" in err
+    finally:
+        server.terminate()
+        server.wait(timeout=30)

@@ -153,3 +153,16 @@ def test_service_runs_end_to_end_on_an_openai_compatible_endpoint(
         assert info.config.metadata["dense_dimensions"] == DIMENSIONS
     finally:
         services.close()
+
+
+def test_hub_model_on_an_offline_machine_fails_with_the_fix(
+    tmp_path: Path, model_dir: Path
+) -> None:
+    settings = make_settings(
+        tmp_path,
+        model_dir,
+        embedding_provider="fastembed",
+        embedding_model="BAAI/bge-small-en-v1.5",
+    )
+    with pytest.raises(EmbeddingError, match="RAG_EMBEDDING_PROVIDER=local"):
+        embeddings.build_dense_encoder(settings)

@@ -7,6 +7,8 @@ RAG_OTLP_ENDPOINT is unset.
 
 from __future__ import annotations
 
+import sys
+
 from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
@@ -19,7 +21,8 @@ def build_tracer_provider(settings: Settings) -> TracerProvider:
     provider = TracerProvider(resource=Resource.create({"service.name": settings.service_name}))
     exporter: SpanExporter | None = None
     if settings.trace_exporter == "console":
-        exporter = ConsoleSpanExporter()
+        # stderr: stdout belongs to command output such as `ask --json`.
+        exporter = ConsoleSpanExporter(out=sys.stderr)
     elif settings.trace_exporter == "otlp":
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 

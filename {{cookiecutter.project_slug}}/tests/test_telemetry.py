@@ -1,0 +1,103 @@
+"""Spans leave the process: OTLP over HTTP to a receiver on loopback, or the console."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import ClassVar
+
+import pytest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+from {{ cookiecutter.package_name }}.cli import main
+from {{ cookiecutter.package_name }}.container import build_services
+from {{ cookiecutter.package_name }}.domain import Query
+from {{ cookiecutter.package_name }}.embeddings import DenseEncoder, SparseEncoder
+
+from .conftest import make_settings
+
+
+class OtlpReceiver(BaseHTTPRequestHandler):
+    exports: ClassVar[list[ExportTraceServiceRequest]] = []
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        if self.path == "/v1/traces":
+            request = ExportTraceServiceRequest()
+            request.ParseFromString(body)
+            self.exports.append(request)
+        self.send_response(200)
+        self.send_header("Content-Type", "application/x-protobuf")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def otlp_endpoint() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), OtlpReceiver)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    OtlpReceiver.exports = []
+    yield f"http://127.0.0.1:{server.server_address[1]}/v1/traces"
+    server.shutdown()
+    server.server_close()
+
+
+def test_spans_are_exported_over_otlp_http(
+    otlp_endpoint: str,
+    tmp_path: Path,
+    model_dir: Path,
+    corpus: Path,
+    dense: DenseEncoder,
+    sparse: SparseEncoder,
+) -> None:
+    settings = make_settings(
+        tmp_path,
+        model_dir,
+        trace_exporter="otlp",
+        otlp_endpoint=otlp_endpoint,
+        service_name="otlp-test",
+    )
+    services = build_services(settings, dense=dense, sparse=sparse)
+    services.ingestor.ingest(corpus)
+    services.retriever.retrieve(Query(text="password length", top_k=2))
+    services.close()  # flushes the batch processor
+
+    spans = {
+        span.name: span
+        for export in OtlpReceiver.exports
+        for resource_spans in export.resource_spans
+        for scope in resource_spans.scope_spans
+        for span in scope.spans
+    }
+    assert {"ingest", "ingest.file", "upsert", "retrieval test"} <= set(spans)
+    resource = OtlpReceiver.exports[0].resource_spans[0].resource
+    names = {a.key: a.value.string_value for a in resource.attributes}
+    assert names["service.name"] == "otlp-test"
+    retrieval = {a.key: a for a in spans["retrieval test"].attributes}
+    assert retrieval["gen_ai.operation.name"].value.string_value == "retrieval"
+
+
+def test_console_exporter_writes_to_stderr_and_keeps_json_on_stdout(
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    model_dir: Path,
+    corpus: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("RAG_DATA_DIR", str(tmp_path / ".data"))
+    monkeypatch.setenv("RAG_MODEL_DIR", str(model_dir))
+    monkeypatch.setenv("RAG_TRACE_EXPORTER", "console")
+    main(["ingest", str(corpus)])
+    capsys.readouterr()
+    assert main(["ask", "How long must a password be?", "--json"]) == 0
+    captured = capsys.readouterr()
+    body = json.loads(captured.out)
+    assert body["trace_id"] in captured.err.replace("0x", "")
+    assert '"name": "retrieval test"' not in captured.out
+    assert "retrieval " in captured.err
