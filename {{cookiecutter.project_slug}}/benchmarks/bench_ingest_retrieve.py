@@ -49,11 +49,11 @@ class RawPipeline:
 
     def __init__(self, settings: Settings, workdir: Path) -> None:
         self.dense = TextEmbedding(
-            LOCAL_MODEL_ID, specific_model_path=str(settings.model_dir / "all-minilm-l6-v2-int8")
+            LOCAL_MODEL_ID, specific_model_path=str(settings.models_path / "all-minilm-l6-v2-int8")
         )
         self.sparse = SparseTextEmbedding(
             "Qdrant/bm25",
-            specific_model_path=str(settings.model_dir / "bm25"),
+            specific_model_path=str(settings.models_path / "bm25"),
             stopwords=_english_stopwords(),
         )
         self.client = QdrantClient(path=str(workdir / "raw-qdrant"))

@@ -133,3 +133,27 @@ def test_serve_answers_over_http_and_holds_the_store(
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def test_demo_uses_its_own_collection(
+    cli_env: Path, corpus: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("RAG_EVAL_CORPUS", str(corpus))
+    assert main(["demo"]) == 0
+    out = capsys.readouterr().out
+    assert "Demo collection: {{ cookiecutter.package_name }}_demo" in out
+    assert out.count("trace id: ") == 3
+    assert main(["ask", "How long must a password be?", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["citations"] == []  # serving collection untouched
+
+
+@pytest.mark.filterwarnings("ignore:Failed to obtain server version")
+def test_unreachable_qdrant_server_is_one_actionable_line(
+    cli_env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("RAG_QDRANT_URL", "http://127.0.0.1:9")
+    assert main(["ask", "anything"]) == 2
+    err = capsys.readouterr().err
+    assert "Qdrant at http://127.0.0.1:9 is unreachable" in err
+    assert "RAG_QDRANT_URL" in err
+    assert "Traceback" not in err

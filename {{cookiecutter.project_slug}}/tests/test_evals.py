@@ -54,7 +54,7 @@ def test_retrieval_metrics() -> None:
 
 def test_refusal_accuracy_counts_both_directions() -> None:
     def result(answerable: bool, refused: bool) -> QuestionResult:
-        return QuestionResult("q", "q", answerable, refused, "", [], [], {"mrr": 1.0})
+        return QuestionResult("q", "q", answerable, refused, "", [], [], scores={"mrr": 1.0})
 
     summary = summarise(
         [result(True, False), result(True, True), result(False, True), result(False, False)], 5

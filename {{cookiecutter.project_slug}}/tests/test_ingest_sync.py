@@ -10,6 +10,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from {{ cookiecutter.package_name }}.container import Services
 from {{ cookiecutter.package_name }}.domain import Query
 from {{ cookiecutter.package_name }}.errors import BadRequestError
+from {{ cookiecutter.package_name }}.ingest.chunk import Chunker
+from {{ cookiecutter.package_name }}.ingest.load import load_document
 
 
 def sources_for(services: Services, question: str, k: int = 5) -> list[str]:
@@ -111,3 +113,47 @@ def test_ingestion_is_traced_per_file_and_batch(
     assert "ingest" in names
     assert "upsert" in names
     assert any(name.startswith("embeddings ") for name in names)
+
+
+def test_update_interrupted_before_old_chunks_were_deleted_is_repaired(
+    services: Services, corpus: Path, tmp_path: Path
+) -> None:
+    services.ingestor.ingest(corpus)
+    (corpus / "coffee.txt").write_text("The machine is descaled on Wednesdays.\n", "utf-8")
+    # Crash simulation: the new version's chunks are written, the old ones never deleted.
+    document = load_document(corpus / "coffee.txt", corpus, 10_000)
+    services.ingestor.write_chunks(services.ingestor.chunker.chunk(document, "kb"), "kb")
+    assert len(services.store.indexed_documents()["coffee.txt"].stored) == 2
+
+    report = services.ingestor.ingest(corpus)
+    outcome = next(f for f in report.files if f.source == "coffee.txt")
+    assert (outcome.status, outcome.reason) == ("updated", "repaired an interrupted ingest")
+    assert "Friday morning" not in texts_for(services, "When is the machine descaled?")
+    assert services.ingestor.ingest(corpus).counts["unchanged"] == 3
+
+
+def test_document_interrupted_halfway_through_its_chunks_is_written_again(
+    services: Services, corpus: Path, tmp_path: Path
+) -> None:
+    long_text = "\n\n".join(
+        f"## Part {i}\n\n" + " ".join(f"Step {i}.{j} turns valve {j}." for j in range(40))
+        for i in range(6)
+    )
+    (corpus / "manual.md").write_text(f"# Manual\n\n{long_text}\n", "utf-8")
+    document = load_document(corpus / "manual.md", corpus, 1_000_000)
+    chunks = services.ingestor.chunker.chunk(document, "kb")
+    assert len(chunks) > 4
+    services.ingestor.write_chunks(chunks[:2], "kb")  # crash after two chunks
+
+    report = services.ingestor.ingest(corpus)
+    outcome = next(f for f in report.files if f.source == "manual.md")
+    assert outcome.status == "updated"
+    assert services.store.indexed_documents()["manual.md"].chunks == len(chunks)
+
+
+def test_changed_chunk_settings_rechunk_every_document(services: Services, corpus: Path) -> None:
+    services.ingestor.ingest(corpus)
+    services.ingestor.chunker = Chunker(chunk_size=64, chunk_overlap=8)
+    report = services.ingestor.ingest(corpus)
+    assert report.counts["updated"] == 3
+    assert services.ingestor.ingest(corpus).counts["unchanged"] == 3

@@ -53,6 +53,12 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _side_collection(settings: Settings, purpose: str) -> Settings:
+    """Demo and eval data live in their own collection, never mixed into what `serve` answers
+    from, and the eval measures exactly the corpus its golden set is about."""
+    return settings.model_copy(update={"collection": f"{settings.collection}_{purpose}"})
+
+
 def _answer(
     services: Services, question: str, top_k: int | None, sources: list[str] | None
 ) -> QueryResponse:
@@ -92,7 +98,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
 
         golden = args.golden or settings.eval_golden_set
         thresholds = args.thresholds or settings.eval_thresholds
-        services = build_services(settings)
+        services = build_services(_side_collection(settings, "eval"))
         try:
             return run_gate(
                 services, golden, thresholds, settings.eval_corpus, settings.eval_report_dir
@@ -100,6 +106,8 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         finally:
             services.close()
 
+    if args.command == "demo":
+        settings = _side_collection(settings, "demo")
     services = build_services(settings)
     try:
         if args.command == "ingest":
@@ -120,6 +128,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
                 _print_answer(args.question, response)
             return 0
         if args.command == "demo":
+            print(f"Demo collection: {settings.collection}")
             print(services.ingestor.ingest(settings.eval_corpus).summary(), end="\n\n")
             for question in DEMO_QUESTIONS:
                 _print_answer(question, _answer(services, question, None, None))

@@ -33,6 +33,7 @@ class Chunk:
     section: str
     content_hash: str
     doc_hash: str
+    doc_chunks: int  # chunks in this version of the document: tells complete from partial
 
     def embedding_text(self) -> str:
         """What gets embedded: the title and section give a short chunk its context."""

