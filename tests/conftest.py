@@ -1,0 +1,217 @@
+"""Render the template the way users do and hand the results to the tests.
+
+Scenarios come from cookiecutter.json: every combination of its choice options
+(itertools.product), each rendered with the default answers and with a second answer set
+that changes every name and puts quotes and backslashes into the free-text answers.
+Renders are cached per session; a render takes well under a second.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib.util
+import itertools
+import json
+import os
+import subprocess
+import sys
+import warnings
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+TEMPLATE_PROJECT = REPO / "{{cookiecutter.project_slug}}"
+CONFIG: dict[str, Any] = json.loads((REPO / "cookiecutter.json").read_text(encoding="utf-8"))
+# Choice options are the lists in cookiecutter.json (private `_` keys are not questions).
+CHOICES: dict[str, list[str]] = {
+    key: value
+    for key, value in CONFIG.items()
+    if isinstance(value, list) and not key.startswith("_")
+}
+
+DEFAULT_ANSWERS: dict[str, str] = {}
+# Every name differs from the default and the free text carries quotes, a backslash and
+# markup, which must survive into TOML, Python and YAML files unchanged.
+OTHER_ANSWERS: dict[str, str] = {
+    "project_name": 'Globex "Knowledge" Desk',
+    "project_slug": "globex-kb",
+    "package_name": "globex_kb",
+    "description": 'Answers "what\'s our policy?" with citations \\ sources </script>',
+    "author_name": 'Dana O\'Neil "DJ" \\ Smith',
+    "author_email": "dana.o'neil@globex.example",
+}
+ANSWER_SETS = {"default": DEFAULT_ANSWERS, "other": OTHER_ANSWERS}
+
+
+def choice_combinations() -> list[dict[str, str]]:
+    keys = sorted(CHOICES)
+    return [dict(zip(keys, values, strict=True)) for values in itertools.product(*CHOICES.values())]
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    answers: Mapping[str, str]
+
+    @property
+    def id(self) -> str:
+        choices = "-".join(f"py{v}" if k == "python_version" else v for k, v in self.choices)
+        return f"{self.name}-{choices}"
+
+    @property
+    def choices(self) -> list[tuple[str, str]]:
+        return [(key, self.answers[key]) for key in sorted(CHOICES)]
+
+
+SCENARIOS = [
+    Scenario(name, {**answers, **combination})
+    for name, answers in ANSWER_SETS.items()
+    for combination in choice_combinations()
+]
+
+
+def effective_answers(overrides: Mapping[str, str]) -> dict[str, Any]:
+    """The answers cookiecutter will use, derived values included (as with --no-input)."""
+    from cookiecutter.generate import generate_context
+    from cookiecutter.prompt import prompt_for_config
+
+    context = generate_context(
+        context_file=str(REPO / "cookiecutter.json"), extra_context=dict(overrides)
+    )
+    answers: dict[str, Any] = prompt_for_config(context, no_input=True)
+    return answers
+
+
+@dataclass(frozen=True)
+class Rendered:
+    path: Path
+    answers: dict[str, Any]
+
+    @property
+    def package(self) -> str:
+        return str(self.answers["package_name"])
+
+    @property
+    def slug(self) -> str:
+        return str(self.answers["project_slug"])
+
+    @property
+    def python_version(self) -> str:
+        return str(self.answers["python_version"])
+
+
+def render(overrides: Mapping[str, str], output_dir: Path) -> Rendered:
+    """Render like `cookiecutter --no-input` (hooks included) through the Python API."""
+    from cookiecutter.main import cookiecutter
+
+    project = cookiecutter(
+        str(REPO), no_input=True, output_dir=str(output_dir), extra_context=dict(overrides)
+    )
+    return Rendered(Path(project), effective_answers(overrides))
+
+
+def cookiecutter_cli(
+    output_dir: Path, answers: Mapping[str, str]
+) -> subprocess.CompletedProcess[str]:
+    """Run the real command line, to see exit codes and messages as a user does."""
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "cookiecutter",
+            "--no-input",
+            "--output-dir",
+            str(output_dir),
+            str(REPO),
+            *(f"{key}={value}" for key, value in answers.items()),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def load_hook(name: str) -> ModuleType:
+    """Import an unrendered hook: its Jinja lives only in strings that main() reads."""
+    spec = importlib.util.spec_from_file_location(name, REPO / "hooks" / f"{name}.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session", autouse=True)
+def isolated_cookiecutter_config(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Ignore the user's ~/.cookiecutterrc (it could change the default answers) and keep
+    replay files out of their home. Cookiecutter's API and CLI both read COOKIECUTTER_CONFIG."""
+    root = tmp_path_factory.mktemp("cookiecutter-config")
+    config = root / "config.yaml"
+    config.write_text(
+        f"cookiecutters_dir: {json.dumps(str(root / 'templates'))}\n"
+        f"replay_dir: {json.dumps(str(root / 'replay'))}\n",
+        encoding="utf-8",
+    )
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("COOKIECUTTER_CONFIG", str(config))
+        yield
+
+
+@pytest.fixture(scope="session")
+def render_cached(tmp_path_factory: pytest.TempPathFactory) -> Callable[[Scenario], Rendered]:
+    cache: dict[str, Rendered] = {}
+
+    def _render(scenario: Scenario) -> Rendered:
+        if scenario.id not in cache:
+            cache[scenario.id] = render(scenario.answers, tmp_path_factory.mktemp(scenario.id))
+        return cache[scenario.id]
+
+    return _render
+
+
+@pytest.fixture(scope="session", params=SCENARIOS, ids=[s.id for s in SCENARIOS])
+def rendered(
+    request: pytest.FixtureRequest, render_cached: Callable[[Scenario], Rendered]
+) -> Rendered:
+    scenario: Scenario = request.param
+    return render_cached(scenario)
+
+
+def text_files(root: Path) -> Iterator[tuple[Path, str]]:
+    """Every UTF-8 text file under root (binary files are skipped)."""
+    for path in sorted(root.rglob("*")):
+        if not path.is_file():
+            continue
+        data = path.read_bytes()
+        if b"\0" in data:
+            continue
+        try:
+            yield path, data.decode("utf-8")
+        except UnicodeDecodeError:
+            continue
+
+
+def parse_python(text: str, filename: str) -> None:
+    """ast.parse, with warnings (e.g. an invalid escape from a backslash answer) as errors."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ast.parse(text, filename=filename)
+
+
+def command_env(**overrides: str) -> dict[str, str]:
+    """Environment for commands run inside a rendered project.
+
+    The parent `uv run` exports VIRTUAL_ENV for the template tooling; the rendered project
+    must use its own. UV_CACHE_DIR is passed through when set, else uv's default user cache
+    is shared by every render (an install is about 1 GB; never a per-test cache).
+    """
+    env = {key: value for key, value in os.environ.items() if key != "VIRTUAL_ENV"}
+    env.update(UV_PYTHON_DOWNLOADS="never", UV_NO_PROGRESS="1", NO_COLOR="1")
+    env.update(overrides)
+    return env

@@ -1,0 +1,172 @@
+"""The hooks' rules, called directly (no rendering): fast and precise about each message."""
+
+from __future__ import annotations
+
+import ast
+import itertools
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import CHOICES, CONFIG, effective_answers, load_hook
+
+pre_gen = load_hook("pre_gen_project")
+post_gen = load_hook("post_gen_project")
+
+VALID = effective_answers({})
+
+
+def problems_for(**changes: str) -> list[str]:
+    return list(pre_gen.problems({**VALID, **changes}))
+
+
+def test_default_answers_are_valid() -> None:
+    assert problems_for() == []
+
+
+def test_defaults_derive_slug_and_package_from_the_project_name() -> None:
+    assert (VALID["project_slug"], VALID["package_name"]) == ("acme-rag-pilot", "acme_rag_pilot")
+
+
+def test_hook_knows_exactly_the_python_versions_cookiecutter_offers() -> None:
+    assert list(pre_gen.SUPPORTED_PYTHONS) == CONFIG["python_version"]
+
+
+@pytest.mark.parametrize(
+    ("answer", "value", "reason"),
+    [
+        ("package_name", "json", "standard-library"),
+        ("package_name", "asyncore", "standard-library"),  # gone in 3.12, present in 3.11
+        ("package_name", "qdrant_client", "imports"),
+        ("package_name", "llama_index", "imports"),
+        ("package_name", "tests", "folder"),
+        ("package_name", "class", "keyword"),
+        ("package_name", "My Package", "identifier"),
+        ("package_name", "MyPackage", "identifier"),
+        ("package_name", "my-package", "identifier"),
+        ("package_name", "_private", "lowercase letter"),
+        ("package_name", "9lives", "identifier"),
+        ("package_name", "café", "identifier"),
+        ("project_slug", "my/app", "path separator"),
+        ("project_slug", "my\\app", "path separator"),
+        ("project_slug", "../app", "path separator"),
+        ("project_slug", "my app", "whitespace"),
+        ("project_slug", "My-App", "distribution name"),
+        ("project_slug", "my_app", "distribution name"),
+        ("project_slug", "my--app", "distribution name"),
+        ("project_slug", "-app", "distribution name"),
+        ("author_email", "dana.example.com", "email"),
+        ("author_email", "@example.com", "email"),
+        ("author_email", "dana@", "email"),
+        ("author_email", "dana smith@example.com", "email"),
+        ("author_email", "dana@example.com\nBcc: x@y.z", "several lines"),
+        ("project_name", "", "empty"),
+        ("project_name", "   ", "empty"),
+        ("project_name", "Acme\nPilot", "several lines"),
+        ("description", "line one\nline two", "several lines"),
+        ("description", "tab\x00nul", "control"),
+        ("author_name", "Dana\r\nSmith", "several lines"),
+        ("author_name", "Dana \U0001f680", "Basic Multilingual Plane"),
+        ("python_version", "3.10", "not one of"),
+    ],
+)
+def test_bad_answer_is_named_with_reason_and_valid_example(
+    answer: str, value: str, reason: str
+) -> None:
+    found = problems_for(**{answer: value})
+    assert len(found) == 1, found
+    message = found[0]
+    assert message.startswith(f"{answer}={value!r} ")
+    assert reason in message
+    assert "\n" not in message, "one line per problem"
+    example = message.rsplit("Example of a valid value: ", 1)[1]
+    # The example offered must itself pass the rule it illustrates.
+    assert problems_for(**{answer: ast.literal_eval(example)}) == []
+
+
+def test_every_bad_answer_gets_its_own_line() -> None:
+    found = problems_for(package_name="json", author_email="nope", description="a\nb")
+    assert [line.split("=", 1)[0] for line in found] == [
+        "description",
+        "package_name",
+        "author_email",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("slug", "suggestion"),
+    [("My App", "my-app"), ("my/app", "my-app"), ("Acme_RAG", "acme-rag")],
+)
+def test_slug_suggestion_is_the_normalized_answer(slug: str, suggestion: str) -> None:
+    [message] = problems_for(project_slug=slug)
+    assert message.endswith(f"Example of a valid value: {suggestion!r}")
+
+
+# Free text may hold anything printable on one line; product() covers each field x value.
+PRINTABLE_HOSTILE = ['"', "'", "\\", '"""', "</script>", "{}", "$(rm -rf /)", "Zoë Ærø", "ä" * 300]
+
+
+@pytest.mark.parametrize(
+    ("answer", "value"),
+    list(itertools.product(["project_name", "description", "author_name"], PRINTABLE_HOSTILE)),
+)
+def test_printable_one_line_free_text_is_accepted(answer: str, value: str) -> None:
+    assert problems_for(**{answer: value}) == []
+
+
+# --- post-gen: the manifest -------------------------------------------------------------
+
+
+def make_tree(root: Path, *files: str) -> None:
+    for name in files:
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(name, encoding="utf-8")
+
+
+@pytest.mark.parametrize("version", CHOICES["python_version"])
+def test_shipped_manifest_moves_the_chosen_lock_and_removes_the_rest(
+    tmp_path: Path, version: str
+) -> None:
+    locks = [f".locks/py{v}.uv.lock" for v in CHOICES["python_version"]]
+    make_tree(tmp_path, "pyproject.toml", *locks)
+    post_gen.apply_manifest(tmp_path, CONFIG["_manifest"], {"python_version": version})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pyproject.toml", "uv.lock"]
+    assert (tmp_path / "uv.lock").read_text(encoding="utf-8") == f".locks/py{version}.uv.lock"
+
+
+def test_remove_when_deletes_only_for_the_matching_answer(tmp_path: Path) -> None:
+    manifest: dict[str, Any] = {"remove_when": {"docker": {"no": ["Dockerfile", "deploy"]}}}
+    make_tree(tmp_path, "Dockerfile", "deploy/compose.yaml", "keep.txt")
+    post_gen.apply_manifest(tmp_path, manifest, {"docker": "yes"})
+    assert (tmp_path / "Dockerfile").exists()
+    post_gen.apply_manifest(tmp_path, manifest, {"docker": "no"})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.txt"]
+
+
+@pytest.mark.parametrize(
+    ("manifest", "answers", "error"),
+    [
+        (
+            {"select": {"uv.lock": ".locks/py{python_version}.uv.lock"}},
+            {"python_version": "3.9"},
+            "not in the template",
+        ),
+        ({"select": {"uv.lock": ".locks/{nope}.lock"}}, {}, "unknown answer"),
+        ({"remove": ["missing"]}, {}, "does not exist"),
+        ({"remove": ["../outside"]}, {}, "inside the project"),
+        ({"remove": ["/etc"]}, {}, "inside the project"),
+        ({"remove_when": {"nope": {"x": ["a"]}}}, {}, "unknown answer"),
+    ],
+)
+def test_manifest_drift_is_an_error_not_a_silent_skip(
+    tmp_path: Path, manifest: dict[str, Any], answers: dict[str, str], error: str
+) -> None:
+    with pytest.raises(post_gen.ManifestError, match=error):
+        post_gen.apply_manifest(tmp_path, manifest, answers)
+
+
+def test_next_steps_name_the_project_folder_and_the_make_targets() -> None:
+    text = post_gen.next_steps({"project_slug": "globex-kb", "python_version": "3.12"})
+    assert "cd globex-kb" in text
+    for target in ("make setup", "make demo", "make test"):
+        assert target in text

@@ -1,0 +1,233 @@
+"""Fast tier: every scenario renders into a complete project whose files all parse."""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+import shutil
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from conftest import CONFIG, TEMPLATE_PROJECT, Rendered, cookiecutter_cli, parse_python, text_files
+
+# Jinja left in the output: any `{{`, `{%` or `{#` (except GitHub Actions' `${{ ... }}`), or
+# a bare `cookiecutter.<answer>` reference.
+JINJA_LEFTOVER = re.compile(
+    r"(?<!\$)\{\{|\{%|\{#|cookiecutter\.("
+    + "|".join(k for k in CONFIG if k.isidentifier())
+    + r")\b"
+)
+COPIED_UNRENDERED = "data/sample"  # _copy_without_render: checked byte for byte instead
+# The generated project's Makefile contract (docs and CI call these).
+MAKE_TARGETS = ["setup", "demo", "ingest", "serve", "ask", "eval", "test", "test-fast", "lint"]
+# Never part of a template: they appear when someone runs the service inside the template.
+LOCAL_ARTIFACTS = {".venv", "__pycache__", ".mypy_cache", ".pytest_cache", ".ruff_cache", ".data"}
+
+
+def expected_paths(package: str) -> list[str]:
+    return [
+        "pyproject.toml",
+        "uv.lock",
+        "Makefile",
+        "README.md",
+        ".env.example",
+        "Dockerfile",
+        "compose.yaml",
+        ".github/workflows/ci.yml",
+        f"src/{package}/__init__.py",
+        f"src/{package}/cli.py",
+        "tests/",
+        "data/sample/",
+        "evals/",
+    ]
+
+
+def pyproject(rendered: Rendered) -> dict[str, Any]:
+    return tomllib.loads((rendered.path / "pyproject.toml").read_text(encoding="utf-8"))
+
+
+def relative(rendered: Rendered, path: Path) -> str:
+    return path.relative_to(rendered.path).as_posix()
+
+
+def test_expected_files_exist(rendered: Rendered) -> None:
+    missing = [
+        name
+        for name in expected_paths(rendered.package)
+        if not (rendered.path / name).exists()
+        or name.endswith("/") != (rendered.path / name).is_dir()
+    ]
+    assert missing == [], f"missing from the rendered project: {missing}"
+
+
+def test_no_template_scaffolding_or_local_artifacts_left(rendered: Rendered) -> None:
+    leftovers = [
+        relative(rendered, p)
+        for p in rendered.path.rglob("*")
+        if p.name in LOCAL_ARTIFACTS or p.name == ".locks" or "{{" in p.name or "{%" in p.name
+    ]
+    assert leftovers == []
+
+
+def test_no_unrendered_jinja(rendered: Rendered) -> None:
+    leftovers = [
+        f"{relative(rendered, path)}:{line_no}: {line.strip()[:120]}"
+        for path, text in text_files(rendered.path)
+        if not relative(rendered, path).startswith(COPIED_UNRENDERED + "/")
+        for line_no, line in enumerate(text.splitlines(), 1)
+        if JINJA_LEFTOVER.search(line)
+    ]
+    assert leftovers == [], "unrendered template syntax:\n" + "\n".join(leftovers)
+
+
+def test_sample_corpus_is_copied_byte_for_byte(rendered: Rendered) -> None:
+    source = TEMPLATE_PROJECT / COPIED_UNRENDERED
+    copied = rendered.path / COPIED_UNRENDERED
+    source_files = sorted(p.relative_to(source) for p in source.rglob("*") if p.is_file())
+    assert source_files, "the template ships no sample corpus"
+    assert sorted(p.relative_to(copied) for p in copied.rglob("*") if p.is_file()) == source_files
+    changed = [
+        str(f) for f in source_files if (source / f).read_bytes() != (copied / f).read_bytes()
+    ]
+    assert changed == []
+
+
+def files_with_suffix(rendered: Rendered, *suffixes: str) -> list[tuple[Path, str]]:
+    return [(p, text) for p, text in text_files(rendered.path) if p.suffix in suffixes]
+
+
+def test_python_files_parse(rendered: Rendered) -> None:
+    sources = files_with_suffix(rendered, ".py")
+    assert sources
+    for path, text in sources:
+        parse_python(text, relative(rendered, path))
+
+
+def test_toml_files_parse(rendered: Rendered) -> None:
+    files = files_with_suffix(rendered, ".toml", ".lock")
+    assert files, "none in the rendered project"
+    for path, text in files:
+        try:
+            tomllib.loads(text)
+        except tomllib.TOMLDecodeError as error:
+            pytest.fail(f"{relative(rendered, path)}: {error}")
+
+
+def test_yaml_files_parse(rendered: Rendered) -> None:
+    files = files_with_suffix(rendered, ".yaml", ".yml")
+    assert files, "none in the rendered project"
+    for path, text in files:
+        try:
+            list(yaml.safe_load_all(text))
+        except yaml.YAMLError as error:
+            pytest.fail(f"{relative(rendered, path)}: {error}")
+
+
+def test_json_and_jsonl_files_parse(rendered: Rendered) -> None:
+    files = files_with_suffix(rendered, ".json", ".jsonl")
+    assert files, "none in the rendered project"
+    for path, text in files:
+        documents = text.splitlines() if path.suffix == ".jsonl" else [text]
+        for number, document in enumerate(documents, 1):
+            if not document.strip():
+                continue
+            try:
+                json.loads(document)
+            except json.JSONDecodeError as error:
+                pytest.fail(f"{relative(rendered, path)}:{number}: {error}")
+
+
+def test_answers_reach_the_project_metadata_unchanged(rendered: Rendered) -> None:
+    project = pyproject(rendered)["project"]
+    answers = rendered.answers
+    assert project["name"] == rendered.slug
+    assert project["description"] == answers["description"]
+    assert project["authors"] == [
+        {"name": answers["author_name"], "email": answers["author_email"]}
+    ]
+
+
+def test_python_version_follows_the_answer(rendered: Rendered) -> None:
+    config = pyproject(rendered)
+    version = rendered.python_version
+    assert config["project"]["requires-python"] == f">={version}"
+    assert config["tool"]["mypy"]["python_version"] == version
+    assert config["tool"]["ruff"]["target-version"] == "py" + version.replace(".", "")
+
+
+def test_lock_is_the_one_for_the_chosen_python_and_names_the_project(rendered: Rendered) -> None:
+    lock = tomllib.loads((rendered.path / "uv.lock").read_text(encoding="utf-8"))
+    assert lock["requires-python"] == f">={rendered.python_version}"
+    editable = [p["name"] for p in lock["package"] if p.get("source") == {"editable": "."}]
+    assert editable == [rendered.slug]
+
+
+def test_console_script_is_the_slug_and_points_into_the_package(rendered: Rendered) -> None:
+    scripts = pyproject(rendered)["project"]["scripts"]
+    assert scripts.get(rendered.slug) == f"{rendered.package}.cli:main"
+    cli = ast.parse((rendered.path / "src" / rendered.package / "cli.py").read_text("utf-8"))
+    assert "main" in {node.name for node in cli.body if isinstance(node, ast.FunctionDef)}
+
+
+def test_wheel_packages_the_source_package(rendered: Rendered) -> None:
+    wheel = pyproject(rendered)["tool"]["hatch"]["build"]["targets"]["wheel"]
+    assert wheel["packages"] == [f"src/{rendered.package}"]
+    assert (rendered.path / "src" / rendered.package / "__init__.py").is_file()
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="GNU make is not on PATH")
+@pytest.mark.parametrize("target", MAKE_TARGETS)
+def test_makefile_has_contract_target(rendered: Rendered, target: str) -> None:
+    # --dry-run prints the recipe without running it; an unknown target or a syntax error fails.
+    result = subprocess.run(
+        ["make", "--dry-run", target],
+        cwd=rendered.path,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def test_rendered_python_passes_the_projects_own_ruff_config(rendered: Rendered) -> None:
+    # Same ruff version as the generated lock pins; catches answers that break lint
+    # (long or quote-laden names in docstrings) without installing the project.
+    for command in (["check", "--no-cache", "."], ["format", "--check", "--no-cache", "."]):
+        result = subprocess.run(
+            [sys.executable, "-m", "ruff", *command],
+            cwd=rendered.path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert result.returncode == 0, f"ruff {command[0]}:\n{result.stdout}{result.stderr}"
+
+
+def test_command_line_render_prints_next_steps(tmp_path: Path) -> None:
+    result = cookiecutter_cli(tmp_path, {"project_name": "Umbrella Search"})
+    assert result.returncode == 0, result.stderr
+    for step in ("cd umbrella-search", "make setup", "make demo", "make test"):
+        assert step in result.stdout
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["umbrella-search"]
+
+
+def test_sample_corpus_is_declared_copy_without_render() -> None:
+    # Byte equality alone passes while the corpus happens to hold no Jinja syntax; this asks
+    # cookiecutter's own matcher whether each file is exempt from rendering.
+    from cookiecutter.generate import is_copy_only_path
+
+    source = TEMPLATE_PROJECT / COPIED_UNRENDERED
+    rendered_anyway = [
+        rel
+        for rel in (p.relative_to(TEMPLATE_PROJECT).as_posix() for p in source.rglob("*"))
+        if not is_copy_only_path(rel, {"cookiecutter": CONFIG})
+    ]
+    assert rendered_anyway == []
