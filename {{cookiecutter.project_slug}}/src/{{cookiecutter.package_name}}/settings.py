@@ -104,6 +104,24 @@ class Settings(BaseSettings):
     eval_thresholds: Path = Field(Path("evals/thresholds.toml"), description="Gate thresholds.")
     eval_corpus: Path = Field(Path("data/sample"), description="Corpus the golden set is about.")
     eval_report_dir: Path = Field(Path(".data/eval"), description="Where reports are written.")
+    eval_baseline: Path = Field(
+        Path("evals/baseline.json"), description="Baseline that --baseline compares against."
+    )
+    eval_regression_tolerance: float = Field(
+        0.02, ge=0, le=1, description="Largest drop of a quality metric vs the baseline allowed."
+    )
+
+    # --- LLM judge (optional eval tier and `eval generate`) ------------------------------------
+    judge_base_url: str | None = Field(
+        None, description="OpenAI-compatible endpoint of the judge LLM, e.g. https://host/v1."
+    )
+    judge_api_key: SecretStr | None = Field(None, description="Key for the judge endpoint.")
+    judge_model: str = Field("gpt-4o-mini", description="Judge model name.")
+    judge_embedding_model: str = Field(
+        "text-embedding-3-small",
+        description="Embedding model on the judge endpoint (response relevancy, generation).",
+    )
+    judge_timeout_s: float = Field(60.0, gt=0, description="HTTP timeout of one judge call.")
 
     @model_validator(mode="after")
     def _check_consistency(self) -> Settings:
