@@ -3,15 +3,37 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
+from opentelemetry.sdk.trace import TracerProvider
 
-from {{ cookiecutter.package_name }}.container import Services
+from {{ cookiecutter.package_name }}.answer import ExtractiveAnswerer
+from {{ cookiecutter.package_name }}.container import Services, build_services
 from {{ cookiecutter.package_name }}.domain import Query
-from {{ cookiecutter.package_name }}.evals.gate import run_gate
+from {{ cookiecutter.package_name }}.embeddings import SparseEncoder
+from {{ cookiecutter.package_name }}.evals.gate import GateOptions, run_gate
 
-from .conftest import PROJECT_ROOT, copy_sample_corpus
+from .conftest import PROJECT_ROOT, SAMPLE_CORPUS, copy_sample_corpus, make_settings
+
+
+class MeaninglessEncoder:
+    """A wrong embedding model: same size as the real one, vectors unrelated to meaning."""
+
+    model_id = "wrong/model"
+    dimensions = 384
+
+    def _vector(self, text: str) -> list[float]:
+        seed = sum(map(ord, text))
+        return [((seed * (i + 7)) % 97) / 97.0 - 0.5 for i in range(self.dimensions)]
+
+    def embed_documents(self, texts: Sequence[str]) -> list[list[float]]:
+        return [self._vector(text) for text in texts]
+
+    def embed_query(self, text: str) -> list[float]:
+        return self._vector(text)
+
 
 pytestmark = pytest.mark.slow
 
@@ -64,7 +86,18 @@ def test_sample_corpus_lifecycle(services: Services, tmp_path: Path) -> None:
     assert "fleetos-release-notes.html" not in {hit.source for hit in hits}
 
 
-def test_eval_gate_passes_on_the_sample_corpus(
+def gate_options(tmp_path: Path, corpus: Path, **overrides: object) -> GateOptions:
+    values: dict[str, object] = {
+        "golden": PROJECT_ROOT / "evals" / "golden.jsonl",
+        "thresholds": PROJECT_ROOT / "evals" / "thresholds.toml",
+        "corpus": corpus,
+        "report_dir": tmp_path / "eval",
+    }
+    values.update(overrides)
+    return GateOptions(**values)  # type: ignore[arg-type]
+
+
+def test_eval_gate_passes_on_the_sample_corpus_and_writes_reports(
     services: Services,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
@@ -72,20 +105,28 @@ def test_eval_gate_passes_on_the_sample_corpus(
 ) -> None:
     home = tmp_path / "home"
     monkeypatch.setenv("HOME", str(home))
-    code = run_gate(
-        services,
-        PROJECT_ROOT / "evals" / "golden.jsonl",
-        PROJECT_ROOT / "evals" / "thresholds.toml",
-        PROJECT_ROOT / "data" / "sample",
-        tmp_path / "eval",
-    )
+    baseline = tmp_path / "baseline.json"
+    options = gate_options(tmp_path, SAMPLE_CORPUS, save_baseline=baseline)
+    code = run_gate(services, options)
     out = capsys.readouterr().out
     assert code == 0, out
     assert "GO (" in out
     report = json.loads((tmp_path / "eval" / "report.json").read_text())
     assert report["go"] is True
     assert report["summary"]["hit_at_5"] >= 0.9
+    for metric in ("recall_at_5", "ndcg_at_5", "mrr", "rouge_l", "latency_retrieve_p95_ms"):
+        assert metric in report["summary"]
+    html = (tmp_path / "eval" / "report.html").read_text()
+    assert "<svg" in html
+    assert ">GO</span></h1>" in html
+    assert "<script" not in html
+    assert html.count("<tr class=") == len(report["results"])
+    assert "| hit_at_5 |" in (tmp_path / "eval" / "report.md").read_text()
     assert not home.exists()  # ragas wrote nothing outside the project
+
+    # The same run against its own baseline: no regression, deltas of zero for quality.
+    assert run_gate(services, gate_options(tmp_path, SAMPLE_CORPUS, baseline=baseline)) == 0
+    assert "REGRESSED" not in capsys.readouterr().out
 
 
 def test_eval_gate_fails_when_retrieval_is_broken(
@@ -93,12 +134,42 @@ def test_eval_gate_fails_when_retrieval_is_broken(
 ) -> None:
     empty = tmp_path / "empty"
     empty.mkdir()
-    code = run_gate(
-        services,
-        PROJECT_ROOT / "evals" / "golden.jsonl",
-        PROJECT_ROOT / "evals" / "thresholds.toml",
-        empty,  # nothing ingested: every question misses
-        tmp_path / "eval",
+    # Nothing ingested: every question misses.
+    assert run_gate(services, gate_options(tmp_path, empty)) == 1
+    out = capsys.readouterr().out
+    assert "NO-GO" in out
+    assert "hit_at_5" in out.split("NO-GO")[1]
+
+
+def test_eval_gate_fails_with_a_wrong_embedding_model(
+    tmp_path: Path, model_dir: Path, sparse: SparseEncoder, capsys: pytest.CaptureFixture[str]
+) -> None:
+    settings = make_settings(tmp_path, model_dir)
+    broken = build_services(
+        settings, tracer_provider=TracerProvider(), dense=MeaninglessEncoder(), sparse=sparse
     )
+    try:
+        code = run_gate(broken, gate_options(tmp_path, SAMPLE_CORPUS))
+    finally:
+        broken.close()
     assert code == 1
     assert "NO-GO" in capsys.readouterr().out
+
+
+def test_regression_against_the_baseline_fails_the_gate(
+    services: Services, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    baseline = tmp_path / "baseline.json"
+    assert run_gate(services, gate_options(tmp_path, SAMPLE_CORPUS, save_baseline=baseline)) == 0
+    # A stricter answerer refuses more: answer metrics drop while retrieval stays.
+    services.answerer = ExtractiveAnswerer(services.dense, TracerProvider().get_tracer("t"), 0.7, 3)
+    relaxed = tmp_path / "relaxed.toml"
+    relaxed.write_text("k = 5\n[metrics.hit_at_5]\nmin = 0.5\n", encoding="utf-8")
+    capsys.readouterr()
+    code = run_gate(
+        services, gate_options(tmp_path, SAMPLE_CORPUS, thresholds=relaxed, baseline=baseline)
+    )
+    out = capsys.readouterr().out
+    assert code == 1
+    assert "REGRESSED" in out
+    assert "answered_answerable" in out.split("NO-GO")[1]

@@ -1,14 +1,28 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
 
 from {{ cookiecutter.package_name }}.errors import BadRequestError
-from {{ cookiecutter.package_name }}.evals.gate import QuestionResult, Threshold, load_thresholds, summarise
+from {{ cookiecutter.package_name }}.evals.baseline import (
+    compare,
+    golden_fingerprint,
+    load_baseline,
+    save_baseline,
+)
+from {{ cookiecutter.package_name }}.evals.gate import _check_reviewed, load_thresholds, summarise
 from {{ cookiecutter.package_name }}.evals.golden import load_golden_set
-from {{ cookiecutter.package_name }}.evals.metrics import hit_at_k, percentile, reciprocal_rank
+from {{ cookiecutter.package_name }}.evals.metrics import (
+    hit_at_k,
+    ndcg_at_k,
+    percentile,
+    recall_at_k,
+    reciprocal_rank,
+)
+from {{ cookiecutter.package_name }}.evals.records import QuestionResult, Threshold
 
 from .conftest import PROJECT_ROOT, SAMPLE_CORPUS
 
@@ -74,3 +88,67 @@ def test_thresholds_file_is_read_and_checked(tmp_path: Path) -> None:
     bad.write_text("[metrics.mrr]\nminimum = 0.5\n", encoding="utf-8")
     with pytest.raises(BadRequestError, match=r"\[metrics.mrr\] needs `min` and/or `max`"):
         load_thresholds(bad)
+
+
+def test_recall_and_ndcg_reward_gold_sources_ranked_high() -> None:
+    assert recall_at_k(["a", "b", "c"], ["a", "z"], 3) == 0.5
+    assert ndcg_at_k(["a", "b"], ["a"], 5) == 1.0
+    assert ndcg_at_k(["b", "a"], ["a"], 5) == pytest.approx(1 / math.log2(3))
+    assert ndcg_at_k(["b", "c"], ["a"], 5) == 0.0
+
+
+def test_golden_rows_may_carry_passages_and_review_state(tmp_path: Path) -> None:
+    path = tmp_path / "golden.jsonl"
+    row = {
+        "id": "d1",
+        "question": "q?",
+        "reference_answer": "r",
+        "gold_sources": ["x.md"],
+        "gold_passages": ["r is stated here."],
+        "reviewed": False,
+    }
+    path.write_text(json.dumps(row) + "\n" + json.dumps({**row, "id": "d2", "colour": 1}), "utf-8")
+    with pytest.raises(BadRequestError, match=r"line 2: unknown fields \['colour'\]"):
+        load_golden_set(path)
+    path.write_text(json.dumps(row), "utf-8")
+    (item,) = load_golden_set(path)
+    assert item.reviewed is False
+    assert item.gold_passages == ["r is stated here."]
+
+
+def test_gate_refuses_unreviewed_drafts_unless_told(tmp_path: Path) -> None:
+    draft = {"id": "d1", "question": "q?", "reference_answer": "r", "gold_sources": ["x.md"]}
+    path = tmp_path / "golden.jsonl"
+    path.write_text(json.dumps({**draft, "reviewed": False}), "utf-8")
+    items = load_golden_set(path)
+    with pytest.raises(
+        BadRequestError, match=r"1 unreviewed draft rows \(d1\).*--allow-unreviewed"
+    ):
+        _check_reviewed(items, path, allowed=False)
+    _check_reviewed(items, path, allowed=True)
+
+
+def test_baseline_comparison_flags_quality_drops_not_latency(tmp_path: Path) -> None:
+    golden = tmp_path / "golden.jsonl"
+    golden.write_text("{}", "utf-8")
+    path = tmp_path / "baseline.json"
+    save_baseline(path, {"mrr": 0.9, "rouge_l": 0.5, "latency_total_p95_ms": 100.0}, golden)
+    baseline = load_baseline(path)
+    deltas = compare(
+        {"mrr": 0.85, "rouge_l": 0.49, "latency_total_p95_ms": 900.0}, baseline, tolerance=0.02
+    )
+    assert deltas["mrr"].regressed
+    assert deltas["mrr"].delta == pytest.approx(-0.05)
+    assert not deltas["rouge_l"].regressed  # within tolerance
+    assert not deltas["latency_total_p95_ms"].regressed  # machine-dependent: informational
+    (tmp_path / "bad.json").write_text("[1, 2]", "utf-8")
+    with pytest.raises(BadRequestError, match="--save-baseline"):
+        load_baseline(tmp_path / "bad.json")
+    with pytest.raises(BadRequestError, match="does not exist"):
+        load_baseline(tmp_path / "missing.json")
+
+
+def test_shipped_baseline_matches_the_shipped_golden_set() -> None:
+    baseline = load_baseline(PROJECT_ROOT / "evals" / "baseline.json")
+    assert baseline.golden == golden_fingerprint(PROJECT_ROOT / "evals" / "golden.jsonl")
+    assert baseline.summary["hit_at_5"] >= 0.9

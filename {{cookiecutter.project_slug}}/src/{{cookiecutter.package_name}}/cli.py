@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 import textwrap
 from collections.abc import Sequence
@@ -45,9 +46,41 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default=None)
     serve.add_argument("--port", type=int, default=None)
 
-    evaluate = commands.add_parser("eval", help="run the golden set and the go/no-go gate")
-    evaluate.add_argument("--golden", type=Path, default=None)
+    evaluate = commands.add_parser(
+        "eval",
+        help="run the golden set and the go/no-go gate, or draft a golden set",
+        description="`eval` (= `eval run`) scores the golden set and exits 1 on NO-GO; "
+        "`eval generate` drafts questions from your documents with the judge LLM.",
+    )
+    evaluate.add_argument("action", nargs="?", choices=("run", "generate"), default="run")
+    evaluate.add_argument("--golden", type=Path, default=None, help="golden set JSONL")
     evaluate.add_argument("--thresholds", type=Path, default=None)
+    evaluate.add_argument(
+        "--baseline",
+        type=Path,
+        nargs="?",
+        const=True,
+        default=None,
+        help="compare with a baseline (default file: RAG_EVAL_BASELINE); fail on regression",
+    )
+    evaluate.add_argument(
+        "--save-baseline",
+        type=Path,
+        nargs="?",
+        const=True,
+        default=None,
+        help="write this run's metrics as the new baseline (default file: RAG_EVAL_BASELINE)",
+    )
+    evaluate.add_argument(
+        "--allow-unreviewed", action="store_true", help="also run unreviewed draft rows"
+    )
+    evaluate.add_argument(
+        "--judge", action="store_true", help="add LLM-judge metrics (needs RAG_JUDGE_BASE_URL)"
+    )
+    evaluate.add_argument("--corpus", type=Path, default=None, help="generate: documents")
+    evaluate.add_argument("--out", type=Path, default=None, help="generate: output JSONL")
+    evaluate.add_argument("--size", type=int, default=20, help="generate: questions to draft")
+    evaluate.add_argument("--overwrite", action="store_true", help="generate: replace --out")
 
     commands.add_parser("demo", help="ingest the sample corpus and answer three questions")
     return parser
@@ -79,6 +112,47 @@ def _print_answer(question: str, response: QueryResponse) -> None:
     print(f"   trace id: {response.trace_id}")
 
 
+def _eval(args: argparse.Namespace, settings: Settings) -> int:
+    if args.action == "generate":
+        from .evals.generate import generate_golden_set
+
+        out = args.out or Path("evals/golden.draft.jsonl")
+        corpus = args.corpus or settings.eval_corpus
+        written = generate_golden_set(settings, corpus, out, args.size, overwrite=args.overwrite)
+        print(
+            f'Wrote {written} draft questions to {out}, marked "reviewed": false. Review '
+            "each one (question, answer, gold sources) before the gate will use them."
+        )
+        return 0
+
+    from .evals.gate import GateOptions, run_gate
+
+    def default_to_setting(value: Path | bool | None) -> Path | None:
+        return settings.eval_baseline if value is True else value or None
+
+    options = GateOptions(
+        golden=args.golden or settings.eval_golden_set,
+        thresholds=args.thresholds or settings.eval_thresholds,
+        corpus=settings.eval_corpus,
+        report_dir=settings.eval_report_dir,
+        baseline=default_to_setting(args.baseline),
+        save_baseline=default_to_setting(args.save_baseline),
+        allow_unreviewed=args.allow_unreviewed,
+    )
+    judge = None
+    if args.judge:
+        from .evals.judge import JudgeScorer
+
+        # instructor logs every retried judge call at ERROR; failures land in the report.
+        logging.getLogger("instructor").setLevel(logging.CRITICAL)
+        judge = JudgeScorer(settings)
+    services = build_services(_side_collection(settings, "eval"))
+    try:
+        return run_gate(services, options, judge)
+    finally:
+        services.close()
+
+
 def _run(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "serve":
         import uvicorn
@@ -94,17 +168,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         )
         return 0
     if args.command == "eval":
-        from .evals.gate import run_gate
-
-        golden = args.golden or settings.eval_golden_set
-        thresholds = args.thresholds or settings.eval_thresholds
-        services = build_services(_side_collection(settings, "eval"))
-        try:
-            return run_gate(
-                services, golden, thresholds, settings.eval_corpus, settings.eval_report_dir
-            )
-        finally:
-            services.close()
+        return _eval(args, settings)
 
     if args.command == "demo":
         settings = _side_collection(settings, "demo")

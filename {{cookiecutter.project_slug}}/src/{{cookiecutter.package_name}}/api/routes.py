@@ -19,7 +19,7 @@ from .schemas import (
     Readiness,
     RetrieveRequest,
     RetrieveResponse,
-    _Search,
+    SearchOptions,
 )
 
 
@@ -37,7 +37,7 @@ health = APIRouter(tags=["health"])
 v1 = APIRouter(prefix="/v1", tags=["search"], responses=_ERRORS)
 
 
-def _query(services: Services, text: str, body: _Search) -> Query:
+def _query(services: Services, text: str, body: SearchOptions) -> Query:
     top_k = body.top_k or services.settings.default_top_k
     if top_k > services.settings.max_top_k:
         raise BadRequestError(

@@ -22,18 +22,18 @@ class Filters(BaseModel):
         return [value] if isinstance(value, str) else value
 
 
-class _Search(BaseModel):
+class SearchOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
     top_k: int | None = Field(None, ge=1, description="Hits to use; defaults to RAG_DEFAULT_TOP_K.")
     filters: Filters | None = None
 
 
-class RetrieveRequest(_Search):
+class RetrieveRequest(SearchOptions):
     query: str = Field(min_length=1, max_length=4000, examples=["How do I reset my password?"])
 
 
-class QueryRequest(_Search):
+class QueryRequest(SearchOptions):
     question: str = Field(min_length=1, max_length=4000, examples=["How do I reset my password?"])
 
 

@@ -1,52 +1,54 @@
-"""Run the golden set, compare with the thresholds, print a table, exit 1 on a miss."""
+"""Run the golden set, compare with thresholds and a baseline, write reports, exit 1 on a miss."""
 
 from __future__ import annotations
 
-import json
+import math
 import time
 import tomllib
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Protocol
 
 from ..container import Services
 from ..domain import Query
 from ..errors import BadRequestError
+from .baseline import Delta, compare, golden_fingerprint, load_baseline, save_baseline
 from .golden import GoldenItem, load_golden_set
-from .metrics import RagasScorer, hit_at_k, mean, percentile, reciprocal_rank
+from .metrics import (
+    RagasScorer,
+    hit_at_k,
+    mean,
+    ndcg_at_k,
+    percentile,
+    recall_at_k,
+    reciprocal_rank,
+)
+from .records import EvalReport, MetricRow, QuestionResult, Threshold
+from .report import write_reports
+
+
+class AnswerJudge(Protocol):
+    """An LLM judge (see evals/judge.py); optional."""
+
+    errors: list[str]
+
+    def score(
+        self, question: str, answer: str, reference: str, contexts: list[str]
+    ) -> dict[str, float]: ...
+
+    def describe(self) -> dict[str, str]: ...
 
 
 @dataclass(frozen=True)
-class Threshold:
-    minimum: float | None = None
-    maximum: float | None = None
-
-    def passes(self, value: float) -> bool:
-        return (self.minimum is None or value >= self.minimum) and (
-            self.maximum is None or value <= self.maximum
-        )
-
-    def describe(self) -> str:
-        parts = []
-        if self.minimum is not None:
-            parts.append(f">= {self.minimum:g}")
-        if self.maximum is not None:
-            parts.append(f"<= {self.maximum:g}")
-        return " and ".join(parts)
-
-
-@dataclass
-class QuestionResult:
-    id: str
-    question: str
-    answerable: bool
-    refused: bool
-    answer: str
-    retrieved_sources: list[str]
-    gold_sources: list[str]
-    tags: list[str] = field(default_factory=list)
-    scores: dict[str, float] = field(default_factory=dict)
-    latency_ms: float = 0.0
+class GateOptions:
+    golden: Path
+    thresholds: Path
+    corpus: Path | None
+    report_dir: Path
+    baseline: Path | None = None
+    save_baseline: Path | None = None
+    allow_unreviewed: bool = False
 
 
 def load_thresholds(path: Path) -> tuple[int, dict[str, Threshold]]:
@@ -67,15 +69,20 @@ def load_thresholds(path: Path) -> tuple[int, dict[str, Threshold]]:
     return int(data.get("k", 5)), thresholds
 
 
-def _evaluate(
-    services: Services, items: list[GoldenItem], k: int, scorer: RagasScorer
+def evaluate(
+    services: Services,
+    items: list[GoldenItem],
+    k: int,
+    scorer: RagasScorer,
+    judge: AnswerJudge | None = None,
 ) -> list[QuestionResult]:
     results = []
     for item in items:
         started = time.perf_counter()
         hits = services.retriever.retrieve(Query(text=item.question, top_k=k))
+        retrieved_at = time.perf_counter()
         answer = services.answerer.answer(item.question, hits)
-        latency_ms = (time.perf_counter() - started) * 1000
+        answered_at = time.perf_counter()
         retrieved = list(dict.fromkeys(hit.source for hit in hits))  # ranked, de-duplicated
         result = QuestionResult(
             id=item.id,
@@ -86,95 +93,129 @@ def _evaluate(
             retrieved_sources=retrieved,
             gold_sources=item.gold_sources,
             tags=item.tags,
-            latency_ms=latency_ms,
+            retrieve_ms=(retrieved_at - started) * 1000,
+            answer_ms=(answered_at - retrieved_at) * 1000,
         )
         if item.answerable:
+            gold = item.gold_sources
             result.scores = {
-                f"hit_at_{k}": hit_at_k(retrieved, item.gold_sources, k),
-                "mrr": reciprocal_rank(retrieved, item.gold_sources),
-                **scorer.score(
-                    item.question, answer.text, item.reference_answer, retrieved, item.gold_sources
-                ),
+                f"hit_at_{k}": hit_at_k(retrieved, gold, k),
+                f"recall_at_{k}": recall_at_k(retrieved, gold, k),
+                "mrr": reciprocal_rank(retrieved, gold),
+                f"ndcg_at_{k}": ndcg_at_k(retrieved, gold, k),
+                **scorer.score(item.question, answer.text, item.reference_answer, retrieved, gold),
             }
+            if judge is not None and not answer.refused:
+                contexts = [hit.text for hit in hits]
+                result.scores.update(
+                    judge.score(item.question, answer.text, item.reference_answer, contexts)
+                )
         results.append(result)
     return results
+
+
+def _nan_mean(values: list[float]) -> float:
+    present = [v for v in values if not math.isnan(v)]
+    return mean(present) if present else math.nan
 
 
 def summarise(results: list[QuestionResult], k: int) -> dict[str, float]:
     answerable = [r for r in results if r.answerable]
     unanswerable = [r for r in results if not r.answerable]
-    metric_names = sorted({name for r in answerable for name in r.scores})
-    summary = {name: mean([r.scores[name] for r in answerable]) for name in metric_names}
+    metric_names = list(dict.fromkeys(name for r in answerable for name in r.scores))
+    summary = {
+        name: _nan_mean([r.scores[name] for r in answerable if name in r.scores])
+        for name in metric_names
+    }
     summary["refusal_accuracy"] = mean([1.0 if r.refused != r.answerable else 0.0 for r in results])
     summary["refused_unanswerable"] = mean([1.0 if r.refused else 0.0 for r in unanswerable])
     summary["answered_answerable"] = mean([0.0 if r.refused else 1.0 for r in answerable])
-    latencies = [r.latency_ms for r in results]
-    summary["latency_p50_ms"] = percentile(latencies, 50)
-    summary["latency_p95_ms"] = percentile(latencies, 95)
+    for stage in ("retrieve", "answer", "total"):
+        latencies = [
+            r.retrieve_ms + r.answer_ms if stage == "total" else getattr(r, f"{stage}_ms")
+            for r in results
+        ]
+        summary[f"latency_{stage}_p50_ms"] = percentile(latencies, 50)
+        summary[f"latency_{stage}_p95_ms"] = percentile(latencies, 95)
+    # The extractive answerer makes no paid calls; LLM answerers report their usage here.
+    summary["cost_per_query_usd"] = 0.0
     return summary
 
 
-def run_gate(
-    services: Services,
-    golden_path: Path,
-    thresholds_path: Path,
-    corpus: Path | None,
-    report_dir: Path,
-) -> int:
-    items = load_golden_set(golden_path)
-    k, thresholds = load_thresholds(thresholds_path)
-    if corpus is not None:
+def _check_reviewed(items: list[GoldenItem], golden: Path, allowed: bool) -> None:
+    drafts = [item.id for item in items if not item.reviewed]
+    if drafts and not allowed:
+        shown = ", ".join(drafts[:10]) + (" ..." if len(drafts) > 10 else "")
+        raise BadRequestError(
+            f"Golden set {golden} has {len(drafts)} unreviewed draft rows ({shown}). A person "
+            'must check each question, answer and gold source, then set "reviewed": true; '
+            "or pass --allow-unreviewed to run them anyway (not for a go/no-go decision)."
+        )
+
+
+def run_gate(services: Services, options: GateOptions, judge: AnswerJudge | None = None) -> int:
+    items = load_golden_set(options.golden)
+    _check_reviewed(items, options.golden, options.allow_unreviewed)
+    k, thresholds = load_thresholds(options.thresholds)
+    baseline = load_baseline(options.baseline) if options.baseline else None
+    if options.corpus is not None:
         print(f"Eval collection: {services.store.collection}")
-        print(services.ingestor.ingest(corpus).summary())
+        print(services.ingestor.ingest(options.corpus).summary())
     scorer = RagasScorer(services.settings.data_dir / "ragas")
-    results = _evaluate(services, items, k, scorer)
+    results = evaluate(services, items, k, scorer, judge)
     summary = summarise(results, k)
 
+    if judge is None:  # judge bars apply only to runs with the judge
+        thresholds = {k: v for k, v in thresholds.items() if not k.startswith("judge_")}
     unknown = sorted(set(thresholds) - set(summary))
     if unknown:
         raise BadRequestError(
             f"Thresholds name unknown metrics {unknown}; known: {sorted(summary)}"
         )
-    rows: list[dict[str, Any]] = []
-    print(f"\n{'metric':<22} {'value':>9}  {'threshold':<16} result")
-    for name, value in summary.items():
-        bar = thresholds.get(name)
-        verdict = "-" if bar is None else ("pass" if bar.passes(value) else "FAIL")
-        print(f"{name:<22} {value:>9.3f}  {bar.describe() if bar else '':<16} {verdict}")
-        rows.append(
-            {
-                "metric": name,
-                "value": value,
-                "threshold": asdict(bar) if bar else None,
-                "result": verdict,
-            }
-        )
-    failed = [row["metric"] for row in rows if row["result"] == "FAIL"]
-
-    misses = [r for r in results if r.answerable and not r.scores.get(f"hit_at_{k}")]
-    wrong_refusals = [r for r in results if r.refused == r.answerable]
-    for r in misses:
-        print(f"  miss: {r.id} {r.question!r}: gold {r.gold_sources}, got {r.retrieved_sources}")
-    for r in wrong_refusals:
-        what = "refused an answerable" if r.refused else "answered an unanswerable"
-        print(f"  refusal: {r.id} {what} question {r.question!r}")
-
-    report_dir.mkdir(parents=True, exist_ok=True)
-    report_path = report_dir / "report.json"
-    report_path.write_text(
-        json.dumps(
-            {
-                "k": k,
-                "questions": len(results),
-                "summary": summary,
-                "metrics": rows,
-                "go": not failed,
-                "results": [asdict(r) for r in results],
-            },
-            indent=2,
-        ),
-        encoding="utf-8",
+    deltas: dict[str, Delta] = (
+        compare(summary, baseline, services.settings.eval_regression_tolerance) if baseline else {}
     )
-    verdict = "GO" if not failed else f"NO-GO: {', '.join(failed)} missed the bar"
-    print(f"\n{verdict} ({len(results)} questions, k={k}); report: {report_path}")
-    return 0 if not failed else 1
+    rows = [
+        MetricRow(name, value, thresholds.get(name), deltas.get(name))
+        for name, value in summary.items()
+    ]
+    misses = [row.name for row in rows if row.verdict == "FAIL"]
+    regressions = [row.name for row in rows if row.delta is not None and row.delta.regressed]
+    go = not misses and not regressions
+    reasons = [f"{', '.join(misses)} missed the bar"] if misses else []
+    if regressions:
+        tolerance = services.settings.eval_regression_tolerance
+        reasons.append(f"{', '.join(regressions)} regressed by more than {tolerance:g}")
+    context = {
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "collection": services.store.collection,
+        "embedding_model": services.dense.model_id,
+        "golden": f"{options.golden} ({golden_fingerprint(options.golden)})",
+        "thresholds": str(options.thresholds),
+        "k": str(k),
+    }
+    if baseline:
+        context["baseline"] = f"{baseline.path} ({baseline.created_at})"
+        if baseline.golden != golden_fingerprint(options.golden):
+            context["baseline_warning"] = "the baseline was made from another golden set"
+    if judge is not None:
+        for key, value in judge.describe().items():
+            context[key if key.startswith("judge_") else f"judge_{key}"] = value
+    report = EvalReport(
+        go=go,
+        verdict="GO" if go else "NO-GO: " + "; ".join(reasons),
+        rows=rows,
+        results=results,
+        context=context,
+        judge_errors=list(judge.errors) if judge is not None else [],
+    )
+    print(report.table())
+    paths = write_reports(report, options.report_dir)
+    if options.save_baseline:
+        save_baseline(options.save_baseline, summary, options.golden)
+        print(f"Baseline written: {options.save_baseline}")
+    print(
+        f"\n{report.verdict} ({len(results)} questions, k={k}); reports: "
+        + ", ".join(str(p) for p in paths)
+    )
+    return 0 if go else 1

@@ -1,13 +1,18 @@
 """The golden set: one JSON object per line, validated row by row.
 
 {"id": "q01", "question": "...", "reference_answer": "...", "gold_sources": ["a.md"],
- "tags": ["lexical"], "answerable": true}
+ "gold_passages": ["optional: the sentences that answer it"], "tags": ["lexical"],
+ "answerable": true, "reviewed": true}
+
+`answerable: false` marks a question the corpus cannot answer (it should be refused).
+`reviewed: false` marks a machine-drafted row (`eval generate`); the gate refuses those until a
+person has checked them, unless told otherwise.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import BadRequestError
@@ -21,6 +26,20 @@ class GoldenItem:
     gold_sources: list[str]
     tags: list[str]
     answerable: bool
+    gold_passages: list[str] = field(default_factory=list)
+    reviewed: bool = True
+
+
+_FIELDS = {
+    "id",
+    "question",
+    "reference_answer",
+    "gold_sources",
+    "gold_passages",
+    "tags",
+    "answerable",
+    "reviewed",
+}
 
 
 def _problems(row: object) -> list[str]:
@@ -30,10 +49,15 @@ def _problems(row: object) -> list[str]:
     for name in ("id", "question", "reference_answer"):
         if not isinstance(row.get(name), str) or not row[name].strip():
             problems.append(f"{name!r} must be a non-empty string")
-    for name in ("gold_sources", "tags"):
+    unknown = set(row) - _FIELDS
+    if unknown:
+        problems.append(f"unknown fields {sorted(unknown)}; known: {sorted(_FIELDS)}")
+    for name in ("gold_sources", "tags", "gold_passages"):
         value = row.get(name, [])
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             problems.append(f"{name!r} must be a list of strings")
+    if not isinstance(row.get("reviewed", True), bool):
+        problems.append("'reviewed' must be true or false")
     answerable = row.get("answerable", True)
     if not isinstance(answerable, bool):
         problems.append("'answerable' must be true or false")
@@ -72,6 +96,8 @@ def load_golden_set(path: Path) -> list[GoldenItem]:
                 gold_sources=list(row.get("gold_sources", [])),
                 tags=list(row.get("tags", [])),
                 answerable=row.get("answerable", True),
+                gold_passages=list(row.get("gold_passages", [])),
+                reviewed=row.get("reviewed", True),
             )
         )
     if errors:

@@ -14,6 +14,23 @@ def hit_at_k(retrieved: Sequence[str], gold: Sequence[str], k: int) -> float:
     return 1.0 if set(retrieved[:k]) & set(gold) else 0.0
 
 
+def recall_at_k(retrieved: Sequence[str], gold: Sequence[str], k: int) -> float:
+    """Share of the gold sources found in the top k."""
+    return len(set(retrieved[:k]) & set(gold)) / len(set(gold)) if gold else 0.0
+
+
+def ndcg_at_k(retrieved: Sequence[str], gold: Sequence[str], k: int) -> float:
+    """Normalised discounted cumulative gain with binary relevance (a gold source or not)."""
+    relevant = set(gold)
+    gain = sum(
+        1.0 / math.log2(rank + 1)
+        for rank, source in enumerate(retrieved[:k], start=1)
+        if source in relevant
+    )
+    ideal = sum(1.0 / math.log2(rank + 1) for rank in range(1, min(k, len(relevant)) + 1))
+    return gain / ideal if ideal else 0.0
+
+
 def reciprocal_rank(retrieved: Sequence[str], gold: Sequence[str]) -> float:
     for rank, source in enumerate(retrieved, start=1):
         if source in gold:
