@@ -49,6 +49,7 @@ DEPENDENCY_IMPORT_NAMES = frozenset(
         "httpcore",
         "httpx",
         "huggingface_hub",
+        "instructor",
         "jinja2",
         "langchain",
         "langchain_community",
