@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -35,6 +38,17 @@ def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> No
             monkeypatch.delenv(name)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging() -> Iterator[None]:
+    """The CLI configures the root logger; later tests get it back as it was."""
+    loggers = [logging.getLogger(name) for name in ("", "httpx", "httpcore")]
+    saved = [(logger, list(logger.handlers), logger.level) for logger in loggers]
+    yield
+    for logger, handlers, level in saved:
+        logger.handlers[:] = handlers
+        logger.setLevel(level)
 
 
 @pytest.fixture(scope="session")
@@ -73,12 +87,27 @@ def spans() -> InMemorySpanExporter:
 
 
 @pytest.fixture
+def metrics() -> InMemoryMetricReader:
+    return InMemoryMetricReader()
+
+
+@pytest.fixture
 def services(
-    settings: Settings, dense: DenseEncoder, sparse: SparseEncoder, spans: InMemorySpanExporter
+    settings: Settings,
+    dense: DenseEncoder,
+    sparse: SparseEncoder,
+    spans: InMemorySpanExporter,
+    metrics: InMemoryMetricReader,
 ) -> Iterator[Services]:
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(spans))
-    built = build_services(settings, tracer_provider=provider, dense=dense, sparse=sparse)
+    built = build_services(
+        settings,
+        tracer_provider=provider,
+        dense=dense,
+        sparse=sparse,
+        meter_provider=MeterProvider(metric_readers=[metrics], shutdown_on_exit=False),
+    )
     yield built
     built.close()
 

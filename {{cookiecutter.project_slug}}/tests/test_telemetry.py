@@ -10,6 +10,9 @@ from pathlib import Path
 from typing import ClassVar
 
 import pytest
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+    ExportMetricsServiceRequest,
+)
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from {{ cookiecutter.package_name }}.cli import main
@@ -22,6 +25,7 @@ from .conftest import make_settings
 
 class OtlpReceiver(BaseHTTPRequestHandler):
     exports: ClassVar[list[ExportTraceServiceRequest]] = []
+    metric_exports: ClassVar[list[ExportMetricsServiceRequest]] = []
 
     def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers["Content-Length"]))
@@ -29,6 +33,10 @@ class OtlpReceiver(BaseHTTPRequestHandler):
             request = ExportTraceServiceRequest()
             request.ParseFromString(body)
             self.exports.append(request)
+        elif self.path == "/v1/metrics":
+            metrics = ExportMetricsServiceRequest()
+            metrics.ParseFromString(body)
+            self.metric_exports.append(metrics)
         self.send_response(200)
         self.send_header("Content-Type", "application/x-protobuf")
         self.send_header("Content-Length", "0")
@@ -43,6 +51,7 @@ def otlp_endpoint() -> Iterator[str]:
     server = ThreadingHTTPServer(("127.0.0.1", 0), OtlpReceiver)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     OtlpReceiver.exports = []
+    OtlpReceiver.metric_exports = []
     yield f"http://127.0.0.1:{server.server_address[1]}/v1/traces"
     server.shutdown()
     server.server_close()
@@ -81,6 +90,40 @@ def test_spans_are_exported_over_otlp_http(
     assert names["service.name"] == "otlp-test"
     retrieval = {a.key: a for a in spans["retrieval test"].attributes}
     assert retrieval["gen_ai.operation.name"].value.string_value == "retrieval"
+
+
+def test_metrics_are_exported_over_otlp_http(
+    otlp_endpoint: str,
+    tmp_path: Path,
+    model_dir: Path,
+    corpus: Path,
+    dense: DenseEncoder,
+    sparse: SparseEncoder,
+) -> None:
+    settings = make_settings(
+        tmp_path,
+        model_dir,
+        metrics_exporter="otlp",
+        otlp_metrics_endpoint=otlp_endpoint.replace("/v1/traces", "/v1/metrics"),
+        service_name="otlp-test",
+    )
+    services = build_services(settings, dense=dense, sparse=sparse)
+    services.ingestor.ingest(corpus)
+    services.retriever.retrieve(Query(text="password length", top_k=2))
+    services.close()  # the periodic reader exports once more on shutdown
+
+    names = {
+        metric.name
+        for export in OtlpReceiver.metric_exports
+        for resource_metrics in export.resource_metrics
+        for scope in resource_metrics.scope_metrics
+        for metric in scope.metrics
+    }
+    assert {"rag.ingest.files", "rag.ingest.chunks", "rag.retrieval.duration"} <= names
+    resource = OtlpReceiver.metric_exports[0].resource_metrics[0].resource
+    assert {a.key: a.value.string_value for a in resource.attributes}["service.name"] == (
+        "otlp-test"
+    )
 
 
 def test_console_exporter_writes_to_stderr_and_keeps_json_on_stdout(

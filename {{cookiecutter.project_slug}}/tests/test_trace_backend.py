@@ -58,9 +58,7 @@ def phoenix(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     }
     log = tmp_path_factory.mktemp("phoenix-log") / "phoenix.log"
     with log.open("w") as out:
-        server = subprocess.Popen(
-            [PHOENIX, "serve"], env=env, stdout=out, stderr=subprocess.STDOUT
-        )
+        server = subprocess.Popen([PHOENIX, "serve"], env=env, stdout=out, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 120

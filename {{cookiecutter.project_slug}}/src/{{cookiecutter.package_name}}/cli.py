@@ -16,7 +16,7 @@ from .container import Services, build_services
 from .domain import Query
 from .errors import ServiceError
 from .settings import CONSOLE_SCRIPT, Settings
-from .telemetry import current_trace_id
+from .telemetry import configure_logging, current_trace_id
 
 DEMO_QUESTIONS = (
     "How many days of paid leave do employees get?",
@@ -165,6 +165,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
             host=args.host or settings.host,
             port=args.port or settings.port,
             workers=1,
+            log_config=None,  # uvicorn's own lines go through our (JSON) logging too
         )
         return 0
     if args.command == "eval":
@@ -216,6 +217,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
             print(f"error: {name}: {error['msg']}", file=sys.stderr)
         return 2
+    configure_logging(settings)
     try:
         return _run(args, settings)
     except ServiceError as exc:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.trace import TracerProvider
 
 from .answer import ExtractiveAnswerer
@@ -13,13 +14,14 @@ from .ingest.chunk import Chunker
 from .retrieve import Retriever
 from .settings import Settings
 from .store import QdrantStore
-from .telemetry import build_tracer_provider
+from .telemetry import RagMetrics, SpanContent, build_meter_provider, build_tracer_provider
 
 
 @dataclass
 class Services:
     settings: Settings
     tracer_provider: TracerProvider
+    meter_provider: MeterProvider
     store: QdrantStore
     dense: DenseEncoder
     sparse: SparseEncoder
@@ -30,6 +32,7 @@ class Services:
     def close(self) -> None:
         self.store.close()
         self.tracer_provider.shutdown()
+        self.meter_provider.shutdown()
 
 
 def build_services(
@@ -37,10 +40,17 @@ def build_services(
     tracer_provider: TracerProvider | None = None,
     dense: DenseEncoder | None = None,
     sparse: SparseEncoder | None = None,
+    meter_provider: MeterProvider | None = None,
 ) -> Services:
-    """Build everything from settings; already-loaded encoders may be passed in to share."""
-    provider = tracer_provider or build_tracer_provider(settings)
-    tracer = provider.get_tracer(__name__)
+    """Build everything from settings; already-loaded encoders may be passed in to share.
+
+    The Services own both providers (close() shuts them down), also ones passed in.
+    """
+    tracer_provider = tracer_provider or build_tracer_provider(settings)
+    meter_provider = meter_provider or build_meter_provider(settings)
+    tracer = tracer_provider.get_tracer(__name__)
+    metrics = RagMetrics.create(meter_provider.get_meter(__name__))
+    content = SpanContent.from_settings(settings)
     # Models first: a store opened before a failing model load would stay locked for nothing.
     dense = dense or build_dense_encoder(settings)
     sparse = sparse or build_sparse_encoder(settings)
@@ -52,7 +62,8 @@ def build_services(
         raise
     return Services(
         settings=settings,
-        tracer_provider=provider,
+        tracer_provider=tracer_provider,
+        meter_provider=meter_provider,
         store=store,
         dense=dense,
         sparse=sparse,
@@ -64,9 +75,17 @@ def build_services(
             tracer,
             settings.max_file_bytes,
             settings.upsert_batch_size,
+            metrics=metrics,
         ),
-        retriever=Retriever(store, dense, sparse, tracer, settings.prefetch_limit),
+        retriever=Retriever(
+            store, dense, sparse, tracer, settings.prefetch_limit, metrics=metrics, content=content
+        ),
         answerer=ExtractiveAnswerer(
-            dense, tracer, settings.answer_min_similarity, settings.answer_max_sentences
+            dense,
+            tracer,
+            settings.answer_min_similarity,
+            settings.answer_max_sentences,
+            metrics=metrics,
+            content=content,
         ),
     )

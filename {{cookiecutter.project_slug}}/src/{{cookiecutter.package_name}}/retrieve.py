@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import time
 
-from opentelemetry.trace import Tracer
+from opentelemetry.trace import Span, Tracer
 
 from .domain import Hit, Query
 from .embeddings import DenseEncoder, SparseEncoder
 from .store import QdrantStore
+from .telemetry import RagMetrics, SpanContent
 
 
 class Retriever:
@@ -19,17 +21,32 @@ class Retriever:
         sparse: SparseEncoder,
         tracer: Tracer,
         prefetch_limit: int,
+        *,
+        metrics: RagMetrics | None = None,
+        content: SpanContent | None = None,
     ) -> None:
         self._store = store
         self._dense = dense
         self._sparse = sparse
         self._tracer = tracer
         self._prefetch_limit = prefetch_limit
+        self._metrics = metrics or RagMetrics.noop()
+        self._content = content or SpanContent()
 
     def retrieve(self, query: Query) -> list[Hit]:
+        started = time.perf_counter()
+        try:
+            return self._retrieve(query)
+        finally:
+            self._metrics.retrieval_duration.record(time.perf_counter() - started)
+
+    def _retrieve(self, query: Query) -> list[Hit]:
         with self._tracer.start_as_current_span(f"embeddings {self._dense.model_id}") as span:
             span.set_attribute("gen_ai.operation.name", "embeddings")
             span.set_attribute("gen_ai.request.model", self._dense.model_id)
+            if self._content.openinference:
+                span.set_attribute("openinference.span.kind", "EMBEDDING")
+                span.set_attribute("embedding.model_name", self._dense.model_id)
             dense = self._dense.embed_query(query.text)
             sparse = self._sparse.embed_query(query.text)
         with self._tracer.start_as_current_span(f"retrieval {self._store.collection}") as span:
@@ -38,6 +55,8 @@ class Retriever:
             span.set_attribute("gen_ai.request.model", self._dense.model_id)
             span.set_attribute("gen_ai.request.top_k", query.top_k)
             span.set_attribute("retrieval.fusion", "rrf")
+            if self._content.record_content:
+                span.set_attribute("gen_ai.retrieval.query.text", query.text)
             if query.sources:
                 span.set_attribute("retrieval.filter.source", query.sources)
             hits = self._store.search(
@@ -47,4 +66,18 @@ class Retriever:
                 "gen_ai.retrieval.documents",
                 json.dumps([{"id": h.chunk_id, "score": round(h.score, 4)} for h in hits]),
             )
+            if self._content.openinference:
+                self._openinference(span, query, hits)
         return hits
+
+    def _openinference(self, span: Span, query: Query, hits: list[Hit]) -> None:
+        """The attributes Arize Phoenix reads; texts only when content may be recorded."""
+        span.set_attribute("openinference.span.kind", "RETRIEVER")
+        if self._content.record_content:
+            span.set_attribute("input.value", query.text)
+        for i, hit in enumerate(hits):
+            prefix = f"retrieval.documents.{i}.document"
+            span.set_attribute(f"{prefix}.id", hit.chunk_id)
+            span.set_attribute(f"{prefix}.score", hit.score)
+            if self._content.record_content:
+                span.set_attribute(f"{prefix}.content", hit.text)

@@ -7,7 +7,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # The template's answers live in project.json, so no Python file depends on how they are quoted.
@@ -18,6 +18,9 @@ PACKAGE_NAME = __package__
 
 EmbeddingProvider = Literal["local", "fastembed", "openai"]
 TraceExporter = Literal["none", "console", "otlp"]
+MetricsExporter = Literal["none", "console", "otlp"]
+LogFormat = Literal["json", "text"]
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 class Settings(BaseSettings):
@@ -97,7 +100,33 @@ class Settings(BaseSettings):
         description="OTLP traces endpoint, e.g. http://127.0.0.1:4318/v1/traces "
         "(unset = the standard OTEL_EXPORTER_OTLP_* variables).",
     )
-    service_name: str = Field(CONSOLE_SCRIPT, description="service.name on every span.")
+    service_name: str = Field(
+        CONSOLE_SCRIPT,
+        description="service.name on spans and metrics; unless changed from this default, the "
+        "standard OTEL_SERVICE_NAME variable wins over it.",
+    )
+    trace_content: bool = Field(
+        False,
+        description="Record questions, chunk texts and answers on spans (off: ids and scores "
+        "only). They may hold personal or confidential data.",
+    )
+    trace_openinference: bool = Field(
+        False,
+        description="Also put OpenInference attributes on retrieval and embedding spans, "
+        "so Arize Phoenix renders them.",
+    )
+    metrics_exporter: MetricsExporter = Field(
+        "none", description="none, console (stderr), or otlp (HTTP/protobuf)."
+    )
+    otlp_metrics_endpoint: str | None = Field(
+        None,
+        description="OTLP metrics endpoint, e.g. http://127.0.0.1:4318/v1/metrics "
+        "(unset = the standard OTEL_EXPORTER_OTLP_* variables).",
+    )
+    log_format: LogFormat = Field(
+        "json", description="json (one object per line, with trace ids) or text, on stderr."
+    )
+    log_level: str = Field("INFO", description="DEBUG, INFO, WARNING, ERROR or CRITICAL.")
 
     # --- evaluation ----------------------------------------------------------------------
     eval_golden_set: Path = Field(Path("evals/golden.jsonl"), description="Golden set JSONL.")
@@ -122,6 +151,14 @@ class Settings(BaseSettings):
         description="Embedding model on the judge endpoint (response relevancy, generation).",
     )
     judge_timeout_s: float = Field(60.0, gt=0, description="HTTP timeout of one judge call.")
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_log_level(cls, value: str) -> str:
+        level = value.strip().upper()
+        if level not in LOG_LEVELS:
+            raise ValueError(f"unknown log level {value!r}; use one of {', '.join(LOG_LEVELS)}")
+        return level
 
     @model_validator(mode="after")
     def _check_consistency(self) -> Settings:

@@ -1,24 +1,59 @@
-"""OpenTelemetry tracing, built from settings (no global provider is installed).
+"""OpenTelemetry traces and metrics, and JSON logs, built from settings (nothing global).
 
 Exporters: none (spans still get ids, so every response carries a trace id), console, or
-OTLP over HTTP. The standard OTEL_* variables apply to the OTLP exporter when
-RAG_OTLP_ENDPOINT is unset.
+OTLP over HTTP. The standard OTEL_* variables apply to the OTLP exporters when
+RAG_OTLP_ENDPOINT / RAG_OTLP_METRICS_ENDPOINT are unset.
+
+Privacy: questions, chunk texts and answers go on spans only with RAG_TRACE_CONTENT=true.
 """
 
 from __future__ import annotations
 
+import json
+import logging
+import os
 import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
 
 from opentelemetry import trace
+from opentelemetry.metrics import Counter, Histogram, Meter, NoOpMeterProvider
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import (
+    ConsoleMetricExporter,
+    MetricExporter,
+    MetricReader,
+    PeriodicExportingMetricReader,
+)
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
 
 from .settings import Settings
 
+# Seconds-scale buckets (the OpenTelemetry semantic-convention advice for durations).
+DURATION_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10)
+
+
+def service_name(settings: Settings, environ: Mapping[str, str] = os.environ) -> str:
+    """RAG_SERVICE_NAME when changed from its default, else OTEL_SERVICE_NAME, else the default.
+
+    "Changed", not "set": a `.env` copied from `.env.example` sets the default explicitly,
+    and that must not hide the OTEL_SERVICE_NAME a deployment exports.
+    """
+    if settings.service_name != Settings.model_fields["service_name"].default:
+        return settings.service_name
+    return environ.get("OTEL_SERVICE_NAME") or settings.service_name
+
+
+def build_resource(settings: Settings) -> Resource:
+    return Resource.create({"service.name": service_name(settings)})
+
 
 def build_tracer_provider(settings: Settings) -> TracerProvider:
-    provider = TracerProvider(resource=Resource.create({"service.name": settings.service_name}))
+    provider = TracerProvider(resource=build_resource(settings))
     exporter: SpanExporter | None = None
     if settings.trace_exporter == "console":
         # stderr: stdout belongs to command output such as `ask --json`.
@@ -32,6 +67,137 @@ def build_tracer_provider(settings: Settings) -> TracerProvider:
     return provider
 
 
+def build_meter_provider(settings: Settings, readers: Sequence[MetricReader] = ()) -> MeterProvider:
+    """Exports per RAG_METRICS_EXPORTER; extra `readers` (tests: InMemoryMetricReader) too."""
+    all_readers = list(readers)
+    exporter: MetricExporter | None = None
+    if settings.metrics_exporter == "console":
+        exporter = ConsoleMetricExporter(out=sys.stderr)
+    elif settings.metrics_exporter == "otlp":
+        from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+
+        exporter = OTLPMetricExporter(endpoint=settings.otlp_metrics_endpoint)
+    if exporter is not None:
+        all_readers.append(PeriodicExportingMetricReader(exporter))
+    # Services.close() shuts it down (flushing the last export), not an atexit hook.
+    return MeterProvider(
+        metric_readers=all_readers, resource=build_resource(settings), shutdown_on_exit=False
+    )
+
+
+@dataclass(frozen=True)
+class RagMetrics:
+    """The service's own instruments; components get these from the composition root."""
+
+    retrieval_duration: Histogram
+    answer_duration: Histogram
+    answers: Counter
+    ingest_files: Counter
+    ingest_chunks: Counter
+
+    @classmethod
+    def create(cls, meter: Meter) -> RagMetrics:
+        return cls(
+            retrieval_duration=meter.create_histogram(
+                "rag.retrieval.duration",
+                unit="s",
+                description="Time to embed a query and search the store.",
+                explicit_bucket_boundaries_advisory=DURATION_BUCKETS_S,
+            ),
+            answer_duration=meter.create_histogram(
+                "rag.answer.duration",
+                unit="s",
+                description="Time to compose an answer from retrieved hits.",
+                explicit_bucket_boundaries_advisory=DURATION_BUCKETS_S,
+            ),
+            answers=meter.create_counter(
+                "rag.answers", unit="{answer}", description="Answers given, by `refused`."
+            ),
+            ingest_files=meter.create_counter(
+                "rag.ingest.files", unit="{file}", description="Files ingested, by `outcome`."
+            ),
+            ingest_chunks=meter.create_counter(
+                "rag.ingest.chunks", unit="{chunk}", description="Chunks embedded and written."
+            ),
+        )
+
+    @classmethod
+    def noop(cls) -> RagMetrics:
+        return cls.create(NoOpMeterProvider().get_meter(__name__))
+
+
+@dataclass(frozen=True)
+class SpanContent:
+    """What goes on spans beyond ids and scores (RAG_TRACE_CONTENT, RAG_TRACE_OPENINFERENCE)."""
+
+    record_content: bool = False
+    openinference: bool = False
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> SpanContent:
+        return cls(
+            record_content=settings.trace_content, openinference=settings.trace_openinference
+        )
+
+
 def current_trace_id() -> str:
     """The active trace id as 32 hex digits (all zeros outside a span)."""
     return format(trace.get_current_span().get_span_context().trace_id, "032x")
+
+
+# --- logs ---------------------------------------------------------------------------------
+
+# Attributes every LogRecord has; anything else on a record came from `extra=` and is logged.
+# (uvicorn adds `color_message`, the message with terminal colour codes: not for a log store.)
+_RECORD_FIELDS = frozenset(logging.makeLogRecord({}).__dict__) | {
+    "message",
+    "asctime",
+    "color_message",
+}
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per record, with the trace and span ids of the span it was logged in."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        context = trace.get_current_span().get_span_context()
+        if context.is_valid:
+            entry["trace_id"] = format(context.trace_id, "032x")
+            entry["span_id"] = format(context.span_id, "016x")
+        for key, value in record.__dict__.items():
+            if key not in _RECORD_FIELDS and not key.startswith("_"):
+                entry[key] = value
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, default=str, ensure_ascii=False)
+
+
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever sys.stderr is at the time (it may be swapped, e.g. by pytest)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.stream = sys.stderr
+        super().emit(record)
+
+
+def configure_logging(settings: Settings) -> None:
+    """Root logger to stderr as JSON lines (or text); replaces a handler set here before."""
+    root = logging.getLogger()
+    for handler in [h for h in root.handlers if isinstance(h, _StderrHandler)]:
+        root.removeHandler(handler)
+    handler = _StderrHandler()
+    if settings.log_format == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root.addHandler(handler)
+    root.setLevel(settings.log_level.upper())
+    # One line per HTTP call of the embedding or judge client is noise at INFO.
+    for noisy in ("httpx", "httpcore"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import math
 import re
+import time
 from dataclasses import dataclass
 
 from opentelemetry.trace import Tracer
 
 from ..domain import Answer, Citation, Hit
 from ..embeddings import DenseEncoder
+from ..telemetry import RagMetrics, SpanContent
 
 REFUSAL = "I don't know: the ingested documents do not answer this question."
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(])")
@@ -54,14 +56,32 @@ def _cosine(a: list[float], b: list[float]) -> float:
 
 class ExtractiveAnswerer:
     def __init__(
-        self, dense: DenseEncoder, tracer: Tracer, min_similarity: float, max_sentences: int
+        self,
+        dense: DenseEncoder,
+        tracer: Tracer,
+        min_similarity: float,
+        max_sentences: int,
+        *,
+        metrics: RagMetrics | None = None,
+        content: SpanContent | None = None,
     ) -> None:
         self._dense = dense
         self._tracer = tracer
         self._min_similarity = min_similarity
         self._max_sentences = max_sentences
+        self._metrics = metrics or RagMetrics.noop()
+        self._content = content or SpanContent()
 
     def answer(self, question: str, hits: list[Hit]) -> Answer:
+        started = time.perf_counter()
+        try:
+            answer = self._answer(question, hits)
+        finally:
+            self._metrics.answer_duration.record(time.perf_counter() - started)
+        self._metrics.answers.add(1, {"refused": answer.refused})
+        return answer
+
+    def _answer(self, question: str, hits: list[Hit]) -> Answer:
         with self._tracer.start_as_current_span("answer extractive") as span:
             span.set_attribute("gen_ai.operation.name", "extract")
             span.set_attribute("answer.hits", len(hits))
@@ -69,13 +89,16 @@ class ExtractiveAnswerer:
             best = candidates[0].score if candidates else -1.0
             span.set_attribute("answer.best_similarity", round(best, 4))
             if best < self._min_similarity:
-                span.set_attribute("answer.refused", True)
-                return Answer(text=REFUSAL, citations=[], refused=True)
-            floor = max(self._min_similarity, best - _MARGIN)
-            chosen = [c for c in candidates if c.score >= floor][: self._max_sentences]
-            answer = self._compose(chosen)
-            span.set_attribute("answer.refused", False)
+                answer = Answer(text=REFUSAL, citations=[], refused=True)
+            else:
+                floor = max(self._min_similarity, best - _MARGIN)
+                chosen = [c for c in candidates if c.score >= floor][: self._max_sentences]
+                answer = self._compose(chosen)
+            span.set_attribute("answer.refused", answer.refused)
             span.set_attribute("answer.citations", len(answer.citations))
+            if self._content.record_content:
+                span.set_attribute("answer.question", question)
+                span.set_attribute("answer.text", answer.text)
             return answer
 
     def _score(self, question: str, hits: list[Hit]) -> list[_Candidate]:

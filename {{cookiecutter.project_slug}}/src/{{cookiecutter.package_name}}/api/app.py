@@ -48,6 +48,9 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         return response
 
     FastAPIInstrumentor.instrument_app(
-        app, tracer_provider=built.tracer_provider, excluded_urls="healthz,readyz"
+        app,
+        tracer_provider=built.tracer_provider,
+        meter_provider=built.meter_provider,
+        excluded_urls="healthz,readyz",
     )
     return app

@@ -7,6 +7,7 @@ its old ones are deleted, so a crash in between leaves the old or both versions,
 from __future__ import annotations
 
 import json
+import logging
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -19,11 +20,14 @@ from ..domain import Chunk, Point
 from ..embeddings import DenseEncoder, SparseEncoder
 from ..errors import BadRequestError
 from ..store import IndexedDocument, QdrantStore
+from ..telemetry import RagMetrics
 from .chunk import Chunker
 from .load import SkippedFileError, discover, load_document
 
 Status = Literal["added", "updated", "unchanged", "deleted", "skipped"]
 STATUSES: tuple[Status, ...] = ("added", "updated", "unchanged", "deleted", "skipped")
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -82,6 +86,8 @@ class Ingestor:
         tracer: Tracer,
         max_file_bytes: int,
         batch_size: int,
+        *,
+        metrics: RagMetrics | None = None,
     ) -> None:
         self._store = store
         self._dense = dense
@@ -90,6 +96,7 @@ class Ingestor:
         self._tracer = tracer
         self._max_file_bytes = max_file_bytes
         self._batch_size = batch_size
+        self._metrics = metrics or RagMetrics.noop()
 
     def write_chunks(self, chunks: Iterable[Chunk], corpus: str) -> None:
         """Embed and upsert in batches, so memory follows the batch size, not the corpus."""
@@ -112,6 +119,7 @@ class Ingestor:
                         for c, d, s in zip(batch, dense, sparse, strict=True)
                     ]
                 )
+            self._metrics.ingest_chunks.add(len(batch))
 
     def ingest(self, root: Path, corpus: str | None = None) -> IngestReport:
         if not root.exists():
@@ -128,15 +136,21 @@ class Ingestor:
             for path in discover(root):
                 source = path.relative_to(root).as_posix()
                 seen.add(source)
-                report.files.append(self._ingest_file(path, root, corpus, indexed))
+                self._record(report, self._ingest_file(path, root, corpus, indexed))
             for source in sorted(set(indexed) - seen):
                 with self._tracer.start_as_current_span("ingest.delete") as span:
                     span.set_attribute("ingest.source", source)
                     self._store.delete_document(corpus, source)
-                report.files.append(FileOutcome(source, "deleted", indexed[source].chunks))
+                self._record(report, FileOutcome(source, "deleted", indexed[source].chunks))
             for status, n in report.counts.items():
                 run_span.set_attribute(f"ingest.files.{status}", n)
+            # Inside the span, so the log line carries the run's trace id.
+            log.info("%s", report.summary(), extra={"corpus": corpus, "counts": report.counts})
         return report
+
+    def _record(self, report: IngestReport, outcome: FileOutcome) -> None:
+        report.files.append(outcome)
+        self._metrics.ingest_files.add(1, {"outcome": outcome.status})
 
     def _ingest_file(
         self, path: Path, root: Path, corpus: str, indexed: dict[str, IndexedDocument]
