@@ -63,6 +63,7 @@ DEPENDENCY_IMPORT_NAMES = frozenset(
         "openai",
         "opentelemetry",
         "pandas",
+        "prometheus_client",
         "pydantic",
         "pydantic_core",
         "pydantic_settings",

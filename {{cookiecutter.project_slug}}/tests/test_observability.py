@@ -308,3 +308,34 @@ def test_api_errors_are_logged_with_their_trace_id(
     assert server_error["http_status"] == 503
     assert server_error["level"] == "ERROR"
     assert server_error["trace_id"] == down["error"]["trace_id"]
+
+
+def test_prometheus_scrape_endpoint_serves_the_service_metrics(
+    tmp_path: Path, model_dir: Path, corpus: Path, dense: DenseEncoder, sparse: SparseEncoder
+) -> None:
+    settings = make_settings(tmp_path, model_dir, metrics_exporter="prometheus")
+    services = build_services(
+        settings, tracer_provider=TracerProvider(), dense=dense, sparse=sparse
+    )
+    services.ingestor.ingest(corpus)
+    with TestClient(create_app(services=services)) as client:
+        client.post("/v1/query", json={"question": "How long must a password be?"})
+        response = client.get("/metrics")
+    services.close()
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    text = response.text
+    assert "rag_answers_total{" in text
+    assert 'refused="false"' in text
+    assert "rag_retrieval_duration_seconds_bucket" in text
+    assert "rag_ingest_files_total{" in text
+    assert 'outcome="added"' in text
+
+
+def test_metrics_endpoint_is_absent_unless_prometheus_is_chosen(
+    services: Services,
+) -> None:
+    with TestClient(create_app(services=services)) as client:
+        response = client.get("/metrics")
+    assert response.status_code == 404
+    assert "RAG_METRICS_EXPORTER=prometheus" in response.json()["error"]["message"]

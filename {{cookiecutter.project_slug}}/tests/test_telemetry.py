@@ -5,20 +5,28 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import ClassVar
 
+import grpc
 import pytest
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
     ExportMetricsServiceRequest,
 )
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+)
 
 from {{ cookiecutter.package_name }}.cli import main
 from {{ cookiecutter.package_name }}.container import build_services
 from {{ cookiecutter.package_name }}.domain import Query
 from {{ cookiecutter.package_name }}.embeddings import DenseEncoder, SparseEncoder
+from {{ cookiecutter.package_name }}.errors import ConfigurationError
+from {{ cookiecutter.package_name }}.telemetry import build_tracer_provider
 
 from .conftest import make_settings
 
@@ -144,3 +152,59 @@ def test_console_exporter_writes_to_stderr_and_keeps_json_on_stdout(
     assert body["trace_id"] in captured.err.replace("0x", "")
     assert '"name": "retrieval test"' not in captured.out
     assert "retrieval " in captured.err
+
+
+class GrpcTraceReceiver(trace_service_pb2_grpc.TraceServiceServicer):
+    def __init__(self) -> None:
+        self.exports: list[ExportTraceServiceRequest] = []
+
+    def Export(
+        self, request: ExportTraceServiceRequest, context: object
+    ) -> ExportTraceServiceResponse:
+        self.exports.append(request)
+        return ExportTraceServiceResponse()
+
+
+def test_spans_are_exported_over_otlp_grpc(
+    tmp_path: Path,
+    model_dir: Path,
+    corpus: Path,
+    dense: DenseEncoder,
+    sparse: SparseEncoder,
+) -> None:
+    receiver = GrpcTraceReceiver()
+    server = grpc.server(ThreadPoolExecutor(max_workers=2))
+    # The generated gRPC stubs carry no type hints.
+    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(receiver, server)  # type: ignore[no-untyped-call]
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        settings = make_settings(
+            tmp_path,
+            model_dir,
+            trace_exporter="otlp",
+            otlp_protocol="grpc",
+            otlp_endpoint=f"http://127.0.0.1:{port}",
+        )
+        services = build_services(settings, dense=dense, sparse=sparse)
+        services.retriever.retrieve(Query(text="password length", top_k=2))
+        services.close()
+    finally:
+        server.stop(grace=None)
+    names = {
+        span.name
+        for export in receiver.exports
+        for resource_spans in export.resource_spans
+        for scope in resource_spans.scope_spans
+        for span in scope.spans
+    }
+    assert "retrieval test" in names
+
+
+def test_unsupported_otlp_protocol_is_a_clear_error(
+    tmp_path: Path, model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json")
+    settings = make_settings(tmp_path, model_dir, trace_exporter="otlp")
+    with pytest.raises(ConfigurationError, match="use http/protobuf or grpc"):
+        build_tracer_provider(settings)

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.trace import TracerProvider
+from prometheus_client import CollectorRegistry
 
 from .answer import ExtractiveAnswerer
 from .embeddings import DenseEncoder, SparseEncoder, build_dense_encoder, build_sparse_encoder
@@ -22,6 +23,7 @@ class Services:
     settings: Settings
     tracer_provider: TracerProvider
     meter_provider: MeterProvider
+    prometheus_registry: CollectorRegistry | None
     store: QdrantStore
     dense: DenseEncoder
     sparse: SparseEncoder
@@ -47,7 +49,9 @@ def build_services(
     The Services own both providers (close() shuts them down), also ones passed in.
     """
     tracer_provider = tracer_provider or build_tracer_provider(settings)
-    meter_provider = meter_provider or build_meter_provider(settings)
+    # Prometheus: this service's own registry, served by the API at /metrics.
+    registry = CollectorRegistry() if settings.metrics_exporter == "prometheus" else None
+    meter_provider = meter_provider or build_meter_provider(settings, prometheus_registry=registry)
     tracer = tracer_provider.get_tracer(__name__)
     metrics = RagMetrics.create(meter_provider.get_meter(__name__))
     content = SpanContent.from_settings(settings)
@@ -64,6 +68,7 @@ def build_services(
         settings=settings,
         tracer_provider=tracer_provider,
         meter_provider=meter_provider,
+        prometheus_registry=registry,
         store=store,
         dense=dense,
         sparse=sparse,

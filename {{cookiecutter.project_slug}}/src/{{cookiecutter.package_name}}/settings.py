@@ -18,7 +18,8 @@ PACKAGE_NAME = __package__
 
 EmbeddingProvider = Literal["local", "fastembed", "openai"]
 TraceExporter = Literal["none", "console", "otlp"]
-MetricsExporter = Literal["none", "console", "otlp"]
+MetricsExporter = Literal["none", "console", "otlp", "prometheus"]
+OtlpProtocol = Literal["http/protobuf", "grpc"]
 LogFormat = Literal["json", "text"]
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
@@ -115,8 +116,15 @@ class Settings(BaseSettings):
         description="Also put OpenInference attributes on retrieval and embedding spans, "
         "so Arize Phoenix renders them.",
     )
+    otlp_protocol: OtlpProtocol | None = Field(
+        None,
+        description="OTLP transport for traces and metrics: http/protobuf or grpc "
+        "(unset = the standard OTEL_EXPORTER_OTLP_PROTOCOL, else http/protobuf).",
+    )
     metrics_exporter: MetricsExporter = Field(
-        "none", description="none, console (stderr), or otlp (HTTP/protobuf)."
+        "none",
+        description="none, console (stderr), otlp, or prometheus (a scrape endpoint at "
+        "/metrics on the API).",
     )
     otlp_metrics_endpoint: str | None = Field(
         None,

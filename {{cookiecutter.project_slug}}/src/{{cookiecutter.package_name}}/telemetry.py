@@ -30,7 +30,9 @@ from opentelemetry.sdk.metrics.export import (
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
+from prometheus_client import CollectorRegistry
 
+from .errors import ConfigurationError
 from .settings import Settings
 
 # Seconds-scale buckets (the OpenTelemetry semantic-convention advice for durations).
@@ -48,6 +50,16 @@ def service_name(settings: Settings, environ: Mapping[str, str] = os.environ) ->
     return environ.get("OTEL_SERVICE_NAME") or settings.service_name
 
 
+def otlp_protocol(settings: Settings, environ: Mapping[str, str] = os.environ) -> str:
+    """RAG_OTLP_PROTOCOL, else the standard OTEL_EXPORTER_OTLP_PROTOCOL, else http/protobuf."""
+    chosen = settings.otlp_protocol or environ.get("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
+    if chosen not in ("http/protobuf", "grpc"):
+        raise ConfigurationError(
+            f"OTEL_EXPORTER_OTLP_PROTOCOL={chosen!r} is not supported; use http/protobuf or grpc."
+        )
+    return chosen
+
+
 def build_resource(settings: Settings) -> Resource:
     return Resource.create({"service.name": service_name(settings)})
 
@@ -58,6 +70,12 @@ def build_tracer_provider(settings: Settings) -> TracerProvider:
     if settings.trace_exporter == "console":
         # stderr: stdout belongs to command output such as `ask --json`.
         exporter = ConsoleSpanExporter(out=sys.stderr)
+    elif settings.trace_exporter == "otlp" and otlp_protocol(settings) == "grpc":
+        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (
+            OTLPSpanExporter as GrpcSpanExporter,
+        )
+
+        exporter = GrpcSpanExporter(endpoint=settings.otlp_endpoint)
     elif settings.trace_exporter == "otlp":
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
@@ -67,12 +85,30 @@ def build_tracer_provider(settings: Settings) -> TracerProvider:
     return provider
 
 
-def build_meter_provider(settings: Settings, readers: Sequence[MetricReader] = ()) -> MeterProvider:
-    """Exports per RAG_METRICS_EXPORTER; extra `readers` (tests: InMemoryMetricReader) too."""
+def build_meter_provider(
+    settings: Settings,
+    readers: Sequence[MetricReader] = (),
+    prometheus_registry: CollectorRegistry | None = None,
+) -> MeterProvider:
+    """Exports per RAG_METRICS_EXPORTER; extra `readers` (tests: InMemoryMetricReader) too.
+    With `prometheus`, metrics are collected into `prometheus_registry` (one per service,
+    never prometheus_client's global registry), which the API serves at /metrics."""
     all_readers = list(readers)
+    if settings.metrics_exporter == "prometheus":
+        from opentelemetry.exporter.prometheus import PrometheusMetricReader
+
+        if prometheus_registry is None:
+            raise ConfigurationError("metrics_exporter=prometheus needs a registry to serve.")
+        all_readers.append(PrometheusMetricReader(registry=prometheus_registry))
     exporter: MetricExporter | None = None
     if settings.metrics_exporter == "console":
         exporter = ConsoleMetricExporter(out=sys.stderr)
+    elif settings.metrics_exporter == "otlp" and otlp_protocol(settings) == "grpc":
+        from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import (
+            OTLPMetricExporter as GrpcMetricExporter,
+        )
+
+        exporter = GrpcMetricExporter(endpoint=settings.otlp_metrics_endpoint)
     elif settings.metrics_exporter == "otlp":
         from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
 

@@ -51,6 +51,6 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         app,
         tracer_provider=built.tracer_provider,
         meter_provider=built.meter_provider,
-        excluded_urls="healthz,readyz",
+        excluded_urls="healthz,readyz,metrics",
     )
     return app

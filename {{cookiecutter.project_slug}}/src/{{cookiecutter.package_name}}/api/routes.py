@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from ..container import Services
 from ..domain import Query
@@ -71,6 +72,18 @@ def readyz(services: ServicesDep) -> JSONResponse:
         status_code=200 if ready else 503,
         content=Readiness(ready=ready, checks=checks).model_dump(),
     )
+
+
+@health.get("/metrics", include_in_schema=False)
+def metrics(services: ServicesDep) -> Response:
+    """Prometheus scrape endpoint (RAG_METRICS_EXPORTER=prometheus); 404 otherwise."""
+    registry = services.prometheus_registry
+    if registry is None:
+        raise HTTPException(
+            status_code=404,
+            detail="Metrics are not served here: set RAG_METRICS_EXPORTER=prometheus.",
+        )
+    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
 
 @v1.post("/retrieve", response_model=RetrieveResponse)
