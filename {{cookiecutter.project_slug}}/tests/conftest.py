@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -136,6 +137,20 @@ def corpus(tmp_path: Path) -> Path:
         encoding="utf-8",
     )
     return root
+
+
+@pytest.fixture
+def cli_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, model_dir: Path) -> Path:
+    """Environment for running the CLI in-process: its own data folder, the shared models."""
+    monkeypatch.setenv("RAG_DATA_DIR", str(tmp_path / ".data"))
+    monkeypatch.setenv("RAG_MODEL_DIR", str(model_dir))
+    return tmp_path
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def copy_sample_corpus(target: Path) -> Path:

@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -14,14 +13,9 @@ from fastapi.testclient import TestClient
 
 from {{ cookiecutter.package_name }}.api import create_app
 from {{ cookiecutter.package_name }}.cli import main
-from {{ cookiecutter.package_name }}.settings import CONSOLE_SCRIPT
+from {{ cookiecutter.package_name }}.settings import CONSOLE_SCRIPT, PACKAGE_NAME
 
-
-@pytest.fixture
-def cli_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, model_dir: Path) -> Path:
-    monkeypatch.setenv("RAG_DATA_DIR", str(tmp_path / ".data"))
-    monkeypatch.setenv("RAG_MODEL_DIR", str(model_dir))
-    return tmp_path
+from .conftest import free_port
 
 
 def test_ingest_prints_every_file_and_a_summary(
@@ -88,12 +82,6 @@ def test_console_script_is_installed_under_the_project_slug(cli_env: Path) -> No
         assert command in result.stdout
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.mark.slow
 def test_serve_answers_over_http_and_holds_the_store(
     cli_env: Path, corpus: Path, capsys: pytest.CaptureFixture[str]
@@ -141,7 +129,7 @@ def test_demo_uses_its_own_collection(
     monkeypatch.setenv("RAG_EVAL_CORPUS", str(corpus))
     assert main(["demo"]) == 0
     out = capsys.readouterr().out
-    assert "Demo collection: {{ cookiecutter.package_name }}_demo" in out
+    assert f"Demo collection: {PACKAGE_NAME}_demo" in out
     assert out.count("trace id: ") == 3
     assert main(["ask", "How long must a password be?", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["citations"] == []  # serving collection untouched

@@ -265,14 +265,10 @@ def test_json_log_lines_carry_the_current_span_ids() -> None:
 
 
 def test_cli_logs_the_ingest_summary_as_json_on_stderr(
-    monkeypatch: pytest.MonkeyPatch,
-    tmp_path: Path,
-    model_dir: Path,
+    cli_env: Path,
     corpus: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    monkeypatch.setenv("RAG_DATA_DIR", str(tmp_path / ".data"))
-    monkeypatch.setenv("RAG_MODEL_DIR", str(model_dir))
     assert main(["ingest", str(corpus)]) == 0
     captured = capsys.readouterr()
     lines = [json.loads(line) for line in captured.err.splitlines()]

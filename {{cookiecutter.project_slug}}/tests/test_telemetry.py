@@ -31,6 +31,16 @@ from {{ cookiecutter.package_name }}.telemetry import build_tracer_provider
 from .conftest import make_settings
 
 
+def exported_span_names(exports: list[ExportTraceServiceRequest]) -> set[str]:
+    return {
+        span.name
+        for export in exports
+        for resource_spans in export.resource_spans
+        for scope in resource_spans.scope_spans
+        for span in scope.spans
+    }
+
+
 class OtlpReceiver(BaseHTTPRequestHandler):
     exports: ClassVar[list[ExportTraceServiceRequest]] = []
     metric_exports: ClassVar[list[ExportMetricsServiceRequest]] = []
@@ -135,14 +145,11 @@ def test_metrics_are_exported_over_otlp_http(
 
 
 def test_console_exporter_writes_to_stderr_and_keeps_json_on_stdout(
+    cli_env: Path,
     monkeypatch: pytest.MonkeyPatch,
-    tmp_path: Path,
-    model_dir: Path,
     corpus: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    monkeypatch.setenv("RAG_DATA_DIR", str(tmp_path / ".data"))
-    monkeypatch.setenv("RAG_MODEL_DIR", str(model_dir))
     monkeypatch.setenv("RAG_TRACE_EXPORTER", "console")
     main(["ingest", str(corpus)])
     capsys.readouterr()
@@ -191,14 +198,7 @@ def test_spans_are_exported_over_otlp_grpc(
         services.close()
     finally:
         server.stop(grace=None)
-    names = {
-        span.name
-        for export in receiver.exports
-        for resource_spans in export.resource_spans
-        for scope in resource_spans.scope_spans
-        for span in scope.spans
-    }
-    assert "retrieval test" in names
+    assert "retrieval test" in exported_span_names(receiver.exports)
 
 
 def test_unsupported_otlp_protocol_is_a_clear_error(
