@@ -75,3 +75,8 @@ def test_sentences_skip_headings_and_table_rules() -> None:
         "Keep receipts for ten years.",
         "Submit them monthly.",
     ]
+
+
+def test_questions_in_documents_are_not_quoted_as_answers() -> None:
+    faq = "How do I open a ticket?\nOpen a ticket in the support portal or call the hotline."
+    assert split_sentences(faq) == ["Open a ticket in the support portal or call the hotline."]

@@ -35,7 +35,8 @@ class _Candidate:
 
 
 def split_sentences(text: str) -> list[str]:
-    """Sentences and list items of a chunk; headings and table rules are not evidence."""
+    """Sentences and list items of a chunk. Headings, table rules and questions (an FAQ's
+    question lines match the user's question best, but answer nothing) are not evidence."""
     sentences: list[str] = []
     for raw_line in text.splitlines():
         line = _EMPHASIS.sub("", raw_line).strip().lstrip("-*+ ").strip()
@@ -43,7 +44,7 @@ def split_sentences(text: str) -> list[str]:
             continue
         for sentence in _SENTENCE_END.split(line):
             sentence = sentence.strip()
-            if len(re.findall(r"\w+", sentence)) >= 3:
+            if len(re.findall(r"\w+", sentence)) >= 3 and not sentence.endswith("?"):
                 sentences.append(sentence)
     return sentences
 
