@@ -37,6 +37,7 @@ DEPENDENCY_IMPORT_NAMES = frozenset(
     {
         "anyio",
         "bs4",
+        "charset_normalizer",
         "click",
         "datasets",
         "fastapi",

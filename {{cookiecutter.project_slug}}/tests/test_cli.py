@@ -145,3 +145,15 @@ def test_unreachable_qdrant_server_is_one_actionable_line(
     assert "Qdrant at http://127.0.0.1:9 is unreachable" in err
     assert "RAG_QDRANT_URL" in err
     assert "Traceback" not in err
+
+
+def test_strict_ingest_fails_when_a_file_is_skipped(
+    cli_env: Path, corpus: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["ingest", str(corpus), "--strict"]) == 0
+    (corpus / "broken.txt").write_bytes(b"\x00\x01")
+    assert main(["ingest", str(corpus), "--strict"]) == 1
+    err = capsys.readouterr().err
+    assert "1 file(s) skipped (--strict)" in err
+    assert main(["ingest", str(corpus), "--dry-run"]) == 0
+    assert "Dry run of " in capsys.readouterr().out

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import codecs
 from pathlib import Path
 
 import pytest
@@ -41,7 +42,12 @@ def test_utf8_with_bom_is_read_without_the_bom(tmp_path: Path) -> None:
         ("empty.md", b"", "no text"),
         ("blank.txt", b"  \n\t\n", "no text"),
         ("binary.txt", b"PK\x03\x04\x00\x00binary", "NUL bytes"),
-        ("latin1.txt", "Prix: 10 € et café".encode("cp1252"), "not valid UTF-8"),
+        (
+            "noise.txt",
+            bytes([0x81, 0x8D, 0x8F, 0x90, 0x9D, 0xFF, 0xFE, 0x80, 0x99] * 5),
+            "undecodable bytes",
+        ),
+        ("bad-bom.txt", b"\xff\xfe" + b"\x00\xd8", "utf-16 byte-order mark but is not valid"),
         ("slides.pptx", b"whatever", "unsupported file type '.pptx'"),
     ],
 )
@@ -99,3 +105,27 @@ def test_long_sections_are_split_to_the_chunk_size(tmp_path: Path) -> None:
     assert len(chunks) > 10
     assert all(len(c.text.split()) < 80 for c in chunks)
     assert [c.index for c in chunks] == list(range(len(chunks)))
+
+
+@pytest.mark.parametrize(
+    ("raw", "text", "encoding"),
+    [
+        (
+            "Prix: 10 € et café, très bien.".encode("cp1252"),
+            "Prix: 10 € et café, très bien.",
+            "cp1252",
+        ),
+        ("Zażółć gęślą jaźń w Łodzi.".encode("cp1250"), "Zażółć gęślą jaźń w Łodzi.", "cp1250"),
+        ("Überstunden werden bezahlt.".encode("utf-16"), "Überstunden werden bezahlt.", "utf-16"),
+        (codecs.BOM_UTF16_BE + "Überstunden.".encode("utf-16-be"), "Überstunden.", "utf-16"),
+        ("Café opens at eight.".encode(), "Café opens at eight.", "utf-8"),
+    ],
+    ids=["cp1252", "cp1250", "utf-16-le-bom", "utf-16-be-bom", "utf-8"],
+)
+def test_text_in_common_encodings_is_read_correctly(
+    tmp_path: Path, raw: bytes, text: str, encoding: str
+) -> None:
+    (tmp_path / "note.txt").write_bytes(raw)
+    document = load_document(tmp_path / "note.txt", tmp_path, LIMIT)
+    assert document.text == text
+    assert document.metadata["encoding"] == encoding

@@ -79,7 +79,7 @@ def test_file_that_becomes_unreadable_keeps_its_previous_version(
     services: Services, corpus: Path
 ) -> None:
     services.ingestor.ingest(corpus)
-    (corpus / "coffee.txt").write_bytes(b"\xff\xfe\x00garbage")
+    (corpus / "coffee.txt").write_bytes(b"\x00\x01\x02\xff binary now")
     report = services.ingestor.ingest(corpus)
     outcome = next(f for f in report.files if f.source == "coffee.txt")
     assert outcome.status == "skipped"
@@ -157,3 +157,27 @@ def test_changed_chunk_settings_rechunk_every_document(services: Services, corpu
     report = services.ingestor.ingest(corpus)
     assert report.counts["updated"] == 3
     assert services.ingestor.ingest(corpus).counts["unchanged"] == 3
+
+
+def test_dry_run_reports_the_changes_and_writes_nothing(services: Services, corpus: Path) -> None:
+    services.ingestor.ingest(corpus)
+    points = services.store.count()
+    (corpus / "coffee.txt").write_text("Descaled on Wednesdays now.\n", "utf-8")
+    (corpus / "holidays.html").unlink()
+    (corpus / "new.md").write_text("# New\n\nA brand new page about bikes.", "utf-8")
+    report = services.ingestor.ingest(corpus, dry_run=True)
+    assert report.counts == {"added": 1, "updated": 1, "unchanged": 1, "deleted": 1, "skipped": 0}
+    assert report.summary().startswith("Dry run of ")
+    assert services.store.count() == points
+    assert "holidays.html" in services.store.indexed_documents()
+    assert services.ingestor.ingest(corpus).counts["added"] == 1  # the real run still has work
+
+
+def test_legacy_encoded_file_lands_and_says_how_it_was_read(
+    services: Services, corpus: Path
+) -> None:
+    (corpus / "menu.txt").write_bytes("Le café coûte 2 € au comptoir.".encode("cp1252"))
+    report = services.ingestor.ingest(corpus)
+    outcome = next(f for f in report.files if f.source == "menu.txt")
+    assert (outcome.status, outcome.reason) == ("added", "read as cp1252")
+    assert "café coûte 2 €" in texts_for(services, "How much is a coffee?")

@@ -55,3 +55,8 @@ def test_env_example_documents_every_setting_with_its_default() -> None:
             assert float(documented) == float(expected), variable
         else:
             assert documented == str(expected), variable
+
+
+def test_unknown_legacy_encoding_is_refused() -> None:
+    with pytest.raises(ValidationError, match="unknown encoding 'klingon'"):
+        Settings(_env_file=None, legacy_encoding="klingon")

@@ -35,6 +35,10 @@ def _parser() -> argparse.ArgumentParser:
     ingest.add_argument("path", type=Path, help="folder of .md, .txt and .html files")
     ingest.add_argument("--corpus", help="corpus name (default: the folder's name)")
     ingest.add_argument("--report", type=Path, help="also write the report as JSON here")
+    ingest.add_argument(
+        "--dry-run", action="store_true", help="show what would change; write nothing"
+    )
+    ingest.add_argument("--strict", action="store_true", help="exit 1 when any file is skipped")
 
     ask = commands.add_parser("ask", help="answer a question with citations")
     ask.add_argument("question")
@@ -176,7 +180,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     services = build_services(settings)
     try:
         if args.command == "ingest":
-            report = services.ingestor.ingest(args.path, args.corpus)
+            report = services.ingestor.ingest(args.path, args.corpus, dry_run=args.dry_run)
             for outcome in report.files:
                 detail = f" ({outcome.chunks} chunks)" if outcome.chunks else ""
                 reason = f": {outcome.reason}" if outcome.reason else ""
@@ -184,6 +188,13 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
             print(report.summary())
             if args.report:
                 args.report.write_text(report.to_json(), encoding="utf-8")
+            skipped = report.counts["skipped"]
+            if args.strict and skipped:
+                print(
+                    f"error: {skipped} file(s) skipped (--strict); see the reasons above.",
+                    file=sys.stderr,
+                )
+                return 1
             return 0
         if args.command == "ask":
             response = _answer(services, args.question, args.top_k, args.source)

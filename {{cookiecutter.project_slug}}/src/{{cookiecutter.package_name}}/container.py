@@ -81,6 +81,7 @@ def build_services(
             settings.max_file_bytes,
             settings.upsert_batch_size,
             metrics=metrics,
+            legacy_encoding=settings.legacy_encoding,
         ),
         retriever=Retriever(
             store, dense, sparse, tracer, settings.prefetch_limit, metrics=metrics, content=content

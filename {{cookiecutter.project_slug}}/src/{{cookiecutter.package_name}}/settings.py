@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import json
 from importlib import resources
 from pathlib import Path
@@ -71,6 +72,11 @@ class Settings(BaseSettings):
     )
     chunk_overlap: int = Field(24, ge=0, description="Token overlap between adjacent chunks.")
     max_file_bytes: int = Field(10_000_000, ge=1, description="Larger files are skipped.")
+    legacy_encoding: str = Field(
+        "cp1252",
+        description="For files that are not UTF-8 and have no byte-order mark: preferred among "
+        "the 8-bit encodings that decode them equally cleanly (e.g. cp1252, cp1250, koi8_r).",
+    )
     upsert_batch_size: int = Field(64, ge=1, description="Chunks embedded and written at once.")
 
     # --- retrieval and answers -----------------------------------------------------------
@@ -167,6 +173,15 @@ class Settings(BaseSettings):
         if level not in LOG_LEVELS:
             raise ValueError(f"unknown log level {value!r}; use one of {', '.join(LOG_LEVELS)}")
         return level
+
+    @field_validator("legacy_encoding")
+    @classmethod
+    def _known_encoding(cls, value: str) -> str:
+        try:
+            codecs.lookup(value)
+        except LookupError:
+            raise ValueError(f"unknown encoding {value!r}; e.g. cp1252, cp1250, latin_1") from None
+        return value
 
     @model_validator(mode="after")
     def _check_consistency(self) -> Settings:

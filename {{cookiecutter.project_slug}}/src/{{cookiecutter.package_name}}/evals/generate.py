@@ -59,7 +59,7 @@ def generate_golden_set(
         )
     if not corpus.is_dir():
         raise BadRequestError(f"Corpus folder {corpus} does not exist or is not a folder.")
-    documents = _load_documents(corpus, settings.max_file_bytes)
+    documents = _load_documents(corpus, settings.max_file_bytes, settings.legacy_encoding)
     chunker = Chunker(settings.chunk_size, settings.chunk_overlap)
 
     prepare_ragas(settings.data_dir / "ragas")
@@ -83,11 +83,11 @@ def generate_golden_set(
     return len(rows)
 
 
-def _load_documents(corpus: Path, max_bytes: int) -> list[Document]:
+def _load_documents(corpus: Path, max_bytes: int, legacy_encoding: str) -> list[Document]:
     documents = []
     for path in discover(corpus):
         try:
-            documents.append(load_document(path, corpus, max_bytes))
+            documents.append(load_document(path, corpus, max_bytes, legacy_encoding))
         except SkippedFileError:
             continue  # `ingest` reports skipped files; here they simply yield no questions
     if not documents:

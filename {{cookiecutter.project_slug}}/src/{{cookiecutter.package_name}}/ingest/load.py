@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import re
 from collections.abc import Iterator
 from pathlib import Path
 
+import charset_normalizer
 from bs4 import BeautifulSoup
 
 from ..domain import Document
@@ -67,16 +69,53 @@ def _title_from_name(path: Path) -> str:
     return re.sub(r"[-_]+", " ", path.stem).strip().title()
 
 
-def _decode(raw: bytes) -> str:
+# UTF-32 first: its little-endian mark begins with UTF-16's.
+_BYTE_ORDER_MARKS = (
+    (codecs.BOM_UTF32_LE, "utf-32"),
+    (codecs.BOM_UTF32_BE, "utf-32"),
+    (codecs.BOM_UTF8, "utf-8-sig"),
+    (codecs.BOM_UTF16_LE, "utf-16"),
+    (codecs.BOM_UTF16_BE, "utf-16"),
+)
+# charset-normalizer's "chaos" (share of implausible characters) above which a legacy decoding
+# would only produce garbage chunks.
+_MAX_CHAOS = 0.2
+
+
+def _decode_legacy(raw: bytes, preferred: str, first_bad: int) -> tuple[str, str]:
+    """An 8-bit file: the encoding charset-normalizer finds cleanest, `preferred` on a tie
+    (short Western text decodes equally well as cp1250 and cp1252, but not equally right)."""
+    matches = list(charset_normalizer.from_bytes(raw))
+    cleanest = min((m.chaos for m in matches), default=1.0)
+    if cleanest > _MAX_CHAOS:
+        raise SkippedFileError(
+            f"is neither UTF-8 (byte 0x{raw[first_bad]:02x} at offset {first_bad}) nor text "
+            "in any single-byte encoding: undecodable bytes; convert it to UTF-8"
+        )
+    tied = [m for m in matches if m.chaos <= cleanest]
+    wanted = codecs.lookup(preferred).name
+    choice = next((m for m in tied if codecs.lookup(m.encoding).name == wanted), tied[0])
+    return str(choice), choice.encoding
+
+
+def _decode(raw: bytes, legacy_encoding: str) -> tuple[str, str]:
+    """Text and the encoding it was read in: a byte-order mark, else UTF-8, else the
+    legacy 8-bit encoding that decodes it cleanly."""
+    for mark, encoding in _BYTE_ORDER_MARKS:
+        if raw.startswith(mark):
+            try:
+                return raw.decode(encoding), encoding
+            except UnicodeDecodeError as exc:
+                raise SkippedFileError(
+                    f"starts with a {encoding} byte-order mark but is not valid {encoding} "
+                    f"(offset {exc.start}); convert it to UTF-8"
+                ) from exc
     if b"\x00" in raw:
         raise SkippedFileError("contains NUL bytes: binary content behind a text file extension")
     try:
-        return raw.decode("utf-8-sig")
+        return raw.decode("utf-8"), "utf-8"
     except UnicodeDecodeError as exc:
-        raise SkippedFileError(
-            f"is not valid UTF-8 (byte 0x{raw[exc.start]:02x} at offset {exc.start}); "
-            "convert it to UTF-8 and ingest again"
-        ) from exc
+        return _decode_legacy(raw, legacy_encoding, exc.start)
 
 
 def _markdown_title(text: str) -> str | None:
@@ -116,7 +155,9 @@ def html_to_markdown(html: str) -> tuple[str, str | None]:
     return markdown, title
 
 
-def load_document(path: Path, root: Path, max_bytes: int) -> Document:
+def load_document(
+    path: Path, root: Path, max_bytes: int, legacy_encoding: str = "cp1252"
+) -> Document:
     """Read one file; raise SkippedFileError with a reason a person can act on."""
     source = path.relative_to(root).as_posix()
     suffix = path.suffix.lower()
@@ -139,7 +180,7 @@ def load_document(path: Path, root: Path, max_bytes: int) -> Document:
         raw = path.read_bytes()
     except OSError as exc:
         raise SkippedFileError(f"cannot be read: {exc.strerror or exc}") from exc
-    text = _decode(raw)
+    text, encoding = _decode(raw, legacy_encoding)
     title: str | None
     if kind == "html":
         text, title = html_to_markdown(text)
@@ -156,4 +197,5 @@ def load_document(path: Path, root: Path, max_bytes: int) -> Document:
         title=title or _title_from_name(path),
         content_hash=hashlib.sha256(raw).hexdigest(),
         format=kind,
+        metadata={"encoding": encoding},
     )

@@ -43,6 +43,7 @@ class IngestReport:
     corpus: str
     root: str
     files: list[FileOutcome] = field(default_factory=list)
+    dry_run: bool = False
 
     @property
     def counts(self) -> dict[str, int]:
@@ -56,6 +57,8 @@ class IngestReport:
 
     def summary(self) -> str:
         counts = ", ".join(f"{n} {status}" for status, n in self.counts.items())
+        if self.dry_run:
+            return f"Dry run of {self.root} as corpus {self.corpus!r}, nothing written: {counts}"
         verdict = "" if self.changed else " (nothing changed)"
         return f"Ingested {self.root} as corpus {self.corpus!r}: {counts}{verdict}"
 
@@ -88,6 +91,7 @@ class Ingestor:
         batch_size: int,
         *,
         metrics: RagMetrics | None = None,
+        legacy_encoding: str = "cp1252",
     ) -> None:
         self._store = store
         self._dense = dense
@@ -97,6 +101,7 @@ class Ingestor:
         self._max_file_bytes = max_file_bytes
         self._batch_size = batch_size
         self._metrics = metrics or RagMetrics.noop()
+        self._legacy_encoding = legacy_encoding
 
     def write_chunks(self, chunks: Iterable[Chunk], corpus: str) -> None:
         """Embed and upsert in batches, so memory follows the batch size, not the corpus."""
@@ -121,13 +126,15 @@ class Ingestor:
                 )
             self._metrics.ingest_chunks.add(len(batch))
 
-    def ingest(self, root: Path, corpus: str | None = None) -> IngestReport:
+    def ingest(self, root: Path, corpus: str | None = None, dry_run: bool = False) -> IngestReport:
+        """Sync `root` into the store. With `dry_run`, report what would change and write
+        nothing (files are still read and chunked, so unreadable ones are reported)."""
         if not root.exists():
             raise BadRequestError(f"Folder {root} does not exist; give the folder to ingest.")
         if not root.is_dir():
             raise BadRequestError(f"{root} is a file; give the folder that contains it.")
         corpus = corpus or root.resolve().name
-        report = IngestReport(corpus=corpus, root=str(root))
+        report = IngestReport(corpus=corpus, root=str(root), dry_run=dry_run)
         with self._tracer.start_as_current_span("ingest") as run_span:
             run_span.set_attribute("ingest.corpus", corpus)
             run_span.set_attribute("ingest.root", str(root))
@@ -136,11 +143,14 @@ class Ingestor:
             for path in discover(root):
                 source = path.relative_to(root).as_posix()
                 seen.add(source)
-                self._record(report, self._ingest_file(path, root, corpus, indexed))
+                self._record(
+                    report, self._ingest_file(path, root, corpus, indexed, dry_run=dry_run)
+                )
             for source in sorted(set(indexed) - seen):
                 with self._tracer.start_as_current_span("ingest.delete") as span:
                     span.set_attribute("ingest.source", source)
-                    self._store.delete_document(corpus, source)
+                    if not dry_run:
+                        self._store.delete_document(corpus, source)
                 self._record(report, FileOutcome(source, "deleted", indexed[source].chunks))
             for status, n in report.counts.items():
                 run_span.set_attribute(f"ingest.files.{status}", n)
@@ -153,7 +163,13 @@ class Ingestor:
         self._metrics.ingest_files.add(1, {"outcome": outcome.status})
 
     def _ingest_file(
-        self, path: Path, root: Path, corpus: str, indexed: dict[str, IndexedDocument]
+        self,
+        path: Path,
+        root: Path,
+        corpus: str,
+        indexed: dict[str, IndexedDocument],
+        *,
+        dry_run: bool,
     ) -> FileOutcome:
         source = path.relative_to(root).as_posix()
         with self._tracer.start_as_current_span("ingest.file") as span:
@@ -161,7 +177,9 @@ class Ingestor:
             previous = indexed.get(source)
             try:
                 with self._tracer.start_as_current_span("parse"):
-                    document = load_document(path, root, self._max_file_bytes)
+                    document = load_document(
+                        path, root, self._max_file_bytes, self._legacy_encoding
+                    )
             except SkippedFileError as exc:
                 reason = str(exc) + (
                     "; the previously ingested version is kept" if previous else ""
@@ -179,14 +197,18 @@ class Ingestor:
             if not chunks:
                 span.set_attribute("ingest.outcome", "skipped")
                 return FileOutcome(source, "skipped", reason="produced no text chunks")
+            encoding = document.metadata.get("encoding", "utf-8")
+            notes = [] if encoding == "utf-8" else [f"read as {encoding}"]
+            if previous is not None and version in previous.stored:
+                notes.append("repaired an interrupted ingest")
+            status: Status = "added" if previous is None else "updated"
+            span.set_attribute("ingest.outcome", status)
+            if dry_run:
+                return FileOutcome(source, status, len(chunks), reason="; ".join(notes))
             # Upserts are idempotent (deterministic ids), so a partly written version is
             # simply written again.
             self.write_chunks(chunks, corpus)
-            if previous is None:
-                span.set_attribute("ingest.outcome", "added")
-                return FileOutcome(source, "added", len(chunks))
-            # The new version is complete; only now drop the chunks of every other one.
-            self._store.delete_document(corpus, source, keep_doc_hash=version)
-            repaired = "repaired an interrupted ingest" if version in previous.stored else ""
-            span.set_attribute("ingest.outcome", "updated")
-            return FileOutcome(source, "updated", len(chunks), reason=repaired)
+            if previous is not None:
+                # The new version is complete; only now drop the chunks of every other one.
+                self._store.delete_document(corpus, source, keep_doc_hash=version)
+            return FileOutcome(source, status, len(chunks), reason="; ".join(notes))
