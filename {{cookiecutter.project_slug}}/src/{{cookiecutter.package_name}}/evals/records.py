@@ -47,6 +47,10 @@ class QuestionResult:
     def refusal_correct(self) -> bool:
         return self.refused != self.answerable
 
+    def missed(self, k: str | int) -> bool:
+        """An answerable question whose gold sources were not among the top k hits."""
+        return self.answerable and not self.scores.get(f"hit_at_{k}")
+
 
 @dataclass(frozen=True)
 class MetricRow:
@@ -81,7 +85,7 @@ class EvalReport:
             lines.append(f"{row.name:<26} {row.value:>9.3f}  {bar:<14} {row.verdict:<6} {delta}")
         k = self.context.get("k", "5")
         for r in self.results:
-            if r.answerable and not r.scores.get(f"hit_at_{k}"):
+            if r.missed(k):
                 lines.append(
                     f"  miss: {r.id} {r.question!r}: gold {r.gold_sources}, "
                     f"got {r.retrieved_sources}"

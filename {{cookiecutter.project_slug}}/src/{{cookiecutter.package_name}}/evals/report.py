@@ -10,7 +10,7 @@ from html import escape
 from pathlib import Path
 
 from .baseline import is_quality_metric
-from .records import EvalReport, MetricRow, QuestionResult
+from .records import EvalReport, MetricRow
 
 _BAR_WIDTH = 240
 # Plain string, not an f-string: CSS braces stay single (the file is also a Jinja template).
@@ -85,18 +85,14 @@ def to_markdown(report: EvalReport) -> str:
             delta = f"{row.delta.delta:+.3f}" + (" **regressed**" if row.delta.regressed else "")
         bar = row.threshold.describe() if row.threshold else ""
         lines.append(f"| {row.name} | {_number(row.value)} | {bar} | {row.verdict} | {delta} |")
-    failures = [r for r in report.results if not r.refusal_correct or _missed(report, r)]
+    k = report.context.get("k", "5")
+    failures = [r for r in report.results if not r.refusal_correct or r.missed(k)]
     if failures:
         lines += ["", "## Questions to look at", ""]
         for r in failures:
             why = "wrong refusal" if not r.refusal_correct else "gold source not retrieved"
             lines.append(f"- `{r.id}` ({why}): {r.question}")
     return "\n".join(lines) + "\n"
-
-
-def _missed(report: EvalReport, result: QuestionResult) -> bool:
-    k = report.context.get("k", "5")
-    return result.answerable and not result.scores.get(f"hit_at_{k}")
 
 
 def _bar(row: MetricRow) -> str:
@@ -143,7 +139,7 @@ def to_html(report: EvalReport) -> str:
         sources = ", ".join(
             f"<b>{escape(s)}</b>" if s in r.gold_sources else escape(s) for s in r.retrieved_sources
         )
-        hit = "" if not r.answerable else ("hit" if r.scores.get(f"hit_at_{k}") else "MISS")
+        hit = "" if not r.answerable else ("MISS" if r.missed(k) else "hit")
         refusal = "refused" if r.refused else "answered"
         status = "ok" if r.refusal_correct and hit != "MISS" else "FAIL"
         questions.append(
