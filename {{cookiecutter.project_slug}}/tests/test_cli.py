@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
@@ -12,7 +13,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from {{ cookiecutter.package_name }}.api import create_app
-from {{ cookiecutter.package_name }}.cli import main
+from {{ cookiecutter.package_name }}.cli import TerminalProgress, main
+from {{ cookiecutter.package_name }}.container import Services
+from {{ cookiecutter.package_name }}.ingest import FileOutcome
 from {{ cookiecutter.package_name }}.settings import CONSOLE_SCRIPT, PACKAGE_NAME
 
 from .conftest import free_port
@@ -154,6 +157,54 @@ def test_strict_ingest_fails_when_a_file_is_skipped(
     (corpus / "broken.txt").write_bytes(b"\x00\x01")
     assert main(["ingest", str(corpus), "--strict"]) == 1
     err = capsys.readouterr().err
-    assert "1 file(s) skipped (--strict)" in err
+    assert "1 file(s) skipped and 0 warning(s) (--strict)" in err
     assert main(["ingest", str(corpus), "--dry-run"]) == 0
     assert "Dry run of " in capsys.readouterr().out
+
+
+def test_strict_ingest_fails_on_a_skipped_record_and_prints_it(
+    cli_env: Path, corpus: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (corpus / "faq.jsonl").write_text('{"text": "Lunch is at noon."}\n{oops\n', encoding="utf-8")
+    assert main(["ingest", str(corpus), "--strict"]) == 1
+    captured = capsys.readouterr()
+    assert "warning: skipped line 2 is not valid JSON" in captured.out
+    assert "0 file(s) skipped and 1 warning(s) (--strict)" in captured.err
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize("terminal", [True, False])
+def test_progress_bar_shows_counts_only_on_a_terminal(
+    monkeypatch: pytest.MonkeyPatch, terminal: bool
+) -> None:
+    stderr = _Terminal() if terminal else io.StringIO()
+    monkeypatch.setattr(sys, "stderr", stderr)
+    with TerminalProgress() as progress:
+        progress.start(3)
+        for name in ("a.md", "b.md", "c.md"):
+            progress.advance(FileOutcome(name, "added", 1))
+    shown = stderr.getvalue()
+    if terminal:
+        assert "3/3" in shown
+        assert "file" in shown
+    else:
+        assert shown == ""
+
+
+def test_ingest_while_the_store_is_held_says_to_upload_through_the_api(
+    services: Services,
+    corpus: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("RAG_DATA_DIR", str(services.settings.data_dir))
+    monkeypatch.setenv("RAG_MODEL_DIR", str(services.settings.models_path))
+    assert main(["ingest", str(corpus)]) == 2
+    err = capsys.readouterr().err
+    assert "is in use by" in err
+    assert "curl -F files=@report.pdf http://127.0.0.1:8000/v1/documents" in err
+    assert "Traceback" not in err

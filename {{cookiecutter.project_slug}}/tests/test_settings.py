@@ -48,13 +48,20 @@ def test_env_example_documents_every_setting_with_its_default() -> None:
         if field.default is None:
             continue
         documented = match.group(1).strip()
-        expected = field.default
-        if isinstance(expected, Path):
+        expected = field.get_default(call_default_factory=True)
+        if isinstance(expected, list):
+            assert documented == ",".join(expected), variable
+        elif isinstance(expected, Path):
             assert Path(documented) == expected, variable
         elif isinstance(expected, (int, float)) and not isinstance(expected, bool):
             assert float(documented) == float(expected), variable
         else:
             assert documented == str(expected), variable
+
+
+def test_record_fields_are_comma_separated(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RAG_RECORD_TEXT_FIELDS", "question, answer")
+    assert Settings(_env_file=None).record_text_fields == ["question", "answer"]
 
 
 def test_unknown_legacy_encoding_is_refused() -> None:

@@ -8,13 +8,16 @@ import sys
 import textwrap
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from pydantic import ValidationError
+from tqdm import tqdm
 
 from .api.schemas import QueryResponse
 from .container import Services, build_services
 from .domain import Query
-from .errors import ServiceError
+from .errors import ServiceError, StoreInUseError
+from .ingest import FileOutcome
 from .settings import CONSOLE_SCRIPT, Settings
 from .telemetry import configure_logging, current_trace_id
 
@@ -25,6 +28,29 @@ DEMO_QUESTIONS = (
 )
 
 
+class TerminalProgress:
+    """A progress bar with counts and ETA on stderr, only when stderr is a terminal (logs
+    and CI output stay clean)."""
+
+    def __init__(self) -> None:
+        self._bar: Any = None
+
+    def __enter__(self) -> TerminalProgress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._bar is not None:
+            self._bar.close()
+
+    def start(self, total: int) -> None:
+        self._bar = tqdm(total=total, unit="file", file=sys.stderr, disable=not sys.stderr.isatty())
+
+    def advance(self, outcome: FileOutcome) -> None:
+        if self._bar is not None:
+            self._bar.set_postfix_str(outcome.status, refresh=False)
+            self._bar.update(1)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=CONSOLE_SCRIPT, description="Ingest documents, ask questions, serve the API, evaluate."
@@ -32,13 +58,19 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     ingest = commands.add_parser("ingest", help="sync a folder of documents into the store")
-    ingest.add_argument("path", type=Path, help="folder of .md, .txt and .html files")
+    ingest.add_argument(
+        "path", type=Path, help="folder of .md .txt .html .pdf .docx .csv .jsonl files"
+    )
     ingest.add_argument("--corpus", help="corpus name (default: the folder's name)")
     ingest.add_argument("--report", type=Path, help="also write the report as JSON here")
     ingest.add_argument(
         "--dry-run", action="store_true", help="show what would change; write nothing"
     )
-    ingest.add_argument("--strict", action="store_true", help="exit 1 when any file is skipped")
+    ingest.add_argument(
+        "--strict",
+        action="store_true",
+        help="exit 1 when any file, or any record or line in one, is skipped",
+    )
 
     ask = commands.add_parser("ask", help="answer a question with citations")
     ask.add_argument("question")
@@ -177,21 +209,36 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
 
     if args.command == "demo":
         settings = _side_collection(settings, "demo")
-    services = build_services(settings)
+    try:
+        services = build_services(settings)
+    except StoreInUseError as exc:
+        if args.command != "ingest":
+            raise
+        raise StoreInUseError(
+            f"{exc.message} While the API runs, add documents through it: curl -F "
+            f"files=@report.pdf http://{settings.host}:{settings.port}/v1/documents "
+            f"(they land in corpus {settings.upload_corpus!r})."
+        ) from exc
     try:
         if args.command == "ingest":
-            report = services.ingestor.ingest(args.path, args.corpus, dry_run=args.dry_run)
+            with TerminalProgress() as progress:
+                report = services.ingestor.ingest(
+                    args.path, args.corpus, dry_run=args.dry_run, progress=progress
+                )
             for outcome in report.files:
                 detail = f" ({outcome.chunks} chunks)" if outcome.chunks else ""
                 reason = f": {outcome.reason}" if outcome.reason else ""
                 print(f"  {outcome.status:<9} {outcome.source}{detail}{reason}")
+                for warning in outcome.warnings:
+                    print(f"            warning: {warning}")
             print(report.summary())
             if args.report:
                 args.report.write_text(report.to_json(), encoding="utf-8")
             skipped = report.counts["skipped"]
-            if args.strict and skipped:
+            if args.strict and (skipped or report.warnings):
                 print(
-                    f"error: {skipped} file(s) skipped (--strict); see the reasons above.",
+                    f"error: {skipped} file(s) skipped and {report.warnings} warning(s) "
+                    "(--strict); see the reasons above.",
                     file=sys.stderr,
                 )
                 return 1

@@ -12,6 +12,9 @@ from .answer import ExtractiveAnswerer
 from .embeddings import DenseEncoder, SparseEncoder, build_dense_encoder, build_sparse_encoder
 from .ingest import Ingestor
 from .ingest.chunk import Chunker
+from .ingest.jobs import IngestionJobs
+from .ingest.load import RecordFields
+from .ingest.uploads import UploadInbox
 from .retrieve import Retriever
 from .settings import Settings
 from .store import QdrantStore
@@ -28,10 +31,12 @@ class Services:
     dense: DenseEncoder
     sparse: SparseEncoder
     ingestor: Ingestor
+    jobs: IngestionJobs
     retriever: Retriever
     answerer: ExtractiveAnswerer
 
     def close(self) -> None:
+        self.jobs.close()  # a running job finishes its writes before the store closes
         self.store.close()
         self.tracer_provider.shutdown()
         self.meter_provider.shutdown()
@@ -64,6 +69,21 @@ def build_services(
     except Exception:
         store.close()
         raise
+    ingestor = Ingestor(
+        store,
+        dense,
+        sparse,
+        Chunker(settings.chunk_size, settings.chunk_overlap),
+        tracer,
+        settings.max_file_bytes,
+        settings.upsert_batch_size,
+        metrics=metrics,
+        legacy_encoding=settings.legacy_encoding,
+        record_fields=RecordFields(
+            text=tuple(settings.record_text_fields),
+            metadata=tuple(settings.record_metadata_fields),
+        ),
+    )
     return Services(
         settings=settings,
         tracer_provider=tracer_provider,
@@ -72,16 +92,11 @@ def build_services(
         store=store,
         dense=dense,
         sparse=sparse,
-        ingestor=Ingestor(
-            store,
-            dense,
-            sparse,
-            Chunker(settings.chunk_size, settings.chunk_overlap),
-            tracer,
-            settings.max_file_bytes,
-            settings.upsert_batch_size,
-            metrics=metrics,
-            legacy_encoding=settings.legacy_encoding,
+        ingestor=ingestor,
+        jobs=IngestionJobs(
+            ingestor,
+            UploadInbox(settings.uploads_path, settings.max_file_bytes),
+            settings.upload_corpus,
         ),
         retriever=Retriever(
             store, dense, sparse, tracer, settings.prefetch_limit, metrics=metrics, content=content

@@ -5,8 +5,16 @@ In: Document -> Chunk -> Point.  Out: Query -> Hit -> Answer(citations).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
+
+
+@dataclass(frozen=True)
+class Segment:
+    """A part of a document that no chunk crosses: a PDF page, a CSV row, a JSONL record."""
+
+    text: str
+    metadata: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -19,6 +27,17 @@ class Document:
     content_hash: str
     format: str
     metadata: dict[str, Any] = field(default_factory=dict)
+    segments: tuple[Segment, ...] = ()
+    warnings: tuple[str, ...] = ()  # what was dropped on the way, e.g. a malformed JSONL line
+
+    def parts(self) -> list[Document]:
+        """The pieces to chunk separately: one per segment, each with its own metadata."""
+        if not self.segments:
+            return [self]
+        return [
+            replace(self, text=s.text, metadata={**self.metadata, **s.metadata}, segments=())
+            for s in self.segments
+        ]
 
 
 @dataclass(frozen=True)
@@ -34,6 +53,7 @@ class Chunk:
     content_hash: str
     doc_hash: str
     doc_chunks: int  # chunks in this version of the document: tells complete from partial
+    metadata: dict[str, Any] = field(default_factory=dict)  # front matter, page, row, ...
 
     def embedding_text(self) -> str:
         """What gets embedded: the title and section give a short chunk its context."""
@@ -55,6 +75,7 @@ class Point:
     dense: list[float]
     sparse: SparseVector
     corpus: str
+    aliases: tuple[str, ...] = ()  # other names of the same exact content
 
 
 @dataclass(frozen=True)

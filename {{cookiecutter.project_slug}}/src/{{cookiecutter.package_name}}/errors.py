@@ -37,3 +37,19 @@ class ModelIntegrityError(ServiceError):
 
 class BadRequestError(ServiceError):
     status_code = 400
+
+
+class NotFoundError(ServiceError):
+    status_code = 404
+
+
+class ConflictError(ServiceError):
+    status_code = 409
+
+
+class PayloadTooLargeError(ServiceError):
+    status_code = 413
+
+
+class UnsupportedMediaTypeError(ServiceError):
+    status_code = 415

@@ -6,10 +6,10 @@ import codecs
 import json
 from importlib import resources
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 # The template's answers live in project.json, so no Python file depends on how they are quoted.
 _PROJECT = json.loads(resources.files(__package__).joinpath("project.json").read_text("utf-8"))
@@ -78,6 +78,16 @@ class Settings(BaseSettings):
         "the 8-bit encodings that decode them equally cleanly (e.g. cp1252, cp1250, koi8_r).",
     )
     upsert_batch_size: int = Field(64, ge=1, description="Chunks embedded and written at once.")
+    record_text_fields: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="CSV columns / JSONL keys that hold a record's text, comma-separated "
+        "(empty = the whole record, one `field: value` line each).",
+    )
+    record_metadata_fields: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="CSV columns / JSONL keys copied into each record's chunk metadata, "
+        "comma-separated (returned with hits).",
+    )
 
     # --- retrieval and answers -----------------------------------------------------------
     default_top_k: int = Field(5, ge=1, description="Hits returned when a request sets none.")
@@ -97,6 +107,12 @@ class Settings(BaseSettings):
     # --- API -----------------------------------------------------------------------------
     host: str = Field("127.0.0.1", description="Bind address of `serve`.")
     port: int = Field(8000, ge=1, le=65535, description="Port of `serve`.")
+    upload_corpus: str = Field(
+        "uploads", description="Corpus that documents uploaded through the API belong to."
+    )
+    max_upload_files: int = Field(
+        20, ge=1, description="Files one upload may carry (each at most RAG_MAX_FILE_BYTES)."
+    )
 
     # --- tracing -------------------------------------------------------------------------
     trace_exporter: TraceExporter = Field(
@@ -166,6 +182,13 @@ class Settings(BaseSettings):
     )
     judge_timeout_s: float = Field(60.0, gt=0, description="HTTP timeout of one judge call.")
 
+    @field_validator("record_text_fields", "record_metadata_fields", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [name.strip() for name in value.split(",") if name.strip()]
+        return value
+
     @field_validator("log_level")
     @classmethod
     def _known_log_level(cls, value: str) -> str:
@@ -204,6 +227,11 @@ class Settings(BaseSettings):
     @property
     def qdrant_path(self) -> Path:
         return self.data_dir / "qdrant"
+
+    @property
+    def uploads_path(self) -> Path:
+        """Uploaded files are kept here, so a re-ingest or a duplicate's takeover can read them."""
+        return self.data_dir / "uploads" / self.upload_corpus
 
     @property
     def models_path(self) -> Path:

@@ -12,8 +12,9 @@ import json
 import os
 import sys
 import threading
+import uuid
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ DENSE = "dense"
 SPARSE = "bm25"
 SCHEMA_VERSION = 1
 _HOLDER_FILE = "holder.json"
+_DOCUMENT_NAMESPACE = uuid.UUID("0d5b0c64-5d0e-4f43-9a0e-6b1f0e3c7a21")
 
 # One lock for the whole process: FastAPI runs sync endpoints in a thread pool, and local
 # Qdrant corrupts its collection under concurrent mixed use (qdrant-client issue 1193).
@@ -47,10 +49,26 @@ class IndexedDocument:
     ingested_at: str = ""
     stored: dict[str, int] = field(default_factory=dict)  # version -> chunks present
     declared: dict[str, int] = field(default_factory=dict)  # version -> chunks it should have
+    # Exact duplicates are stored once: the first name holds the chunks, the others are aliases.
+    aliases: list[str] = field(default_factory=list)
+    alias_of: str | None = None
+    sha256: str = ""  # of the file's bytes
+
+    @property
+    def id(self) -> str:
+        """Stable id of the document in the API (sources may hold slashes)."""
+        return str(uuid.uuid5(_DOCUMENT_NAMESPACE, f"{self.corpus}/{self.source}"))
 
     def holds_only(self, version: str) -> bool:
         """True when exactly this version is stored, with all of its chunks."""
         return set(self.stored) == {version} and self.stored[version] == self.declared[version]
+
+
+def _document(corpus: str, source: str) -> list[models.Condition]:
+    return [
+        models.FieldCondition(key="corpus", match=models.MatchValue(value=corpus)),
+        models.FieldCondition(key="source", match=models.MatchValue(value=source)),
+    ]
 
 
 def _source_filter(sources: Sequence[str] | None) -> models.Filter | None:
@@ -203,6 +221,8 @@ class QdrantStore:
                     "doc_hash": p.chunk.doc_hash,
                     "doc_chunks": p.chunk.doc_chunks,
                     "ingested_at": now,
+                    "metadata": p.chunk.metadata,
+                    "aliases": list(p.aliases),
                 },
             )
             for p in points
@@ -210,12 +230,17 @@ class QdrantStore:
         with self._guard():
             self._client.upsert(self.collection, points=structs, wait=True)
 
+    def set_aliases(self, corpus: str, source: str, aliases: Sequence[str]) -> None:
+        """Record the other names under which a document's exact content was found."""
+        selector = models.FilterSelector(filter=models.Filter(must=_document(corpus, source)))
+        with self._guard():
+            self._client.set_payload(
+                self.collection, payload={"aliases": list(aliases)}, points=selector, wait=True
+            )
+
     def delete_document(self, corpus: str, source: str, keep_doc_hash: str | None = None) -> None:
         """Delete a document's chunks; with `keep_doc_hash`, only those of older versions."""
-        must: list[models.Condition] = [
-            models.FieldCondition(key="corpus", match=models.MatchValue(value=corpus)),
-            models.FieldCondition(key="source", match=models.MatchValue(value=source)),
-        ]
+        must = _document(corpus, source)
         must_not: list[models.Condition] = []
         if keep_doc_hash is not None:
             must_not.append(
@@ -248,7 +273,15 @@ class QdrantStore:
                     scroll_filter=scroll_filter,
                     limit=512,
                     offset=offset,
-                    with_payload=["source", "corpus", "doc_hash", "doc_chunks", "ingested_at"],
+                    with_payload=[
+                        "source",
+                        "corpus",
+                        "doc_hash",
+                        "doc_chunks",
+                        "ingested_at",
+                        "aliases",
+                        "metadata",
+                    ],
                     with_vectors=False,
                 )
             for record in records:
@@ -262,8 +295,15 @@ class QdrantStore:
                 document.stored[version] = document.stored.get(version, 0) + 1
                 document.declared[version] = int(payload.get("doc_chunks", -1))
                 document.ingested_at = max(document.ingested_at, str(payload.get("ingested_at")))
+                document.aliases = list(payload.get("aliases") or [])
+                document.sha256 = str((payload.get("metadata") or {}).get("sha256", ""))
             if offset is None:
-                return found
+                break
+        for document in list(found.values()):
+            for alias in document.aliases:
+                alias_entry = replace(document, source=alias, aliases=[], alias_of=document.source)
+                found.setdefault(alias, alias_entry)
+        return found
 
     def search(
         self,

@@ -13,7 +13,7 @@ from ..container import Services, build_services
 from ..settings import PROJECT_NAME, Settings
 from ..telemetry import current_trace_id
 from .errors import install_error_handlers
-from .routes import health, v1
+from .routes import documents, health, v1
 
 
 def create_app(settings: Settings | None = None, services: Services | None = None) -> FastAPI:
@@ -24,6 +24,8 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.services = built
+        # Uploads accepted before a restart (or a crash) are in the inbox: finish them.
+        built.jobs.submit_inbox()
         yield
         if services is None:  # we built them, we close them
             built.close()
@@ -37,6 +39,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app.state.services = built
     app.include_router(health)
     app.include_router(v1)
+    app.include_router(documents)
     install_error_handlers(app)
 
     @app.middleware("http")

@@ -2,19 +2,36 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, Request, Response
+from fastapi import (
+    APIRouter,
+    Depends,
+    File,
+    HTTPException,
+    Request,
+    Response,
+    UploadFile,
+)
+from fastapi import (
+    Query as QueryParam,
+)
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from ..container import Services
 from ..domain import Query
-from ..errors import BadRequestError
+from ..errors import BadRequestError, NotFoundError, PayloadTooLargeError
+from ..ingest.uploads import safe_filename
 from ..telemetry import current_trace_id
 from .schemas import (
+    DocumentDeleted,
+    DocumentList,
+    DocumentOut,
     ErrorResponse,
     HitOut,
+    IngestionJobOut,
     QueryRequest,
     QueryResponse,
     Readiness,
@@ -33,9 +50,14 @@ ServicesDep = Annotated[Services, Depends(get_services)]
 _ERRORS: dict[int | str, dict[str, object]] = {
     code: {"model": ErrorResponse} for code in (400, 422, 500, 503)
 }
+_DOCUMENT_ERRORS: dict[int | str, dict[str, object]] = {
+    code: {"model": ErrorResponse} for code in (404, 409, 413, 415)
+}
+_READ_BLOCK = 1 << 20
 
 health = APIRouter(tags=["health"])
 v1 = APIRouter(prefix="/v1", tags=["search"], responses=_ERRORS)
+documents = APIRouter(prefix="/v1", tags=["documents"], responses=_ERRORS | _DOCUMENT_ERRORS)
 
 
 def _query(services: Services, text: str, body: SearchOptions) -> Query:
@@ -99,3 +121,79 @@ def query(body: QueryRequest, services: ServicesDep) -> QueryResponse:
     hits = services.retriever.retrieve(_query(services, body.question, body))
     answer = services.answerer.answer(body.question, hits)
     return QueryResponse.of(answer, current_trace_id())
+
+
+def _blocks(upload: UploadFile) -> Iterator[bytes]:
+    while block := upload.file.read(_READ_BLOCK):
+        yield block
+
+
+@documents.post("/documents", status_code=202, response_model=IngestionJobOut)
+def upload_documents(
+    services: ServicesDep,
+    response: Response,
+    files: Annotated[list[UploadFile], File(description="One or more documents.")],
+) -> IngestionJobOut:
+    """Upload documents; they are ingested by a background job, whose id this returns.
+    A file of the same name as an earlier upload replaces it."""
+    settings = services.settings
+    if len(files) > settings.max_upload_files:
+        raise PayloadTooLargeError(
+            f"{len(files)} files in one upload; the limit is {settings.max_upload_files} "
+            "(RAG_MAX_UPLOAD_FILES). Send them in several uploads."
+        )
+    names = [safe_filename(upload.filename or "") for upload in files]
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise BadRequestError(f"The same file name appears twice in one upload: {repeated}.")
+    for name, upload in zip(names, files, strict=True):
+        if upload.size is not None and upload.size > settings.max_file_bytes:
+            raise PayloadTooLargeError(
+                f"{name} is {upload.size:,} bytes, over the {settings.max_file_bytes:,}-byte "
+                "limit per file (RAG_MAX_FILE_BYTES)."
+            )
+    saved = [
+        services.jobs.inbox.save(name, _blocks(upload))
+        for name, upload in zip(names, files, strict=True)
+    ]
+    job = services.jobs.submit(saved)
+    response.headers["Location"] = f"/v1/ingestions/{job.id}"
+    return IngestionJobOut.of(job)
+
+
+@documents.get("/ingestions/{job_id}", response_model=IngestionJobOut)
+def ingestion_job(job_id: str, services: ServicesDep) -> IngestionJobOut:
+    """Progress of an ingestion job and the outcome of each of its files."""
+    return IngestionJobOut.of(services.jobs.get(job_id))
+
+
+@documents.get("/documents", response_model=DocumentList)
+def list_documents(
+    services: ServicesDep,
+    corpus: Annotated[str | None, QueryParam(description="Only this corpus.")] = None,
+) -> DocumentList:
+    """Every stored document: source, hash, chunk count, when it was ingested."""
+    indexed = services.store.indexed_documents(corpus)
+    return DocumentList(
+        documents=[DocumentOut.of(d) for d in sorted(indexed.values(), key=lambda d: d.id)]
+    )
+
+
+@documents.delete("/documents/{document_id}", response_model=DocumentDeleted)
+def delete_document(document_id: str, services: ServicesDep) -> DocumentDeleted:
+    """Delete a document's chunks (and, for an upload, its file)."""
+    found = next(
+        (d for d in services.store.indexed_documents().values() if d.id == document_id), None
+    )
+    if found is None:
+        raise NotFoundError(
+            f"No document with id {document_id!r}; GET /v1/documents lists the ids."
+        )
+    outcome = services.jobs.delete_document(found.corpus, found.source)
+    return DocumentDeleted(
+        id=document_id,
+        corpus=found.corpus,
+        source=found.source,
+        chunks_deleted=0 if found.alias_of else found.chunks,
+        note=outcome.reason,
+    )

@@ -7,6 +7,9 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ..domain import Answer, Hit
+from ..ingest.jobs import IngestionJob
+from ..ingest.pipeline import FileOutcome
+from ..store import IndexedDocument
 
 
 class Filters(BaseModel):
@@ -99,3 +102,87 @@ class ErrorResponse(BaseModel):
 class Readiness(BaseModel):
     ready: bool
     checks: dict[str, str]
+
+
+class DocumentOut(BaseModel):
+    id: str = Field(description="Use in DELETE /v1/documents/{id}.")
+    corpus: str
+    source: str = Field(description="Path relative to the ingested folder, or the upload name.")
+    sha256: str = Field(description="Of the file's bytes.")
+    chunks: int
+    ingested_at: str
+    duplicate_of: str | None = Field(
+        None, description="Same content as this source, which holds the chunks (stored once)."
+    )
+    duplicates: list[str] = Field(default_factory=list, description="Sources with this content.")
+
+    @classmethod
+    def of(cls, document: IndexedDocument) -> DocumentOut:
+        return cls(
+            id=document.id,
+            corpus=document.corpus,
+            source=document.source,
+            sha256=document.sha256,
+            chunks=document.chunks,
+            ingested_at=document.ingested_at,
+            duplicate_of=document.alias_of,
+            duplicates=document.aliases,
+        )
+
+
+class DocumentList(BaseModel):
+    documents: list[DocumentOut]
+
+
+class FileOutcomeOut(BaseModel):
+    source: str
+    status: str = Field(description="added, updated, unchanged, deleted or skipped.")
+    chunks: int
+    reason: str = Field(description="Why a file was skipped, or a note on how it was read.")
+    warnings: list[str] = Field(description="Parts of a file that landed which were dropped.")
+
+    @classmethod
+    def of(cls, outcome: FileOutcome) -> FileOutcomeOut:
+        return cls(
+            source=outcome.source,
+            status=outcome.status,
+            chunks=outcome.chunks,
+            reason=outcome.reason,
+            warnings=list(outcome.warnings),
+        )
+
+
+class IngestionJobOut(BaseModel):
+    id: str
+    status: str = Field(description="queued, running, succeeded or failed.")
+    corpus: str
+    files: list[str]
+    total: int = Field(description="Files in the job (known once it runs).")
+    done: int
+    outcomes: list[FileOutcomeOut]
+    error: str = Field(description="Why the whole job failed (per-file problems: outcomes).")
+    created_at: str
+    finished_at: str
+
+    @classmethod
+    def of(cls, job: IngestionJob) -> IngestionJobOut:
+        return cls(
+            id=job.id,
+            status=job.status,
+            corpus=job.corpus,
+            files=list(job.files),
+            total=job.total,
+            done=job.done,
+            outcomes=[FileOutcomeOut.of(o) for o in list(job.outcomes)],
+            error=job.error,
+            created_at=job.created_at,
+            finished_at=job.finished_at,
+        )
+
+
+class DocumentDeleted(BaseModel):
+    id: str
+    corpus: str
+    source: str
+    chunks_deleted: int
+    note: str

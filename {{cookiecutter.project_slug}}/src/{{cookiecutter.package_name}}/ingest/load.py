@@ -1,17 +1,30 @@
-"""Find files under a root and read each into a clean `Document` (or say why not)."""
+"""Find files under a root, check and decode each, and parse it into a `Document` (or say
+why not). The format parsers live in parse.py."""
 
 from __future__ import annotations
 
 import codecs
 import hashlib
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import charset_normalizer
-from bs4 import BeautifulSoup
 
 from ..domain import Document
+from .parse import (
+    Parsed,
+    RecordFields,
+    SkippedFileError,
+    parse_csv,
+    parse_docx,
+    parse_html,
+    parse_jsonl,
+    parse_markdown,
+    parse_pdf,
+    parse_text,
+)
 
 SUPPORTED_SUFFIXES = {
     ".md": "markdown",
@@ -19,39 +32,11 @@ SUPPORTED_SUFFIXES = {
     ".txt": "text",
     ".html": "html",
     ".htm": "html",
+    ".pdf": "pdf",
+    ".docx": "docx",
+    ".csv": "csv",
+    ".jsonl": "jsonl",
 }
-# Page furniture that is never content.
-_HTML_BOILERPLATE = (
-    "script",
-    "style",
-    "noscript",
-    "nav",
-    "header",
-    "footer",
-    "aside",
-    "form",
-    "template",
-    "svg",
-)
-_HTML_BLOCKS = (
-    "h1",
-    "h2",
-    "h3",
-    "h4",
-    "h5",
-    "h6",
-    "p",
-    "li",
-    "tr",
-    "pre",
-    "blockquote",
-    "dt",
-    "dd",
-)
-
-
-class SkippedFileError(Exception):
-    """A file that cannot be ingested; the message is the reason shown in the report."""
 
 
 def discover(root: Path) -> Iterator[Path]:
@@ -118,45 +103,12 @@ def _decode(raw: bytes, legacy_encoding: str) -> tuple[str, str]:
         return _decode_legacy(raw, legacy_encoding, exc.start)
 
 
-def _markdown_title(text: str) -> str | None:
-    match = re.search(r"^#\s+(.+?)\s*#*\s*$", text, flags=re.MULTILINE)
-    return match.group(1).strip() if match else None
-
-
-def html_to_markdown(html: str) -> tuple[str, str | None]:
-    """Visible text of an HTML page as Markdown-like text (headings kept), and its title."""
-    soup = BeautifulSoup(html, "html.parser")
-    title_tag = soup.find("title")
-    title = title_tag.get_text(" ", strip=True) if title_tag else None
-    for tag in soup.find_all(_HTML_BOILERPLATE):
-        tag.decompose()
-    body = soup.find("main") or soup.find("article") or soup.body or soup
-    lines: list[str] = []
-    for block in body.find_all(_HTML_BLOCKS):
-        if block.find_parent(_HTML_BLOCKS):
-            continue  # nested blocks are read with their parent
-        name = block.name or ""
-        if name == "tr":
-            cells = [cell.get_text(" ", strip=True) for cell in block.find_all(["th", "td"])]
-            text = " | ".join(cell for cell in cells if cell)
-        else:
-            text = block.get_text(" ", strip=True)
-        if not text:
-            continue
-        if name.startswith("h") and name[1:].isdigit():
-            lines.append(f"\n{'#' * int(name[1:])} {text}\n")
-        elif name == "li":
-            lines.append(f"- {text}")
-        else:
-            lines.append(f"{text}\n")
-    markdown = re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
-    if title is None:
-        title = _markdown_title(markdown)
-    return markdown, title
-
-
 def load_document(
-    path: Path, root: Path, max_bytes: int, legacy_encoding: str = "cp1252"
+    path: Path,
+    root: Path,
+    max_bytes: int,
+    legacy_encoding: str = "cp1252",
+    record_fields: RecordFields | None = None,
 ) -> Document:
     """Read one file; raise SkippedFileError with a reason a person can act on."""
     source = path.relative_to(root).as_posix()
@@ -180,22 +132,40 @@ def load_document(
         raw = path.read_bytes()
     except OSError as exc:
         raise SkippedFileError(f"cannot be read: {exc.strerror or exc}") from exc
-    text, encoding = _decode(raw, legacy_encoding)
-    title: str | None
-    if kind == "html":
-        text, title = html_to_markdown(text)
-    elif kind == "markdown":
-        title = _markdown_title(text)
+    if not raw.strip():
+        raise SkippedFileError("has no text (empty or whitespace only)")
+    metadata: dict[str, Any] = {}
+    if kind == "pdf":
+        parsed = parse_pdf(raw)
+    elif kind == "docx":
+        parsed = parse_docx(raw, max_bytes)
     else:
-        title = None
-    text = text.replace("\r\n", "\n").strip()
+        text, encoding = _decode(raw, legacy_encoding)
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+        metadata["encoding"] = encoding
+        fields = record_fields or RecordFields()
+        parsers: dict[str, Callable[[str], Parsed]] = {
+            "markdown": parse_markdown,
+            "html": parse_html,
+            "text": parse_text,
+            "csv": lambda t: parse_csv(t, fields),
+            "jsonl": lambda t: parse_jsonl(t, fields),
+        }
+        parsed = parsers[kind](text)
+    text = parsed.text.strip()
     if not text:
         raise SkippedFileError("has no text (empty or whitespace only)")
+    sha256 = hashlib.sha256(raw).hexdigest()
     return Document(
         source=source,
         text=text,
-        title=title or _title_from_name(path),
-        content_hash=hashlib.sha256(raw).hexdigest(),
+        title=parsed.title or _title_from_name(path),
+        content_hash=sha256,
         format=kind,
-        metadata={"encoding": encoding},
+        metadata={**parsed.metadata, **metadata, "sha256": sha256},
+        segments=parsed.segments,
+        warnings=parsed.warnings,
     )
+
+
+__all__ = ["SUPPORTED_SUFFIXES", "RecordFields", "SkippedFileError", "discover", "load_document"]

@@ -1,0 +1,361 @@
+"""One parser per file format: bytes or decoded text in, clean text and metadata out.
+
+Parsers raise SkippedFileError with a reason a person can act on. Formats whose parts must
+never share a chunk (PDF pages, CSV rows, JSONL records) return them as segments, each with
+its own metadata (page, row, line), so a citation can say where it came from.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import json
+import logging
+import re
+import unicodedata
+import zipfile
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import docx
+import frontmatter
+import pypdf
+import yaml
+from bs4 import BeautifulSoup
+from docx.opc.exceptions import PackageNotFoundError
+from pypdf.errors import PyPdfError
+
+from ..domain import Segment
+
+# Page furniture that is never content.
+_HTML_BOILERPLATE = (
+    "script",
+    "style",
+    "noscript",
+    "nav",
+    "header",
+    "footer",
+    "aside",
+    "form",
+    "template",
+    "svg",
+)
+_HTML_BLOCKS = (
+    "h1",
+    "h2",
+    "h3",
+    "h4",
+    "h5",
+    "h6",
+    "p",
+    "li",
+    "tr",
+    "pre",
+    "blockquote",
+    "dt",
+    "dd",
+)
+# Extracted text in which fewer characters than this are letters, digits, spaces or common
+# punctuation is damage (a corrupt PDF's content stream), not prose.
+_MIN_PLAUSIBLE_SHARE = 0.85
+_MAX_RECORD_PROBLEMS_LISTED = 5
+# A .docx is a zip: its XML may fairly be a few times the file limit, a zip bomb far more.
+_MAX_EXPANSION = 20
+
+
+class SkippedFileError(Exception):
+    """A file that cannot be ingested; the message is the reason shown in the report."""
+
+
+@dataclass(frozen=True)
+class RecordFields:
+    """Which fields of a CSV row or JSONL record are text and which are metadata.
+
+    No text fields: the whole record is the text, one `field: value` line each."""
+
+    text: tuple[str, ...] = ()
+    metadata: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Parsed:
+    text: str
+    title: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    segments: tuple[Segment, ...] = ()
+    warnings: tuple[str, ...] = ()
+
+
+def markdown_title(text: str) -> str | None:
+    match = re.search(r"^#\s+(.+?)\s*#*\s*$", text, flags=re.MULTILINE)
+    return match.group(1).strip() if match else None
+
+
+def _json_safe(value: Any) -> Any:
+    """Front matter and records may hold dates and nested values; payloads hold JSON."""
+    if isinstance(value, dt.date | dt.datetime):
+        return value.isoformat()
+    if isinstance(value, Mapping):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    return str(value)
+
+
+def parse_text(text: str) -> Parsed:
+    return Parsed(text=text)
+
+
+def parse_markdown(text: str) -> Parsed:
+    """Markdown; a YAML front matter block becomes metadata (its `title` the title)."""
+    try:
+        post = frontmatter.loads(text)
+    except yaml.YAMLError as exc:
+        problem = str(exc).splitlines()[0]
+        return Parsed(
+            text=text,
+            title=markdown_title(text),
+            warnings=(f"front matter is not valid YAML ({problem}); kept as text",),
+        )
+    metadata = {str(k): _json_safe(v) for k, v in post.metadata.items()}
+    title = metadata.get("title")
+    body = post.content
+    return Parsed(
+        text=body,
+        title=str(title) if title else markdown_title(body),
+        metadata=metadata,
+    )
+
+
+def parse_html(html: str) -> Parsed:
+    """Visible text of an HTML page as Markdown-like text (headings kept), and its title."""
+    soup = BeautifulSoup(html, "html.parser")
+    title_tag = soup.find("title")
+    title = title_tag.get_text(" ", strip=True) if title_tag else None
+    for tag in soup.find_all(_HTML_BOILERPLATE):
+        tag.decompose()
+    body = soup.find("main") or soup.find("article") or soup.body or soup
+    lines: list[str] = []
+    for block in body.find_all(_HTML_BLOCKS):
+        if block.find_parent(_HTML_BLOCKS):
+            continue  # nested blocks are read with their parent
+        name = block.name or ""
+        if name == "tr":
+            cells = [cell.get_text(" ", strip=True) for cell in block.find_all(["th", "td"])]
+            text = " | ".join(cell for cell in cells if cell)
+        else:
+            text = block.get_text(" ", strip=True)
+        if not text:
+            continue
+        if name.startswith("h") and name[1:].isdigit():
+            lines.append(f"\n{'#' * int(name[1:])} {text}\n")
+        elif name == "li":
+            lines.append(f"- {text}")
+        else:
+            lines.append(f"{text}\n")
+    markdown = re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
+    return Parsed(text=markdown, title=title or markdown_title(markdown))
+
+
+def _plausible_share(text: str) -> float:
+    """Share of characters that prose is made of: letters, digits, spaces, punctuation."""
+    if not text:
+        return 0.0
+    good = sum(
+        1
+        for ch in text
+        if ch.isspace() or (unicodedata.category(ch)[0] in "LNPS" and ch != "\ufffd")
+    )
+    return good / len(text)
+
+
+def parse_pdf(raw: bytes) -> Parsed:
+    """Text per page (page number in each segment's metadata)."""
+    # pypdf logs every repair it attempts; the outcome is what the report needs.
+    logging.getLogger("pypdf").setLevel(logging.ERROR)
+    try:
+        reader = pypdf.PdfReader(io.BytesIO(raw))
+        if reader.is_encrypted:
+            raise SkippedFileError("is an encrypted PDF; save an unencrypted copy to ingest it")
+        pages = [page.extract_text() or "" for page in reader.pages]
+        info = reader.metadata
+        title = info.title if info and info.title else None
+    except (PyPdfError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise SkippedFileError(
+            f"is not a readable PDF ({type(exc).__name__}: {exc}); the file is truncated or "
+            "corrupt: export it again"
+        ) from exc
+    segments = tuple(
+        Segment(text=text.strip(), metadata={"page": number})
+        for number, text in enumerate(pages, start=1)
+        if text.strip()
+    )
+    if not segments:
+        raise SkippedFileError(
+            f"has no extractable text in its {len(pages)} page(s) (a scan or a damaged PDF); "
+            "run OCR on it or export it again with text"
+        )
+    joined = "\n\n".join(s.text for s in segments)
+    share = _plausible_share(joined)
+    if share < _MIN_PLAUSIBLE_SHARE:
+        raise SkippedFileError(
+            f"yields damaged text: only {share:.0%} of the extracted characters are letters, "
+            "digits or punctuation (a corrupt PDF); export it again"
+        )
+    return Parsed(text=joined, title=title, segments=segments, metadata={"pages": len(pages)})
+
+
+def parse_docx(raw: bytes, max_bytes: int) -> Parsed:
+    """Paragraphs (headings as Markdown headings) and tables (rows as `a | b`) in order."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(raw)) as archive:
+            expanded = sum(info.file_size for info in archive.infolist())
+    except zipfile.BadZipFile as exc:
+        raise SkippedFileError(
+            "is not a valid .docx (not a zip archive); open and save it again in Word"
+        ) from exc
+    if expanded > _MAX_EXPANSION * max_bytes:
+        raise SkippedFileError(
+            f"expands to {expanded:,} bytes, over {_MAX_EXPANSION} times the "
+            f"{max_bytes:,}-byte limit (RAG_MAX_FILE_BYTES): a zip bomb, or a document to split"
+        )
+    try:
+        document = docx.Document(io.BytesIO(raw))
+    except (PackageNotFoundError, KeyError, ValueError, zipfile.BadZipFile) as exc:
+        raise SkippedFileError(
+            f"is not a valid .docx ({exc}); open and save it again in Word"
+        ) from exc
+    lines: list[str] = []
+    for block in document.iter_inner_content():
+        if isinstance(block, docx.table.Table):
+            for row in block.rows:
+                cells = [cell.text.strip() for cell in row.cells]
+                lines.append(" | ".join(cell for cell in cells if cell))
+            lines.append("")
+            continue
+        text = block.text.strip()
+        if not text:
+            continue
+        style = block.style.name if block.style is not None else ""
+        level = re.fullmatch(r"Heading (\d)", style or "")
+        if level:
+            lines.append(f"\n{'#' * int(level.group(1))} {text}\n")
+        elif style == "Title":
+            lines.append(f"# {text}\n")
+        elif style and style.startswith("List"):
+            lines.append(f"- {text}")
+        else:
+            lines.append(f"{text}\n")
+    markdown = re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
+    title = document.core_properties.title or markdown_title(markdown)
+    return Parsed(text=markdown, title=title or None)
+
+
+def _record_segment(
+    record: Mapping[str, Any], fields: RecordFields, position: dict[str, int]
+) -> Segment:
+    """One CSV row or JSONL record; raises ValueError naming what is missing."""
+    if fields.text:
+        missing = [name for name in fields.text if name not in record]
+        if len(missing) == len(fields.text):
+            raise ValueError(
+                f"has none of the text fields {list(fields.text)} "
+                f"(it has {sorted(record)}); set RAG_RECORD_TEXT_FIELDS"
+            )
+        parts = [str(record[name]) for name in fields.text if record.get(name) not in (None, "")]
+        text = "\n".join(parts)
+    else:
+        text = "\n".join(
+            f"{key}: {value if isinstance(value, str) else json.dumps(_json_safe(value))}"
+            for key, value in record.items()
+            if value not in (None, "")
+        )
+    if not text.strip():
+        raise ValueError("has no text")
+    metadata: dict[str, Any] = dict(position)
+    for name in fields.metadata:
+        if name in record:
+            metadata[name] = _json_safe(record[name])
+    return Segment(text=text.strip(), metadata=metadata)
+
+
+def _records_parsed(
+    items: Iterable[tuple[dict[str, int], Mapping[str, Any] | str]],
+    fields: RecordFields,
+    unit: str,
+) -> Parsed:
+    """Segments from (position, record or problem) pairs; bad records become warnings."""
+    segments: list[Segment] = []
+    problems: list[str] = []
+    for position, item in items:
+        where = f"{unit} {next(iter(position.values()))}"
+        if isinstance(item, str):
+            problems.append(f"{where} {item}")
+            continue
+        try:
+            segments.append(_record_segment(item, fields, position))
+        except ValueError as exc:
+            problems.append(f"{where} {exc}")
+    if not segments:
+        detail = "; ".join(problems[:_MAX_RECORD_PROBLEMS_LISTED])
+        raise SkippedFileError(f"has no usable {unit}s" + (f": {detail}" if detail else ""))
+    warnings = [f"skipped {problem}" for problem in problems[:_MAX_RECORD_PROBLEMS_LISTED]]
+    if len(problems) > _MAX_RECORD_PROBLEMS_LISTED:
+        warnings.append(f"... and {len(problems) - _MAX_RECORD_PROBLEMS_LISTED} more bad {unit}s")
+    return Parsed(
+        text="\n\n".join(s.text for s in segments),
+        segments=tuple(segments),
+        metadata={f"{unit}s": len(segments)},
+        warnings=tuple(warnings),
+    )
+
+
+def parse_jsonl(text: str, fields: RecordFields) -> Parsed:
+    """One segment per JSON object line; a malformed line is reported with its number and
+    the good lines still land."""
+
+    def records() -> Iterable[tuple[dict[str, int], Mapping[str, Any] | str]]:
+        for number, line in enumerate(text.splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                value = json.loads(line)
+            except json.JSONDecodeError as exc:
+                yield {"line": number}, f"is not valid JSON ({exc.msg} at column {exc.colno})"
+                continue
+            if not isinstance(value, dict):
+                yield {"line": number}, f"is a JSON {type(value).__name__}, not an object"
+                continue
+            yield {"line": number}, value
+
+    return _records_parsed(records(), fields, "line")
+
+
+def parse_csv(text: str, fields: RecordFields) -> Parsed:
+    """One segment per row; the header row names the fields (delimiter sniffed)."""
+    try:
+        dialect: type[csv.Dialect] | csv.Dialect = csv.Sniffer().sniff(
+            text[:8192], delimiters=",;\t|"
+        )
+    except csv.Error:
+        dialect = csv.excel
+    reader = csv.DictReader(io.StringIO(text, newline=""), dialect=dialect)
+    if not reader.fieldnames:
+        raise SkippedFileError("has no header row; the first row must name the columns")
+
+    def rows() -> Iterable[tuple[dict[str, int], Mapping[str, Any] | str]]:
+        try:
+            for number, row in enumerate(reader, start=1):
+                extra = row.pop(None, None)
+                if extra:
+                    yield {"row": number}, f"has {len(extra)} more cells than the header"
+                    continue
+                yield {"row": number}, {k: v for k, v in row.items() if k is not None}
+        except csv.Error as exc:
+            yield {"row": reader.line_num}, f"cannot be parsed ({exc})"
+
+    return _records_parsed(rows(), fields, "row")

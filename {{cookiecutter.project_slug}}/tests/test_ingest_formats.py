@@ -1,0 +1,177 @@
+"""Every supported format is read into clean text with its metadata; messy files get a reason."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from {{ cookiecutter.package_name }}.ingest.load import RecordFields, SkippedFileError, load_document
+
+from .messy_files import corrupt_pdf_bytes, write_docx, write_pdf, zip_bomb_docx_bytes
+
+LIMIT = 1_000_000
+
+
+def test_pdf_text_is_read_per_page_with_page_numbers(tmp_path: Path) -> None:
+    write_pdf(
+        tmp_path / "arm.pdf",
+        ["The gripper opens in 80 ms.", "", "The arm lifts at most 12 kg."],
+        title="Arm datasheet",
+    )
+    document = load_document(tmp_path / "arm.pdf", tmp_path, LIMIT)
+    assert document.format == "pdf"
+    assert document.title == "Arm datasheet"
+    assert [(s.metadata["page"], s.text) for s in document.segments] == [
+        (1, "The gripper opens in 80 ms."),
+        (3, "The arm lifts at most 12 kg."),
+    ]
+    assert document.metadata["pages"] == 3
+
+
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        (b"%PDF-1.4\n1 0 obj\n<< /Type /Catalog", "not a readable PDF"),
+        (b"this is not a pdf at all", "not a readable PDF"),
+    ],
+)
+def test_broken_pdf_is_skipped_with_a_reason(tmp_path: Path, content: bytes, reason: str) -> None:
+    (tmp_path / "broken.pdf").write_bytes(content)
+    with pytest.raises(SkippedFileError, match=reason):
+        load_document(tmp_path / "broken.pdf", tmp_path, LIMIT)
+
+
+def test_truncated_pdf_is_skipped(tmp_path: Path) -> None:
+    whole = write_pdf(tmp_path / "whole.pdf", ["Page one text. " * 40, "Page two. " * 40])
+    (tmp_path / "cut.pdf").write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    with pytest.raises(SkippedFileError, match="truncated or corrupt"):
+        load_document(tmp_path / "cut.pdf", tmp_path, LIMIT)
+
+
+def test_pdf_that_opens_but_yields_damaged_text_is_skipped(tmp_path: Path) -> None:
+    (tmp_path / "damaged.pdf").write_bytes(corrupt_pdf_bytes())
+    with pytest.raises(SkippedFileError, match=r"damaged text|no extractable text"):
+        load_document(tmp_path / "damaged.pdf", tmp_path, LIMIT)
+
+
+def test_docx_keeps_headings_paragraphs_and_tables(tmp_path: Path) -> None:
+    write_docx(
+        tmp_path / "policy.docx",
+        "Travel policy",
+        {"Flights": ["Book economy for flights under six hours."], "Hotels": ["Up to 150 EUR."]},
+        [["City", "Limit"], ["Paris", "180 EUR"]],
+    )
+    document = load_document(tmp_path / "policy.docx", tmp_path, LIMIT)
+    assert document.title == "Travel policy"
+    assert "# Flights" in document.text
+    assert "Book economy for flights under six hours." in document.text
+    assert "Paris | 180 EUR" in document.text
+
+
+def test_docx_that_is_not_a_zip_is_skipped(tmp_path: Path) -> None:
+    (tmp_path / "fake.docx").write_text("I am plain text pretending to be Word.")
+    with pytest.raises(SkippedFileError, match=r"not a valid \.docx"):
+        load_document(tmp_path / "fake.docx", tmp_path, LIMIT)
+
+
+def test_docx_that_expands_past_the_size_limit_is_refused(tmp_path: Path) -> None:
+    bomb = zip_bomb_docx_bytes(expanded=25_000_000)
+    assert len(bomb) < 100_000
+    (tmp_path / "bomb.docx").write_bytes(bomb)
+    with pytest.raises(SkippedFileError, match=r"expands to 25,000,0.*zip bomb"):
+        load_document(tmp_path / "bomb.docx", tmp_path, 1_000_000)
+
+
+def test_markdown_front_matter_becomes_metadata(tmp_path: Path) -> None:
+    (tmp_path / "faq.md").write_text(
+        "---\ntitle: Expenses FAQ\nowner: finance\nreviewed: 2026-01-15\ntags: [money, travel]\n"
+        "---\n# Expenses\n\n| Item | Limit |\n|---|---|\n| Taxi | 40 EUR |\n",
+        encoding="utf-8",
+    )
+    document = load_document(tmp_path / "faq.md", tmp_path, LIMIT)
+    assert document.title == "Expenses FAQ"
+    assert document.metadata["owner"] == "finance"
+    assert document.metadata["reviewed"] == "2026-01-15"
+    assert document.metadata["tags"] == ["money", "travel"]
+    assert "owner: finance" not in document.text
+    assert "| Taxi | 40 EUR |" in document.text  # tables stay readable
+
+
+def test_invalid_front_matter_is_kept_as_text_with_a_warning(tmp_path: Path) -> None:
+    (tmp_path / "odd.md").write_text("---\ntitle: [unclosed\n---\nBody text here.\n")
+    document = load_document(tmp_path / "odd.md", tmp_path, LIMIT)
+    assert "Body text here." in document.text
+    assert any("front matter is not valid YAML" in w for w in document.warnings)
+
+
+def test_jsonl_malformed_line_is_reported_and_good_lines_land(tmp_path: Path) -> None:
+    lines = [
+        json.dumps({"id": "a1", "question": "Who approves leave?", "answer": "Your manager."}),
+        '{"id": "a2", "question": "broken',
+        json.dumps({"id": "a3", "question": "Where is parking?", "answer": "Level -2."}),
+        "[1, 2]",
+    ]
+    (tmp_path / "faq.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    fields = RecordFields(text=("question", "answer"), metadata=("id",))
+    document = load_document(tmp_path / "faq.jsonl", tmp_path, LIMIT, record_fields=fields)
+    assert [(s.metadata["line"], s.metadata["id"]) for s in document.segments] == [
+        (1, "a1"),
+        (3, "a3"),
+    ]
+    assert document.segments[1].text == "Where is parking?\nLevel -2."
+    assert any(w.startswith("skipped line 2 is not valid JSON") for w in document.warnings)
+    assert any(w.startswith("skipped line 4 is a JSON list") for w in document.warnings)
+
+
+def test_jsonl_without_the_configured_text_field_names_the_setting(tmp_path: Path) -> None:
+    (tmp_path / "x.jsonl").write_text(json.dumps({"body": "text"}) + "\n")
+    with pytest.raises(SkippedFileError, match="RAG_RECORD_TEXT_FIELDS"):
+        load_document(
+            tmp_path / "x.jsonl", tmp_path, LIMIT, record_fields=RecordFields(text=("content",))
+        )
+
+
+def test_csv_rows_are_records_and_the_whole_row_is_text_by_default(tmp_path: Path) -> None:
+    (tmp_path / "offices.csv").write_text(
+        "city;address;opening hours\nLyon;3 rue Garibaldi;8-18\nOslo;Karl Johans gate 1;9-17\n",
+        encoding="utf-8",
+    )
+    document = load_document(tmp_path / "offices.csv", tmp_path, LIMIT)
+    assert [s.metadata["row"] for s in document.segments] == [1, 2]
+    assert (
+        document.segments[1].text == "city: Oslo\naddress: Karl Johans gate 1\nopening hours: 9-17"
+    )
+
+
+def test_csv_row_with_too_many_cells_is_reported(tmp_path: Path) -> None:
+    (tmp_path / "t.csv").write_text("name,role\nAda,engineer\nBob,admin,extra,cells\n")
+    document = load_document(tmp_path / "t.csv", tmp_path, LIMIT)
+    assert len(document.segments) == 1
+    assert document.warnings == ("skipped row 2 has 2 more cells than the header",)
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "reason"),
+    [
+        ("empty.md", b"", "empty or whitespace only"),
+        ("blank.txt", b" \n\t\n  ", "empty or whitespace only"),
+        ("nul.txt", b"hello\x00world\x00", "NUL bytes"),
+        ("image.md", bytes(range(256)) * 8, "NUL bytes"),
+        ("empty.jsonl", b"\n\n", "empty or whitespace only"),
+        ("bad.jsonl", b"{nope}\n", "no usable lines: line 1 is not valid JSON"),
+    ],
+)
+def test_messy_text_files_are_skipped_with_a_reason(
+    tmp_path: Path, name: str, content: bytes, reason: str
+) -> None:
+    (tmp_path / name).write_bytes(content)
+    with pytest.raises(SkippedFileError, match=reason):
+        load_document(tmp_path / name, tmp_path, LIMIT)
+
+
+def test_a_50000_character_line_is_read_whole(tmp_path: Path) -> None:
+    line = " ".join(f"word{i % 97}" for i in range(8_000))[:50_000]
+    (tmp_path / "long.txt").write_text(line)
+    assert load_document(tmp_path / "long.txt", tmp_path, LIMIT).text == line.strip()
