@@ -37,3 +37,13 @@ class ModelIntegrityError(ServiceError):
 
 class BadRequestError(ServiceError):
     status_code = 400
+
+
+class LLMUnavailableError(ServiceError):
+    """The answer model (and its fallback) failed; the message names the last error."""
+
+    status_code = 502
+
+    def __init__(self, message: str, kind: str = "error") -> None:
+        super().__init__(message)
+        self.kind = kind  # error.type of the last failure: timeout, malformed, 429, ...

@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import AsyncIterator, Iterator
 from typing import Annotated
 
+import anyio
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.concurrency import run_in_threadpool
 
+from ..answer import AnswerEvent, Final
 from ..container import Services
 from ..domain import Query
-from ..errors import BadRequestError
+from ..errors import BadRequestError, ServiceError
 from ..telemetry import current_trace_id
 from .schemas import (
+    ErrorBody,
     ErrorResponse,
     HitOut,
     QueryRequest,
@@ -93,9 +99,61 @@ def retrieve(body: RetrieveRequest, services: ServicesDep) -> RetrieveResponse:
     return RetrieveResponse(hits=[HitOut.of(h) for h in hits], trace_id=current_trace_id())
 
 
-@v1.post("/query", response_model=QueryResponse)
-def query(body: QueryRequest, services: ServicesDep) -> QueryResponse:
+_SSE_DOC: dict[int | str, dict[str, object]] = {
+    200: {
+        "content": {
+            "text/event-stream": {
+                "example": 'event: token\ndata: {"text": "Passwords"}\n\n'
+                'event: final\ndata: {"answer": "...", "citations": [...], "trace_id": "..."}\n\n'
+            }
+        },
+        "description": "JSON, or with `stream: true` Server-Sent Events.",
+    }
+}
+
+
+@v1.post("/query", response_model=QueryResponse, responses=_SSE_DOC)
+def query(body: QueryRequest, services: ServicesDep, request: Request) -> Response:
     """Answer a question from the documents, citing them; refuses when they do not say."""
     hits = services.retriever.retrieve(_query(services, body.question, body))
+    if body.stream:
+        events = services.answerer.stream(body.question, hits)
+        return StreamingResponse(
+            _sse_events(events, request, current_trace_id()),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
     answer = services.answerer.answer(body.question, hits)
-    return QueryResponse.of(answer, current_trace_id())
+    return JSONResponse(QueryResponse.of(answer, current_trace_id()).model_dump())
+
+
+def _sse(event: str, data: str) -> str:
+    return f"event: {event}\ndata: {data}\n\n"
+
+
+async def _sse_events(
+    events: Iterator[AnswerEvent], request: Request, trace_id: str
+) -> AsyncIterator[str]:
+    """Token events, then `final` (or `error`). A client that disconnects stops generation:
+    closing the answer stream closes the model's HTTP stream."""
+    try:
+        while not await request.is_disconnected():
+            event = await run_in_threadpool(next, events, None)
+            if event is None:
+                break
+            if isinstance(event, Final):
+                yield _sse("final", QueryResponse.of(event.answer, trace_id).model_dump_json())
+                break
+            yield _sse("token", json.dumps({"text": event.text}))
+    except ServiceError as exc:  # headers are sent: the error travels as an event
+        error = ErrorBody(type=type(exc).__name__, message=exc.message, trace_id=trace_id)
+        yield _sse("error", ErrorResponse(error=error).model_dump_json())
+    finally:
+        with anyio.CancelScope(shield=True):
+            await run_in_threadpool(_close, events)
+
+
+def _close(events: Iterator[AnswerEvent]) -> None:
+    close = getattr(events, "close", None)
+    if close is not None:
+        close()
