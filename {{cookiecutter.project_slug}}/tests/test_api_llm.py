@@ -203,3 +203,38 @@ def test_client_disconnect_stops_generation(llm_services: Services, fake: FakeOp
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+def test_ask_json_prints_what_the_api_returns_with_the_llm_answerer(
+    cli_env: Path,
+    corpus: Path,
+    fake: FakeOpenAI,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from {{ cookiecutter.package_name }}.cli import main
+
+    for name, value in {
+        "RAG_ANSWERER": "llm",
+        "RAG_LLM_PROVIDER": "openai_like",
+        "RAG_LLM_BASE_URL": fake.base_url,
+        "RAG_LLM_API_KEY": KEY,
+        "RAG_LLM_MODEL": "fake-chat",
+        "RAG_LLM_PRICES": '{"fake-chat": [0.5, 1.5]}',
+    }.items():
+        monkeypatch.setenv(name, value)
+    fake.replies = [Reply(content="At least 14 characters [1].")] * 3
+    main(["ingest", str(corpus)])
+    capsys.readouterr()
+    assert main(["ask", QUESTION, "--json"]) == 0
+    from_cli = json.loads(capsys.readouterr().out)
+    with TestClient(create_app()) as client:
+        from_api = client.post("/v1/query", json={"question": QUESTION}).json()
+    assert from_cli.pop("trace_id") != from_api.pop("trace_id")
+    assert from_cli == from_api
+    assert from_cli["grounded"] is True
+    assert from_cli["cost_usd"] > 0
+    assert main(["ask", QUESTION]) == 0
+    out = capsys.readouterr().out
+    assert "model fake-chat" in out
+    assert "5 out tokens, cost $0.000" in out

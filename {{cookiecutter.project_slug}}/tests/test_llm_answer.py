@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
@@ -619,3 +621,26 @@ def test_anthropic_messages_api(anthropic: FakeAnthropic, tmp_path: Path) -> Non
     assert len(anthropic.requests) == 3
     assert anthropic.requests[2]["body"]["stream"] is True
     assert harness.sleeps == [0]  # 529 (overloaded) is retried
+
+
+def test_answering_touches_no_network_but_the_endpoint(
+    fake: FakeOpenAI, make: Callable[..., Harness], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No tokenizer download or other call home: every connection goes to the endpoint."""
+    connections: list[tuple[str, int]] = []
+    real_connect = socket.socket.connect
+
+    def guarded(self: socket.socket, address: Any) -> None:
+        connections.append(address)
+        if not str(address[0]).startswith("127."):
+            raise AssertionError(f"unexpected connection to {address}")
+        real_connect(self, address)
+
+    monkeypatch.setattr(socket.socket, "connect", guarded)
+    fake.replies = [Reply(content="14 characters [1]."), Reply(content="Rotated [2].")]
+    harness = make()
+    harness.answerer.answer(QUESTION, HITS)
+    list(harness.answerer.stream("How often are they rotated?", HITS))
+    assert connections
+    port = httpx.URL(fake.base_url).port
+    assert {address[1] for address in connections} == {port}
