@@ -130,7 +130,9 @@ def test_a_failing_model_is_a_502_naming_the_problem(client: TestClient, fake: F
     assert "RAG_LLM_FALLBACK_MODEL" in error["message"]
 
 
-def test_stream_sends_tokens_then_one_final_event(client: TestClient, fake: FakeOpenAI) -> None:
+def test_stream_sends_tokens_then_one_final_event(
+    client: TestClient, fake: FakeOpenAI, spans: InMemorySpanExporter
+) -> None:
     fake.replies = [Reply(content="Passwords need at least 14 characters [1].")]
     response = client.post("/v1/query", json={"question": QUESTION, "stream": True})
     assert response.status_code == 200
@@ -145,6 +147,12 @@ def test_stream_sends_tokens_then_one_final_event(client: TestClient, fake: Fake
     assert final["usage"]["output_tokens"] == 7
     assert final["cost_usd"] > 0
     assert final["trace_id"] == response.headers["X-Trace-Id"]
+    in_trace = {
+        s.name
+        for s in spans.get_finished_spans()
+        if s.context is not None and format(s.context.trace_id, "032x") == final["trace_id"]
+    }
+    assert {"POST /v1/query", "retrieval test", "chat fake-chat", "citation check"} <= in_trace
 
 
 def test_stream_failure_is_an_error_event(client: TestClient, fake: FakeOpenAI) -> None:
@@ -156,6 +164,23 @@ def test_stream_failure_is_an_error_event(client: TestClient, fake: FakeOpenAI) 
     assert error["type"] == "LLMUnavailableError"
     assert "HTTP 503" in error["message"]
     assert error["trace_id"] == response.headers["X-Trace-Id"]
+
+
+def test_an_unexpected_stream_failure_is_an_internal_error_event(
+    client: TestClient, llm_services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(question: str, hits: object) -> Iterator[object]:
+        raise RuntimeError("bug in the answerer")
+        yield  # a generator, like the real one
+
+    monkeypatch.setattr(llm_services.answerer, "stream", broken)
+    response = client.post("/v1/query", json={"question": QUESTION, "stream": True})
+    events = sse_events(response.text)
+    assert [kind for kind, _ in events] == ["error"]
+    error = events[0][1]["error"]
+    assert error["type"] == "InternalError"
+    assert "bug in the answerer" not in error["message"]  # internals stay in the log
+    assert error["trace_id"] in error["message"]
 
 
 def test_extractive_answers_stream_too(services: Services, corpus: Path) -> None:

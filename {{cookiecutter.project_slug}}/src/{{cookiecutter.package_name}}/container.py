@@ -13,7 +13,7 @@ from prometheus_client import CollectorRegistry
 
 from .answer import Answerer, ExtractiveAnswerer, LLMAnswerer, LLMOptions
 from .answer.cache import AnswerCache
-from .answer.prompts import load_prompt
+from .answer.prompt import load_prompt
 from .answer.providers import AnthropicChat, ChatProvider, OpenAIChat
 from .embeddings import DenseEncoder, SparseEncoder, build_dense_encoder, build_sparse_encoder
 from .errors import ConfigurationError

@@ -12,7 +12,8 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
+from contextlib import closing
 from dataclasses import dataclass, replace
 
 from opentelemetry import context as otel_context
@@ -25,7 +26,7 @@ from ..telemetry import RagMetrics, SpanContent
 from .base import AnswerEvent, Final, Token
 from .cache import AnswerCache, cache_key
 from .grounding import Context, approx_tokens, build_context, check_citations
-from .prompts import PromptTemplate
+from .prompt import PromptTemplate
 from .providers import ChatProvider, ChatRequest, Completion, LLMError
 
 log = logging.getLogger(__name__)
@@ -125,13 +126,15 @@ class LLMAnswerer:
                 self._record_input(span, system, user)
             completion: Completion | None = None
             fallback_used = False
-            for event in self._generate(span, system, user, streaming):
-                if isinstance(event, Completion):
-                    completion = event
-                elif isinstance(event, bool):
-                    fallback_used = event
-                else:
-                    yield Token(event)
+            # closing(): when our reader goes away, the HTTP stream is closed now, not at GC.
+            with closing(self._generate(span, system, user, streaming)) as generation:
+                for event in generation:
+                    if isinstance(event, Completion):
+                        completion = event
+                    elif isinstance(event, bool):
+                        fallback_used = event
+                    else:
+                        yield Token(event)
             assert completion is not None
             answer = self._finish(span, completion, context, system, user, fallback_used)
             if answer.grounded:
@@ -154,7 +157,7 @@ class LLMAnswerer:
 
     def _generate(
         self, span: Span, system: str, user: str, streaming: bool
-    ) -> Iterator[str | Completion | bool]:
+    ) -> Generator[str | Completion | bool, None, None]:
         """Text deltas and the Completion; `True` once, before them, if the fallback answers."""
         options = self._options
         models = [options.model] + ([options.fallback_model] if options.fallback_model else [])

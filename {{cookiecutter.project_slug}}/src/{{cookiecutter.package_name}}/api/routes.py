@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import AsyncIterator, Iterator
 from typing import Annotated
 
@@ -35,6 +36,7 @@ def get_services(request: Request) -> Services:
     return services
 
 
+log = logging.getLogger(__name__)
 ServicesDep = Annotated[Services, Depends(get_services)]
 _ERRORS: dict[int | str, dict[str, object]] = {
     code: {"model": ErrorResponse} for code in (400, 422, 500, 503)
@@ -146,7 +148,13 @@ async def _sse_events(
                 break
             yield _sse("token", json.dumps({"text": event.text}))
     except ServiceError as exc:  # headers are sent: the error travels as an event
+        log.error("POST /v1/query stream -> %s: %s", type(exc).__name__, exc.message)
         error = ErrorBody(type=type(exc).__name__, message=exc.message, trace_id=trace_id)
+        yield _sse("error", ErrorResponse(error=error).model_dump_json())
+    except Exception:
+        log.exception("unhandled error in POST /v1/query stream (trace %s)", trace_id)
+        message = f"Internal error; the server log has it under trace id {trace_id}."
+        error = ErrorBody(type="InternalError", message=message, trace_id=trace_id)
         yield _sse("error", ErrorResponse(error=error).model_dump_json())
     finally:
         with anyio.CancelScope(shield=True):
