@@ -223,6 +223,7 @@ class FakeOpenAI:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"  # keep-alive, as real endpoints do
+            disable_nagle_algorithm = True  # no 40 ms delayed-ACK stalls between writes
 
             def do_POST(self) -> None:
                 fake._handle(self)
