@@ -263,3 +263,11 @@ def test_ask_json_prints_what_the_api_returns_with_the_llm_answerer(
     out = capsys.readouterr().out
     assert "model fake-chat" in out
     assert "5 out tokens, cost $0.000" in out
+
+
+def test_openapi_documents_the_event_stream(client: TestClient) -> None:
+    query = client.get("/openapi.json").json()["paths"]["/v1/query"]["post"]
+    content = query["responses"]["200"]["content"]
+    assert {"application/json", "text/event-stream"} <= set(content)
+    body = client.get("/openapi.json").json()["components"]["schemas"]["QueryRequest"]
+    assert "stream" in body["properties"]

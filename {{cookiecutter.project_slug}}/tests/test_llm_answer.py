@@ -644,3 +644,39 @@ def test_answering_touches_no_network_but_the_endpoint(
     assert connections
     port = httpx.URL(fake.base_url).port
     assert {address[1] for address in connections} == {port}
+
+
+def test_streaming_timeout_before_any_token_goes_to_the_fallback(
+    fake: FakeOpenAI, make: Callable[..., Harness]
+) -> None:
+    fake.replies = [Reply(delay_s=1.0, content="late [1]."), Reply(content="14 characters [1].")]
+    harness = make(llm_timeout_s=0.3, llm_fallback_model="small-model")
+    events = list(harness.answerer.stream(QUESTION, HITS))
+    final = events[-1]
+    assert isinstance(final, Final)
+    assert final.answer.fallback_used
+    assert final.answer.model == "small-model"
+    assert "".join(e.text for e in events if isinstance(e, Token)) == "14 characters [1]."
+
+
+def test_a_stream_that_trickles_past_the_time_limit_ends_with_an_error(
+    fake: FakeOpenAI, make: Callable[..., Harness]
+) -> None:
+    """Each chunk arrives within the read timeout, but the whole answer may not take longer
+    than RAG_LLM_TIMEOUT_S; tokens were sent, so no fallback can take over."""
+    fake.replies = [Reply(content="one two three four five six seven eight nine ten [1].")]
+    fake.stream_chunk_delay_s = 0.15
+    harness = make(llm_timeout_s=0.5, llm_fallback_model="small-model")
+    received: list[str] = []
+
+    def consume() -> None:
+        for event in harness.answerer.stream(QUESTION, HITS):
+            if isinstance(event, Token):
+                received.append(event.text)
+
+    with pytest.raises(LLMUnavailableError, match=r"failed mid-answer: .* did not answer within"):
+        consume()
+    assert 0 < len(received) < 11
+    assert [r["body"]["model"] for r in fake.chat_requests()] == ["primary-model"]
+    chat = dict(harness.span("chat primary-model").attributes or {})
+    assert chat["error.type"] == "timeout"
