@@ -680,3 +680,17 @@ def test_a_stream_that_trickles_past_the_time_limit_ends_with_an_error(
     assert [r["body"]["model"] for r in fake.chat_requests()] == ["primary-model"]
     chat = dict(harness.span("chat primary-model").attributes or {})
     assert chat["error.type"] == "timeout"
+
+
+def test_temperature_none_is_left_to_the_model(
+    fake: FakeOpenAI, make: Callable[..., Harness], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RAG_LLM_TEMPERATURE", "none")
+    assert Settings(_env_file=None).llm_temperature is None
+    fake.replies = [Reply(content="14 characters [1].")]
+    harness = make(llm_temperature=None)
+    assert harness.answerer.answer(QUESTION, HITS).grounded
+    assert "temperature" not in fake.chat_requests()[0]["body"]
+    assert "gen_ai.request.temperature" not in dict(
+        harness.span("chat primary-model").attributes or {}
+    )

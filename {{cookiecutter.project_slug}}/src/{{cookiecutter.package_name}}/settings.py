@@ -135,7 +135,13 @@ class Settings(BaseSettings):
         0.5, ge=0, description="First retry delay; doubles each retry (Retry-After wins)."
     )
     llm_max_output_tokens: int = Field(512, ge=1, description="Longest answer, in tokens.")
-    llm_temperature: float = Field(0.0, ge=0, le=2, description="Sampling temperature.")
+    llm_temperature: float | None = Field(
+        0.0,
+        ge=0,
+        le=2,
+        description="Sampling temperature; none = send none (reasoning models such as o3 or "
+        "gpt-5 accept only their default).",
+    )
     llm_context_tokens: int = Field(
         3000, ge=100, description="Token budget of the numbered context given to the model."
     )
@@ -232,6 +238,13 @@ class Settings(BaseSettings):
         if level not in LOG_LEVELS:
             raise ValueError(f"unknown log level {value!r}; use one of {', '.join(LOG_LEVELS)}")
         return level
+
+    @field_validator("llm_temperature", mode="before")
+    @classmethod
+    def _temperature_may_be_none(cls, value: object) -> object:
+        if isinstance(value, str) and value.strip().lower() in ("", "none"):
+            return None
+        return value
 
     @field_validator("legacy_encoding")
     @classmethod

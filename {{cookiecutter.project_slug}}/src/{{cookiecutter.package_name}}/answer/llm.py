@@ -37,7 +37,7 @@ class LLMOptions:
     model: str
     fallback_model: str | None
     max_output_tokens: int
-    temperature: float
+    temperature: float | None
     timeout_s: float
     max_retries: int
     retry_backoff_s: float
@@ -94,7 +94,8 @@ class LLMAnswerer:
         span.set_attribute("gen_ai.provider.name", self._provider.name)
         span.set_attribute("gen_ai.request.model", options.model)
         span.set_attribute("gen_ai.request.max_tokens", options.max_output_tokens)
-        span.set_attribute("gen_ai.request.temperature", options.temperature)
+        if options.temperature is not None:
+            span.set_attribute("gen_ai.request.temperature", options.temperature)
         span.set_attribute("rag.prompt.version", self._prompt.version)
         span.set_attribute("rag.answer.streaming", streaming)
         span.set_attribute("answer.hits", len(hits))

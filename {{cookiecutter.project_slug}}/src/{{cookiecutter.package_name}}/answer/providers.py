@@ -27,7 +27,7 @@ class ChatRequest:
     system: str
     user: str
     max_tokens: int
-    temperature: float
+    temperature: float | None  # None: leave it to the model's default
     timeout_s: float
 
 
@@ -157,9 +157,10 @@ class OpenAIChat:
                 {"role": "system", "content": request.system},
                 {"role": "user", "content": request.user},
             ],
-            "temperature": request.temperature,
             "max_completion_tokens" if self._official else "max_tokens": request.max_tokens,
         }
+        if request.temperature is not None:
+            body["temperature"] = request.temperature
         if stream:
             body["stream"] = True
             body["stream_options"] = {"include_usage": True}
@@ -251,8 +252,9 @@ class AnthropicChat:
             "system": request.system,
             "messages": [{"role": "user", "content": request.user}],
             "max_tokens": request.max_tokens,
-            "temperature": request.temperature,
         }
+        if request.temperature is not None:
+            body["temperature"] = request.temperature
         if stream:
             body["stream"] = True
         return body
