@@ -271,3 +271,20 @@ def test_openapi_documents_the_event_stream(client: TestClient) -> None:
     assert {"application/json", "text/event-stream"} <= set(content)
     body = client.get("/openapi.json").json()["components"]["schemas"]["QueryRequest"]
     assert "stream" in body["properties"]
+
+
+def test_a_bad_llm_setting_stops_startup_without_holding_the_store(
+    tmp_path: Path,
+    model_dir: Path,
+    dense: DenseEncoder,
+    sparse: SparseEncoder,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from {{ cookiecutter.package_name }}.errors import ConfigurationError
+
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    settings = make_settings(tmp_path, model_dir, answerer="llm", llm_provider="openai")
+    with pytest.raises(ConfigurationError, match="needs an API key"):
+        build_services(settings, dense=dense, sparse=sparse)
+    # The embedded store was released: the next start opens it.
+    build_services(make_settings(tmp_path, model_dir), dense=dense, sparse=sparse).close()

@@ -67,27 +67,13 @@ def build_services(
     content = SpanContent.from_settings(settings)
     # Models first: a store opened before a failing model load would stay locked for nothing.
     dense = dense or build_dense_encoder(settings)
-    llm_http: httpx.Client | None = None
-    answerer: Answerer
-    if settings.answerer == "llm":
-        answerer, llm_http = build_llm_answerer(settings, tracer, metrics, content)
-    else:
-        answerer = ExtractiveAnswerer(
-            dense,
-            tracer,
-            settings.answer_min_similarity,
-            settings.answer_max_sentences,
-            metrics=metrics,
-            content=content,
-        )
     sparse = sparse or build_sparse_encoder(settings)
     store = QdrantStore(settings)
     try:
         store.ensure_collection(dense.model_id, dense.dimensions, sparse.model_id)
+        answerer, llm_http = _build_answerer(settings, dense, tracer, metrics, content)
     except Exception:
         store.close()
-        if llm_http is not None:
-            llm_http.close()
         raise
     return Services(
         settings=settings,
@@ -114,6 +100,27 @@ def build_services(
         answerer=answerer,
         llm_http=llm_http,
     )
+
+
+def _build_answerer(
+    settings: Settings,
+    dense: DenseEncoder,
+    tracer: Tracer,
+    metrics: RagMetrics,
+    content: SpanContent,
+) -> tuple[Answerer, httpx.Client | None]:
+    """The answerer RAG_ANSWERER names, and the HTTP client it owns (if any)."""
+    if settings.answerer == "llm":
+        return build_llm_answerer(settings, tracer, metrics, content)
+    extractive = ExtractiveAnswerer(
+        dense,
+        tracer,
+        settings.answer_min_similarity,
+        settings.answer_max_sentences,
+        metrics=metrics,
+        content=content,
+    )
+    return extractive, None
 
 
 _PUBLIC_BASE_URLS = {
