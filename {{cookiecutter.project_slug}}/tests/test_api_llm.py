@@ -288,3 +288,22 @@ def test_a_bad_llm_setting_stops_startup_without_holding_the_store(
         build_services(settings, dense=dense, sparse=sparse)
     # The embedded store was released: the next start opens it.
     build_services(make_settings(tmp_path, model_dir), dense=dense, sparse=sparse).close()
+
+
+def test_ask_with_an_unreachable_model_prints_one_line(
+    cli_env: Path, corpus: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from {{ cookiecutter.package_name }}.cli import main
+
+    monkeypatch.setenv("RAG_ANSWERER", "llm")
+    monkeypatch.setenv("RAG_LLM_PROVIDER", "openai_like")
+    monkeypatch.setenv("RAG_LLM_BASE_URL", f"http://127.0.0.1:{free_port()}/v1")  # nobody there
+    monkeypatch.setenv("RAG_LLM_MAX_RETRIES", "0")
+    main(["ingest", str(corpus)])
+    capsys.readouterr()
+    assert main(["ask", QUESTION]) == 2
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1
+    assert "cannot reach http://127.0.0.1:" in lines[0]
+    assert "Traceback" not in err
