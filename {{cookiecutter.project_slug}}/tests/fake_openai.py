@@ -13,6 +13,12 @@ the request carries, so it works for every ragas metric and prompt without knowi
 Tests script behaviour on the `FakeOpenAI` object: `overrides` (a value, or a function of the
 prompt text, for every field of that name), `chat_status` (a forced HTTP error),
 `chat_content` (a raw reply, e.g. garbage), `chat_delay_s` (a slow judge).
+
+Answer generation scripts one `Reply` per chat request in `replies` (consumed in order; when
+none is left, the defaults above apply): a status with a Retry-After, a text (or a function
+of the prompt), a delay, a raw body that is not a completion. Requests with `stream: true`
+get Server-Sent Events, one chunk per word with `stream_chunk_delay_s` between them, a usage
+chunk and `[DONE]`; a client that hangs up mid-stream is counted in `streams_aborted`.
 """
 
 from __future__ import annotations
@@ -171,6 +177,23 @@ def _message_text(message: JSON) -> str:
 
 
 @dataclass
+class Reply:
+    """One scripted answer to one chat request."""
+
+    content: str | Callable[[str], str] | None = None  # None: the default behaviour
+    status: int = 200
+    retry_after_s: float | None = None
+    delay_s: float = 0.0
+    raw: str | None = None  # a body sent as is (malformed output)
+    model: str | None = None  # the model the reply claims to be from
+
+
+def word_chunks(text: str) -> list[str]:
+    """The text cut into word-sized stream deltas that join back to it exactly."""
+    return re.findall(r"\S+\s*|\s+", text)
+
+
+@dataclass
 class FakeOpenAI:
     """State and script of one fake server; `start()` it, read `base_url`, `stop()` it."""
 
@@ -184,6 +207,10 @@ class FakeOpenAI:
     embeddings_status: int | None = None
     requests: list[dict[str, Any]] = field(default_factory=list)
     text_reply: str = "This is a plain answer from the fake model."
+    replies: list[Reply] = field(default_factory=list)
+    stream_chunk_delay_s: float = 0.0
+    streams_aborted: int = 0
+    stream_chunks_sent: int = 0
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
@@ -196,6 +223,7 @@ class FakeOpenAI:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"  # keep-alive, as real endpoints do
+            disable_nagle_algorithm = True  # no 40 ms delayed-ACK stalls between writes
 
             def do_POST(self) -> None:
                 fake._handle(self)
@@ -245,6 +273,8 @@ class FakeOpenAI:
         if self.api_key is not None and auth != f"Bearer {self.api_key}":
             self._send(handler, 401, {"error": {"message": "invalid api key", "type": "auth"}})
             return
+        if handler.path.endswith("/chat/completions") and self._scripted(handler, body, number):
+            return
         if handler.path.endswith("/chat/completions"):
             if self.chat_delay_s:
                 time.sleep(self.chat_delay_s)
@@ -261,6 +291,72 @@ class FakeOpenAI:
             self._send(handler, 200, self._embeddings(body))
         else:
             self._send(handler, 404, {"error": {"message": f"no route {handler.path}"}})
+
+    def _scripted(self, handler: BaseHTTPRequestHandler, body: JSON, number: int) -> bool:
+        """Answer from the script, or streaming; False leaves the request to the defaults."""
+        with self._lock:
+            reply = self.replies.pop(0) if self.replies else None
+        if reply is None and not body.get("stream"):
+            return False
+        reply = reply or Reply()
+        if reply.delay_s:
+            time.sleep(reply.delay_s)
+        if reply.status != 200:
+            headers = {}
+            if reply.retry_after_s is not None:
+                headers["Retry-After"] = f"{reply.retry_after_s:g}"
+            error = {"error": {"message": f"scripted failure {reply.status}"}}
+            self._send(handler, reply.status, error, headers)
+            return True
+        if reply.raw is not None:
+            self._send_raw(handler, 200, reply.raw.encode(), "application/json", {})
+            return True
+        completion = self._chat(body, number)
+        prompt = "\n".join(_message_text(m) for m in body.get("messages", []))
+        if reply.content is not None:
+            text = reply.content(prompt) if callable(reply.content) else reply.content
+            completion["choices"][0]["message"]["content"] = text
+            completion["usage"]["completion_tokens"] = len(text.split())
+        if reply.model is not None:
+            completion["model"] = reply.model
+        if body.get("stream"):
+            self._stream(handler, completion)
+        else:
+            self._send(handler, 200, completion)
+        return True
+
+    def _stream(self, handler: BaseHTTPRequestHandler, completion: JSON) -> None:
+        text = completion["choices"][0]["message"]["content"] or ""
+        base = {k: completion[k] for k in ("id", "created", "model")}
+        base["object"] = "chat.completion.chunk"
+        events = [{**base, "choices": [{"index": 0, "delta": {"role": "assistant"}}]}]
+        events += [
+            {**base, "choices": [{"index": 0, "delta": {"content": piece}}]}
+            for piece in word_chunks(text)
+        ]
+        events.append({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+        events.append({**base, "choices": [], "usage": completion["usage"]})
+        lines = [f"data: {json.dumps(event)}\n\n" for event in events] + ["data: [DONE]\n\n"]
+        self.write_stream(handler, lines)
+
+    def write_stream(self, handler: BaseHTTPRequestHandler, events: list[str]) -> None:
+        """Send Server-Sent Events until done or the client hangs up (then count it)."""
+        try:
+            handler.send_response(200)
+            handler.send_header("Content-Type", "text/event-stream")
+            handler.send_header("Connection", "close")  # the end of the body is the close
+            handler.end_headers()
+            for event in events:
+                handler.wfile.write(event.encode())
+                handler.wfile.flush()
+                with self._lock:
+                    self.stream_chunks_sent += 1
+                if self.stream_chunk_delay_s:
+                    time.sleep(self.stream_chunk_delay_s)
+        except (BrokenPipeError, ConnectionResetError):
+            with self._lock:
+                self.streams_aborted += 1
+        handler.close_connection = True
 
     def _generator(self, prompt: str) -> InstanceGenerator:
         return InstanceGenerator(dict(self.overrides), self.array_items, prompt)
@@ -333,13 +429,30 @@ class FakeOpenAI:
             "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
         }
 
+    @classmethod
+    def _send(
+        cls,
+        handler: BaseHTTPRequestHandler,
+        status: int,
+        payload: JSON,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        cls._send_raw(handler, status, json.dumps(payload).encode(), "application/json", headers)
+
     @staticmethod
-    def _send(handler: BaseHTTPRequestHandler, status: int, payload: JSON) -> None:
-        raw = json.dumps(payload).encode()
+    def _send_raw(
+        handler: BaseHTTPRequestHandler,
+        status: int,
+        raw: bytes,
+        content_type: str,
+        headers: dict[str, str] | None,
+    ) -> None:
         try:
             handler.send_response(status)
-            handler.send_header("Content-Type", "application/json")
+            handler.send_header("Content-Type", content_type)
             handler.send_header("Content-Length", str(len(raw)))
+            for name, value in (headers or {}).items():
+                handler.send_header(name, value)
             handler.end_headers()
             handler.wfile.write(raw)
         except (BrokenPipeError, ConnectionResetError):

@@ -78,6 +78,17 @@ def test_refusal_accuracy_counts_both_directions() -> None:
     assert summary["answered_answerable"] == 0.5
 
 
+def test_cost_per_query_is_the_mean_of_the_answers_costs() -> None:
+    def result(cost: float) -> QuestionResult:
+        return QuestionResult("q", "q", True, False, "", [], [], cost_usd=cost)
+
+    assert summarise([result(0.002), result(0.004)], 5)["cost_per_query_usd"] == pytest.approx(
+        0.003
+    )
+    # One answer from an unpriced model makes the mean unknown, not an undercount.
+    assert math.isnan(summarise([result(0.002), result(math.nan)], 5)["cost_per_query_usd"])
+
+
 def test_thresholds_file_is_read_and_checked(tmp_path: Path) -> None:
     k, bars = load_thresholds(PROJECT_ROOT / "evals" / "thresholds.toml")
     assert k == 5

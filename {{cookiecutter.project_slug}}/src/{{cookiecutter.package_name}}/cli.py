@@ -145,6 +145,16 @@ def _print_answer(question: str, response: QueryResponse) -> None:
     for number, citation in enumerate(response.citations, start=1):
         snippet = " ".join(citation.text.split())[:90]
         print(f"   [{number}] {citation.source} (score {citation.score:.3f}): {snippet}...")
+    if response.prompt_version is not None:  # an LLM wrote it: say how, and at what cost
+        cost = "unknown" if response.cost_usd is None else f"${response.cost_usd:.6f}"
+        flags = [] if response.grounded else ["NOT GROUNDED"]
+        flags += ["cached"] if response.cached else []
+        flags += ["fallback"] if response.fallback_used else []
+        print(
+            f"   model {response.model}, {response.usage.input_tokens} in / "
+            f"{response.usage.output_tokens} out tokens, cost {cost}"
+            + "".join(f", {flag}" for flag in flags)
+        )
     print(f"   trace id: {response.trace_id}")
 
 

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
+import httpx
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.trace import Tracer
 from prometheus_client import CollectorRegistry
 
-from .answer import ExtractiveAnswerer
+from .answer import Answerer, ExtractiveAnswerer, LLMAnswerer, LLMOptions
+from .answer.cache import AnswerCache
+from .answer.prompt import load_prompt
+from .answer.providers import AnthropicChat, ChatProvider, OpenAIChat
 from .embeddings import DenseEncoder, SparseEncoder, build_dense_encoder, build_sparse_encoder
+from .errors import ConfigurationError
 from .ingest import Ingestor
 from .ingest.chunk import Chunker
 from .ingest.jobs import IngestionJobs
@@ -33,9 +40,12 @@ class Services:
     ingestor: Ingestor
     jobs: IngestionJobs
     retriever: Retriever
-    answerer: ExtractiveAnswerer
+    answerer: Answerer
+    llm_http: httpx.Client | None = None  # the LLM answerer's connection pool
 
     def close(self) -> None:
+        if self.llm_http is not None:
+            self.llm_http.close()
         self.jobs.close()  # a running job finishes its writes before the store closes
         self.store.close()
         self.tracer_provider.shutdown()
@@ -66,6 +76,7 @@ def build_services(
     store = QdrantStore(settings)
     try:
         store.ensure_collection(dense.model_id, dense.dimensions, sparse.model_id)
+        answerer, llm_http = _build_answerer(settings, dense, tracer, metrics, content)
     except Exception:
         store.close()
         raise
@@ -101,12 +112,81 @@ def build_services(
         retriever=Retriever(
             store, dense, sparse, tracer, settings.prefetch_limit, metrics=metrics, content=content
         ),
-        answerer=ExtractiveAnswerer(
-            dense,
-            tracer,
-            settings.answer_min_similarity,
-            settings.answer_max_sentences,
-            metrics=metrics,
-            content=content,
-        ),
+        answerer=answerer,
+        llm_http=llm_http,
     )
+
+
+def _build_answerer(
+    settings: Settings,
+    dense: DenseEncoder,
+    tracer: Tracer,
+    metrics: RagMetrics,
+    content: SpanContent,
+) -> tuple[Answerer, httpx.Client | None]:
+    """The answerer RAG_ANSWERER names, and the HTTP client it owns (if any)."""
+    if settings.answerer == "llm":
+        return build_llm_answerer(settings, tracer, metrics, content)
+    extractive = ExtractiveAnswerer(
+        dense,
+        tracer,
+        settings.answer_min_similarity,
+        settings.answer_max_sentences,
+        metrics=metrics,
+        content=content,
+    )
+    return extractive, None
+
+
+_PUBLIC_BASE_URLS = {
+    "openai": "https://api.openai.com/v1",
+    "anthropic": "https://api.anthropic.com/v1",
+}
+_KEY_VARIABLES = {"openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY"}
+
+
+def build_llm_provider(settings: Settings, client: httpx.Client) -> ChatProvider:
+    """The chat endpoint named by RAG_LLM_PROVIDER. The key comes from RAG_LLM_API_KEY or the
+    provider's usual variable, and is only ever put in request headers."""
+    provider = settings.llm_provider
+    key = settings.llm_api_key.get_secret_value() if settings.llm_api_key else None
+    if key is None and provider in _KEY_VARIABLES:
+        key = os.environ.get(_KEY_VARIABLES[provider]) or None
+    if key is None and provider != "openai_like":
+        raise ConfigurationError(
+            f"RAG_LLM_PROVIDER={provider} needs an API key: set RAG_LLM_API_KEY or "
+            f"{_KEY_VARIABLES[provider]}."
+        )
+    base_url = settings.llm_base_url or _PUBLIC_BASE_URLS[provider]
+    if provider == "anthropic":
+        return AnthropicChat(client, base_url, key)
+    return OpenAIChat(client, base_url, key, official=provider == "openai")
+
+
+def build_llm_answerer(
+    settings: Settings, tracer: Tracer, metrics: RagMetrics, content: SpanContent
+) -> tuple[LLMAnswerer, httpx.Client]:
+    prompt = load_prompt(settings.llm_prompt)
+    client = httpx.Client(timeout=settings.llm_timeout_s)
+    options = LLMOptions(
+        model=settings.llm_model,
+        fallback_model=settings.llm_fallback_model,
+        max_output_tokens=settings.llm_max_output_tokens,
+        temperature=settings.llm_temperature,
+        timeout_s=settings.llm_timeout_s,
+        max_retries=settings.llm_max_retries,
+        retry_backoff_s=settings.llm_retry_backoff_s,
+        context_tokens=settings.llm_context_tokens,
+        refuse_ungrounded=settings.llm_on_ungrounded == "refuse",
+        prices=dict(settings.llm_prices),
+    )
+    try:
+        provider = build_llm_provider(settings, client)
+    except Exception:
+        client.close()
+        raise
+    cache = AnswerCache(settings.answer_cache_ttl_s, settings.answer_cache_max_entries)
+    answerer = LLMAnswerer(
+        provider, prompt, options, tracer, cache, metrics=metrics, content=content
+    )
+    return answerer, client

@@ -104,7 +104,23 @@ class Citation:
 
 
 @dataclass(frozen=True)
+class Usage:
+    """Tokens an answer cost; zero for answerers that call no model."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+
+
+@dataclass(frozen=True)
 class Answer:
     text: str
     citations: list[Citation]
     refused: bool
+    # Every citation points at a chunk the answerer was given (and there is at least one).
+    grounded: bool = True
+    usage: Usage = field(default_factory=Usage)
+    cost_usd: float | None = 0.0  # None: the model has no price in RAG_LLM_PRICES
+    cached: bool = False
+    model: str | None = None
+    prompt_version: str | None = None
+    fallback_used: bool = False

@@ -53,3 +53,13 @@ class PayloadTooLargeError(ServiceError):
 
 class UnsupportedMediaTypeError(ServiceError):
     status_code = 415
+
+
+class LLMUnavailableError(ServiceError):
+    """The answer model (and its fallback) failed; the message names the last error."""
+
+    status_code = 502
+
+    def __init__(self, message: str, kind: str = "error") -> None:
+        super().__init__(message)
+        self.kind = kind  # error.type of the last failure: timeout, malformed, 429, ...

@@ -22,6 +22,9 @@ TraceExporter = Literal["none", "console", "otlp"]
 MetricsExporter = Literal["none", "console", "otlp", "prometheus"]
 OtlpProtocol = Literal["http/protobuf", "grpc"]
 LogFormat = Literal["json", "text"]
+AnswererKind = Literal["extractive", "llm"]
+LLMProvider = Literal["openai", "openai_like", "anthropic"]
+UngroundedPolicy = Literal["flag", "refuse"]
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
@@ -103,6 +106,68 @@ class Settings(BaseSettings):
         "below it for every sentence, the answerer says it does not know.",
     )
     answer_max_sentences: int = Field(3, ge=1, description="Sentences quoted in an answer.")
+    answerer: AnswererKind = Field(
+        "extractive",
+        description="extractive = quote the hits' best sentences (offline, no LLM); "
+        "llm = generate a cited answer with the RAG_LLM_* model.",
+    )
+    answer_cache_ttl_s: float = Field(
+        3600.0,
+        ge=0,
+        description="How long an LLM answer is reused for the same question, "
+        "context, model and prompt (seconds; 0 = no cache).",
+    )
+    answer_cache_max_entries: int = Field(1024, ge=1, description="Answers the cache holds.")
+
+    # --- LLM answers (RAG_ANSWERER=llm) ----------------------------------------------------
+    llm_provider: LLMProvider = Field(
+        "openai",
+        description="openai = api.openai.com; openai_like = any OpenAI-compatible endpoint "
+        "(vLLM, Ollama, LM Studio, Azure OpenAI's /openai/v1); anthropic = the Messages API.",
+    )
+    llm_model: str = Field("gpt-4o-mini", description="Model that writes answers.")
+    llm_base_url: str | None = Field(
+        None,
+        description="Endpoint base URL, e.g. http://127.0.0.1:11434/v1 (unset = the "
+        "provider's public API; required for openai_like).",
+    )
+    llm_api_key: SecretStr | None = Field(
+        None, description="Key for the endpoint (unset = OPENAI_API_KEY or ANTHROPIC_API_KEY)."
+    )
+    llm_fallback_model: str | None = Field(
+        None, description="Model on the same endpoint tried when the primary fails or times out."
+    )
+    llm_timeout_s: float = Field(30.0, gt=0, description="Time limit of one LLM call (seconds).")
+    llm_max_retries: int = Field(
+        2, ge=0, le=10, description="Retries of a call answered with 429 or 5xx, or timed out."
+    )
+    llm_retry_backoff_s: float = Field(
+        0.5, ge=0, description="First retry delay; doubles each retry (Retry-After wins)."
+    )
+    llm_max_output_tokens: int = Field(512, ge=1, description="Longest answer, in tokens.")
+    llm_temperature: float | None = Field(
+        0.0,
+        ge=0,
+        le=2,
+        description="Sampling temperature; none = send none (reasoning models such as o3 or "
+        "gpt-5 accept only their default).",
+    )
+    llm_context_tokens: int = Field(
+        3000, ge=100, description="Token budget of the numbered context given to the model."
+    )
+    llm_prompt: str = Field(
+        "grounded_answer", description="Prompt file in answer/prompts/ (without .toml)."
+    )
+    llm_on_ungrounded: UngroundedPolicy = Field(
+        "flag",
+        description="An answer citing nothing, or chunks it was not given: flag = return it "
+        "with grounded=false; refuse = replace it with the refusal.",
+    )
+    llm_prices: dict[str, tuple[float, float]] = Field(
+        {},
+        description="USD per million input and output tokens by model, as JSON, e.g. "
+        '{"gpt-4o-mini": [0.15, 0.6]}; a model not listed has an unknown (null) cost.',
+    )
 
     # --- API -----------------------------------------------------------------------------
     host: str = Field("127.0.0.1", description="Bind address of `serve`.")
@@ -197,6 +262,13 @@ class Settings(BaseSettings):
             raise ValueError(f"unknown log level {value!r}; use one of {', '.join(LOG_LEVELS)}")
         return level
 
+    @field_validator("llm_temperature", mode="before")
+    @classmethod
+    def _temperature_may_be_none(cls, value: object) -> object:
+        if isinstance(value, str) and value.strip().lower() in ("", "none"):
+            return None
+        return value
+
     @field_validator("legacy_encoding")
     @classmethod
     def _known_encoding(cls, value: str) -> str:
@@ -221,6 +293,11 @@ class Settings(BaseSettings):
             raise ValueError(
                 "embedding_provider=openai needs RAG_EMBEDDING_BASE_URL, "
                 "e.g. RAG_EMBEDDING_BASE_URL=https://api.openai.com/v1"
+            )
+        if self.llm_provider == "openai_like" and not self.llm_base_url:
+            raise ValueError(
+                "llm_provider=openai_like needs RAG_LLM_BASE_URL, "
+                "e.g. RAG_LLM_BASE_URL=http://127.0.0.1:11434/v1 (Ollama)"
             )
         return self
 

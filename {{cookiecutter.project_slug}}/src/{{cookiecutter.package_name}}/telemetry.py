@@ -37,6 +37,8 @@ from .settings import Settings
 
 # Seconds-scale buckets (the OpenTelemetry semantic-convention advice for durations).
 DURATION_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10)
+# The semantic conventions' advice for gen_ai.client.token.usage.
+TOKEN_BUCKETS = (1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304)
 
 
 def service_name(settings: Settings, environ: Mapping[str, str] = os.environ) -> str:
@@ -130,6 +132,11 @@ class RagMetrics:
     answers: Counter
     ingest_files: Counter
     ingest_chunks: Counter
+    llm_tokens: Histogram
+    llm_cost: Counter
+    llm_retries: Counter
+    llm_fallbacks: Counter
+    answer_cache: Counter
 
     @classmethod
     def create(cls, meter: Meter) -> RagMetrics:
@@ -154,6 +161,31 @@ class RagMetrics:
             ),
             ingest_chunks=meter.create_counter(
                 "rag.ingest.chunks", unit="{chunk}", description="Chunks embedded and written."
+            ),
+            # The GenAI semantic conventions' token histogram, by gen_ai.token.type.
+            llm_tokens=meter.create_histogram(
+                "gen_ai.client.token.usage",
+                unit="{token}",
+                description="Tokens per LLM call, by gen_ai.token.type (input or output).",
+                explicit_bucket_boundaries_advisory=TOKEN_BUCKETS,
+            ),
+            llm_cost=meter.create_counter(
+                "rag.llm.cost",
+                unit="USD",
+                description="Estimated LLM spend (RAG_LLM_PRICES), by gen_ai.request.model.",
+            ),
+            llm_retries=meter.create_counter(
+                "rag.llm.retries", unit="{retry}", description="LLM calls retried, by error.type."
+            ),
+            llm_fallbacks=meter.create_counter(
+                "rag.llm.fallbacks",
+                unit="{answer}",
+                description="Answers the fallback model wrote because the primary failed.",
+            ),
+            answer_cache=meter.create_counter(
+                "rag.answer.cache.lookups",
+                unit="{lookup}",
+                description="Answer cache lookups, by `hit` (hit ratio = hit=true / all).",
             ),
         )
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import re
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from opentelemetry.trace import Tracer
@@ -18,6 +19,7 @@ from opentelemetry.trace import Tracer
 from ..domain import Answer, Citation, Hit
 from ..embeddings import DenseEncoder
 from ..telemetry import RagMetrics, SpanContent
+from .base import AnswerEvent, Final, Token
 
 REFUSAL = "I don't know: the ingested documents do not answer this question."
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(])")
@@ -82,6 +84,12 @@ class ExtractiveAnswerer:
         self._metrics.answers.add(1, {"refused": answer.refused})
         return answer
 
+    def stream(self, question: str, hits: list[Hit]) -> Iterator[AnswerEvent]:
+        """The whole answer as one token: quoting is not generated word by word."""
+        answer = self.answer(question, hits)
+        yield Token(answer.text)
+        yield Final(answer)
+
     def _answer(self, question: str, hits: list[Hit]) -> Answer:
         with self._tracer.start_as_current_span("answer extractive") as span:
             span.set_attribute("gen_ai.operation.name", "extract")
@@ -90,7 +98,7 @@ class ExtractiveAnswerer:
             best = candidates[0].score if candidates else -1.0
             span.set_attribute("answer.best_similarity", round(best, 4))
             if best < self._min_similarity:
-                answer = Answer(text=REFUSAL, citations=[], refused=True)
+                answer = Answer(text=REFUSAL, citations=[], refused=True, model="extractive")
             else:
                 floor = max(self._min_similarity, best - _MARGIN)
                 chosen = [c for c in candidates if c.score >= floor][: self._max_sentences]
@@ -137,4 +145,4 @@ class ExtractiveAnswerer:
             if sentence[-1] not in ".!?":
                 sentence += "."
             parts.append(f"{sentence} [{numbers[hit.chunk_id]}]")
-        return Answer(text=" ".join(parts), citations=citations, refused=False)
+        return Answer(text=" ".join(parts), citations=citations, refused=False, model="extractive")

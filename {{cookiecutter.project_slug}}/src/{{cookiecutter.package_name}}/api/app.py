@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+from starlette.datastructures import MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .. import __version__
 from ..container import Services, build_services
@@ -14,6 +16,28 @@ from ..settings import PROJECT_NAME, Settings
 from ..telemetry import current_trace_id
 from .errors import install_error_handlers
 from .routes import documents, health, v1
+
+
+class TraceHeaderMiddleware:
+    """Adds X-Trace-Id to every response. Plain ASGI rather than `@app.middleware("http")`:
+    that wrapper keeps a streamed body running after the client disconnects, and an answer
+    stream must stop (and stop the model) when its reader goes away."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_trace_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                headers["X-Trace-Id"] = current_trace_id()
+            await send(message)
+
+        await self.app(scope, receive, send_with_trace_id)
 
 
 def create_app(settings: Settings | None = None, services: Services | None = None) -> FastAPI:
@@ -42,13 +66,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app.include_router(documents)
     install_error_handlers(app)
 
-    @app.middleware("http")
-    async def trace_header(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        response = await call_next(request)
-        response.headers["X-Trace-Id"] = current_trace_id()
-        return response
+    app.add_middleware(TraceHeaderMiddleware)
 
     FastAPIInstrumentor.instrument_app(
         app,

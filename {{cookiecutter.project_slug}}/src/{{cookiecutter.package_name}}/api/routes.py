@@ -2,33 +2,29 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import json
+import logging
+from collections.abc import AsyncIterator, Iterator
 from typing import Annotated
 
-from fastapi import (
-    APIRouter,
-    Depends,
-    File,
-    HTTPException,
-    Request,
-    Response,
-    UploadFile,
-)
-from fastapi import (
-    Query as QueryParam,
-)
-from fastapi.responses import JSONResponse
+import anyio
+from fastapi import APIRouter, Depends, File, HTTPException, Request, Response, UploadFile
+from fastapi import Query as QueryParam
+from fastapi.responses import JSONResponse, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.concurrency import run_in_threadpool
 
+from ..answer import AnswerEvent, Final
 from ..container import Services
 from ..domain import Query
-from ..errors import BadRequestError, NotFoundError, PayloadTooLargeError
+from ..errors import BadRequestError, NotFoundError, PayloadTooLargeError, ServiceError
 from ..ingest.uploads import safe_filename
 from ..telemetry import current_trace_id
 from .schemas import (
     DocumentDeleted,
     DocumentList,
     DocumentOut,
+    ErrorBody,
     ErrorResponse,
     HitOut,
     IngestionJobOut,
@@ -46,6 +42,7 @@ def get_services(request: Request) -> Services:
     return services
 
 
+log = logging.getLogger(__name__)
 ServicesDep = Annotated[Services, Depends(get_services)]
 _ERRORS: dict[int | str, dict[str, object]] = {
     code: {"model": ErrorResponse} for code in (400, 422, 500, 503)
@@ -115,12 +112,32 @@ def retrieve(body: RetrieveRequest, services: ServicesDep) -> RetrieveResponse:
     return RetrieveResponse(hits=[HitOut.of(h) for h in hits], trace_id=current_trace_id())
 
 
-@v1.post("/query", response_model=QueryResponse)
-def query(body: QueryRequest, services: ServicesDep) -> QueryResponse:
+_SSE_DOC: dict[int | str, dict[str, object]] = {
+    200: {
+        "content": {
+            "text/event-stream": {
+                "example": 'event: token\ndata: {"text": "Passwords"}\n\n'
+                'event: final\ndata: {"answer": "...", "citations": [...], "trace_id": "..."}\n\n'
+            }
+        },
+        "description": "JSON, or with `stream: true` Server-Sent Events.",
+    }
+}
+
+
+@v1.post("/query", response_model=QueryResponse, responses=_SSE_DOC)
+def query(body: QueryRequest, services: ServicesDep, request: Request) -> Response:
     """Answer a question from the documents, citing them; refuses when they do not say."""
     hits = services.retriever.retrieve(_query(services, body.question, body))
+    if body.stream:
+        events = services.answerer.stream(body.question, hits)
+        return StreamingResponse(
+            _sse_events(events, request, current_trace_id()),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
     answer = services.answerer.answer(body.question, hits)
-    return QueryResponse.of(answer, current_trace_id())
+    return JSONResponse(QueryResponse.of(answer, current_trace_id()).model_dump())
 
 
 def _blocks(upload: UploadFile) -> Iterator[bytes]:
@@ -197,3 +214,41 @@ def delete_document(document_id: str, services: ServicesDep) -> DocumentDeleted:
         chunks_deleted=0 if found.alias_of else found.chunks,
         note=outcome.reason,
     )
+
+
+def _sse(event: str, data: str) -> str:
+    return f"event: {event}\ndata: {data}\n\n"
+
+
+async def _sse_events(
+    events: Iterator[AnswerEvent], request: Request, trace_id: str
+) -> AsyncIterator[str]:
+    """Token events, then `final` (or `error`). A client that disconnects stops generation:
+    closing the answer stream closes the model's HTTP stream."""
+    try:
+        while not await request.is_disconnected():
+            event = await run_in_threadpool(next, events, None)
+            if event is None:
+                break
+            if isinstance(event, Final):
+                yield _sse("final", QueryResponse.of(event.answer, trace_id).model_dump_json())
+                break
+            yield _sse("token", json.dumps({"text": event.text}))
+    except ServiceError as exc:  # headers are sent: the error travels as an event
+        log.error("POST /v1/query stream -> %s: %s", type(exc).__name__, exc.message)
+        error = ErrorBody(type=type(exc).__name__, message=exc.message, trace_id=trace_id)
+        yield _sse("error", ErrorResponse(error=error).model_dump_json())
+    except Exception:
+        log.exception("unhandled error in POST /v1/query stream (trace %s)", trace_id)
+        message = f"Internal error; the server log has it under trace id {trace_id}."
+        error = ErrorBody(type="InternalError", message=message, trace_id=trace_id)
+        yield _sse("error", ErrorResponse(error=error).model_dump_json())
+    finally:
+        with anyio.CancelScope(shield=True):
+            await run_in_threadpool(_close, events)
+
+
+def _close(events: Iterator[AnswerEvent]) -> None:
+    close = getattr(events, "close", None)
+    if close is not None:
+        close()

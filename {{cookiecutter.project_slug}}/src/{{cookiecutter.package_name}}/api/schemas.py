@@ -38,6 +38,11 @@ class RetrieveRequest(SearchOptions):
 
 class QueryRequest(SearchOptions):
     question: str = Field(min_length=1, max_length=4000, examples=["How do I reset my password?"])
+    stream: bool = Field(
+        False,
+        description="Answer as Server-Sent Events: `token` events, then one `final` event "
+        "with the whole response body (or one `error` event).",
+    )
 
 
 class HitOut(BaseModel):
@@ -70,10 +75,27 @@ class CitationOut(BaseModel):
     score: float
 
 
+class UsageOut(BaseModel):
+    input_tokens: int
+    output_tokens: int
+
+
 class QueryResponse(BaseModel):
     answer: str = Field(description="Cites its evidence as [n], meaning citations[n - 1].")
     citations: list[CitationOut]
     refused: bool = Field(description="True when the documents did not answer the question.")
+    grounded: bool = Field(
+        description="True when the answer cites at least one chunk and only chunks the model "
+        "was given (a refusal needs no citation)."
+    )
+    model: str | None = Field(description="Model that wrote the answer (extractive: none).")
+    prompt_version: str | None = Field(description="Version of the prompt template used.")
+    usage: UsageOut
+    cost_usd: float | None = Field(
+        description="Estimated cost from RAG_LLM_PRICES; null when the model has no price."
+    )
+    cached: bool = Field(description="True when the answer came from the answer cache.")
+    fallback_used: bool = Field(description="True when the fallback model wrote the answer.")
     trace_id: str
 
     @classmethod
@@ -81,10 +103,25 @@ class QueryResponse(BaseModel):
         return cls(
             answer=answer.text,
             citations=[
-                CitationOut(chunk_id=c.chunk_id, source=c.source, text=c.text, score=c.score)
+                CitationOut(
+                    number=c.number,
+                    chunk_id=c.chunk_id,
+                    source=c.source,
+                    text=c.text,
+                    score=c.score,
+                )
                 for c in answer.citations
             ],
             refused=answer.refused,
+            grounded=answer.grounded,
+            model=answer.model,
+            prompt_version=answer.prompt_version,
+            usage=UsageOut(
+                input_tokens=answer.usage.input_tokens, output_tokens=answer.usage.output_tokens
+            ),
+            cost_usd=answer.cost_usd,
+            cached=answer.cached,
+            fallback_used=answer.fallback_used,
             trace_id=trace_id,
         )
 

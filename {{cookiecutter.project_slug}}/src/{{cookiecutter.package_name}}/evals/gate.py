@@ -95,6 +95,7 @@ def evaluate(
             tags=item.tags,
             retrieve_ms=(retrieved_at - started) * 1000,
             answer_ms=(answered_at - retrieved_at) * 1000,
+            cost_usd=math.nan if answer.cost_usd is None else answer.cost_usd,
         )
         if item.answerable:
             gold = item.gold_sources
@@ -137,8 +138,8 @@ def summarise(results: list[QuestionResult], k: int) -> dict[str, float]:
         ]
         summary[f"latency_{stage}_p50_ms"] = percentile(latencies, 50)
         summary[f"latency_{stage}_p95_ms"] = percentile(latencies, 95)
-    # The extractive answerer makes no paid calls; LLM answerers report their usage here.
-    summary["cost_per_query_usd"] = 0.0
+    # Each answer's estimated cost (zero for the extractive answerer); NaN when any is unknown.
+    summary["cost_per_query_usd"] = mean([r.cost_usd for r in results]) if results else 0.0
     return summary
 
 

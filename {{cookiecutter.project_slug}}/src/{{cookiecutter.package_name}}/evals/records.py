@@ -42,6 +42,7 @@ class QuestionResult:
     scores: dict[str, float] = field(default_factory=dict)
     retrieve_ms: float = 0.0
     answer_ms: float = 0.0
+    cost_usd: float = 0.0  # NaN when the answer model has no price (RAG_LLM_PRICES)
 
     @property
     def refusal_correct(self) -> bool:
