@@ -13,6 +13,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from {{ cookiecutter.package_name }}.api import create_app
 from {{ cookiecutter.package_name }}.container import Services
 
+from .test_api_llm import sse_events
+
 TRACE_ID = re.compile(r"^[0-9a-f]{32}$")
 
 
@@ -140,3 +142,20 @@ def test_one_trace_links_http_retrieval_and_answer_spans(
     ids = {s.context.span_id for s in in_trace}
     assert retrieval.parent.span_id in ids
     assert root.parent is None
+
+
+def test_extractive_answers_stream_too(services: Services, corpus: Path) -> None:
+    services.ingestor.ingest(corpus)
+    with TestClient(create_app(services=services)) as client:
+        plain = client.post("/v1/query", json={"question": "How long must a password be?"}).json()
+        response = client.post(
+            "/v1/query", json={"question": "How long must a password be?", "stream": True}
+        )
+    events = sse_events(response.text)
+    assert [kind for kind, _ in events] == ["token", "final"]
+    final = events[1][1]
+    assert final["answer"] == plain["answer"] == events[0][1]["text"]
+    assert final["grounded"] is True
+    assert final["model"] == "extractive"
+    assert final["usage"] == {"input_tokens": 0, "output_tokens": 0}
+    assert final["cost_usd"] == 0.0

@@ -13,14 +13,12 @@ import httpx
 import pytest
 import uvicorn
 from fastapi.testclient import TestClient
-from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from {{ cookiecutter.package_name }}.api import create_app
 from {{ cookiecutter.package_name }}.container import Services, build_services
 from {{ cookiecutter.package_name }}.embeddings import DenseEncoder, SparseEncoder
+from {{ cookiecutter.package_name }}.settings import Settings
 
 from .conftest import free_port, make_settings
 from .fake_openai import FakeOpenAI, Reply
@@ -45,16 +43,9 @@ def fake() -> Iterator[FakeOpenAI]:
 
 
 @pytest.fixture
-def llm_services(
-    tmp_path: Path,
-    model_dir: Path,
-    dense: DenseEncoder,
-    sparse: SparseEncoder,
-    spans: InMemorySpanExporter,
-    fake: FakeOpenAI,
-    corpus: Path,
-) -> Iterator[Services]:
-    settings = make_settings(
+def settings(tmp_path: Path, model_dir: Path, fake: FakeOpenAI) -> Settings:
+    """conftest's `services` fixture, built with the LLM answerer against the fake."""
+    return make_settings(
         tmp_path,
         model_dir,
         answerer="llm",
@@ -65,18 +56,12 @@ def llm_services(
         llm_max_retries=0,
         llm_prices={"fake-chat": [0.5, 1.5]},
     )
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(spans))
-    built = build_services(
-        settings,
-        tracer_provider=provider,
-        dense=dense,
-        sparse=sparse,
-        meter_provider=MeterProvider(shutdown_on_exit=False),
-    )
-    built.ingestor.ingest(corpus)
-    yield built
-    built.close()
+
+
+@pytest.fixture
+def llm_services(services: Services, corpus: Path) -> Services:
+    services.ingestor.ingest(corpus)
+    return services
 
 
 @pytest.fixture
@@ -181,21 +166,6 @@ def test_an_unexpected_stream_failure_is_an_internal_error_event(
     assert error["type"] == "InternalError"
     assert "bug in the answerer" not in error["message"]  # internals stay in the log
     assert error["trace_id"] in error["message"]
-
-
-def test_extractive_answers_stream_too(services: Services, corpus: Path) -> None:
-    services.ingestor.ingest(corpus)
-    with TestClient(create_app(services=services)) as client:
-        plain = client.post("/v1/query", json={"question": QUESTION}).json()
-        response = client.post("/v1/query", json={"question": QUESTION, "stream": True})
-    events = sse_events(response.text)
-    assert [kind for kind, _ in events] == ["token", "final"]
-    final = events[1][1]
-    assert final["answer"] == plain["answer"] == events[0][1]["text"]
-    assert final["grounded"] is True
-    assert final["model"] == "extractive"
-    assert final["usage"] == {"input_tokens": 0, "output_tokens": 0}
-    assert final["cost_usd"] == 0.0
 
 
 def test_client_disconnect_stops_generation(llm_services: Services, fake: FakeOpenAI) -> None:

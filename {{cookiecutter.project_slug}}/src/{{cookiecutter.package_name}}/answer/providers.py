@@ -136,7 +136,54 @@ def _sse_data(lines: Iterator[str]) -> Iterator[tuple[str | None, str]]:
         yield event, "\n".join(data)
 
 
-class OpenAIChat:
+class _HttpChat:
+    """What both wire formats share: a JSON POST, or a POST answered as an SSE stream."""
+
+    _client: httpx.Client
+    _url: str
+    _headers: dict[str, str]
+
+    def _body(self, request: ChatRequest, stream: bool) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def _post(self, request: ChatRequest) -> httpx.Response:
+        with _http_errors(self._url, request.timeout_s):
+            response = self._client.post(
+                self._url,
+                json=self._body(request, stream=False),
+                headers=self._headers,
+                timeout=request.timeout_s,
+            )
+        if response.status_code != 200:
+            raise _status_error(response, self._url)
+        return response
+
+    @contextmanager
+    def _events(self, request: ChatRequest) -> Iterator[Iterator[tuple[str | None, str]]]:
+        """(event, data) pairs of the streamed answer, within the request's deadline."""
+        started = time.monotonic()
+        with (
+            _http_errors(self._url, request.timeout_s),
+            self._client.stream(
+                "POST",
+                self._url,
+                json=self._body(request, stream=True),
+                headers=self._headers,
+                timeout=request.timeout_s,
+            ) as response,
+        ):
+            if response.status_code != 200:
+                raise _status_error(response, self._url)
+
+            def events() -> Iterator[tuple[str | None, str]]:
+                for item in _sse_data(response.iter_lines()):
+                    _check_deadline(started, request.timeout_s, self._url)
+                    yield item
+
+            yield events()
+
+
+class OpenAIChat(_HttpChat):
     """POST {base_url}/chat/completions: OpenAI, Azure OpenAI (/openai/v1), vLLM, Ollama,
     LM Studio. OpenAI itself wants max_completion_tokens; compatible servers know max_tokens."""
 
@@ -173,15 +220,7 @@ class OpenAIChat:
         return Usage(int(data.get("prompt_tokens") or 0), int(data.get("completion_tokens") or 0))
 
     def complete(self, request: ChatRequest) -> Completion:
-        with _http_errors(self._url, request.timeout_s):
-            response = self._client.post(
-                self._url,
-                json=self._body(request, stream=False),
-                headers=self._headers,
-                timeout=request.timeout_s,
-            )
-        if response.status_code != 200:
-            raise _status_error(response, self._url)
+        response = self._post(request)
         try:
             data = response.json()
             choice = data["choices"][0]
@@ -198,23 +237,10 @@ class OpenAIChat:
         )
 
     def stream(self, request: ChatRequest) -> Iterator[str | Completion]:
-        started = time.monotonic()
-        with (
-            _http_errors(self._url, request.timeout_s),
-            self._client.stream(
-                "POST",
-                self._url,
-                json=self._body(request, stream=True),
-                headers=self._headers,
-                timeout=request.timeout_s,
-            ) as response,
-        ):
-            if response.status_code != 200:
-                raise _status_error(response, self._url)
+        with self._events(request) as events:
             parts: list[str] = []
             model, usage, finish = request.model, None, None
-            for _, data in _sse_data(response.iter_lines()):
-                _check_deadline(started, request.timeout_s, self._url)
+            for _, data in events:
                 if data.strip() == "[DONE]":
                     break
                 try:
@@ -233,7 +259,7 @@ class OpenAIChat:
             yield Completion("".join(parts), model, usage, finish)
 
 
-class AnthropicChat:
+class AnthropicChat(_HttpChat):
     """POST {base_url}/messages (Anthropic's Messages API), streamed as its typed events."""
 
     name = "anthropic"
@@ -260,15 +286,7 @@ class AnthropicChat:
         return body
 
     def complete(self, request: ChatRequest) -> Completion:
-        with _http_errors(self._url, request.timeout_s):
-            response = self._client.post(
-                self._url,
-                json=self._body(request, stream=False),
-                headers=self._headers,
-                timeout=request.timeout_s,
-            )
-        if response.status_code != 200:
-            raise _status_error(response, self._url)
+        response = self._post(request)
         try:
             data = response.json()
             blocks = data["content"]
@@ -286,25 +304,12 @@ class AnthropicChat:
         )
 
     def stream(self, request: ChatRequest) -> Iterator[str | Completion]:
-        started = time.monotonic()
-        with (
-            _http_errors(self._url, request.timeout_s),
-            self._client.stream(
-                "POST",
-                self._url,
-                json=self._body(request, stream=True),
-                headers=self._headers,
-                timeout=request.timeout_s,
-            ) as response,
-        ):
-            if response.status_code != 200:
-                raise _status_error(response, self._url)
+        with self._events(request) as events:
             parts: list[str] = []
             model, finish = request.model, None
             input_tokens = output_tokens = 0
             seen_usage = False
-            for event, data in _sse_data(response.iter_lines()):
-                _check_deadline(started, request.timeout_s, self._url)
+            for event, data in events:
                 try:
                     payload = json.loads(data)
                     kind = event or payload["type"]
