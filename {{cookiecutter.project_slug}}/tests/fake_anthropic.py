@@ -18,11 +18,11 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from .fake_openai import FakeOpenAI, Reply, word_chunks
+from .fake_openai import FakeOpenAI, LoopbackServer, Reply, word_chunks
 
 
 @dataclass
-class FakeAnthropic:
+class FakeAnthropic(LoopbackServer):
     api_key: str = "test-anthropic-key"
     text_reply: str = "Plain answer."
     replies: list[Reply] = field(default_factory=list)
@@ -38,37 +38,6 @@ class FakeAnthropic:
     @property
     def streams_aborted(self) -> int:
         return self._writer.streams_aborted
-
-    def start(self) -> FakeAnthropic:
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-            disable_nagle_algorithm = True  # no 40 ms delayed-ACK stalls between writes
-
-            def do_POST(self) -> None:
-                fake._handle(self)
-
-            def log_message(self, format: str, *args: object) -> None:
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        ).start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-
-    @property
-    def base_url(self) -> str:
-        assert self._server is not None, "start() the fake first"
-        return f"http://127.0.0.1:{self._server.server_address[1]}/v1"
 
     def _error(self, handler: BaseHTTPRequestHandler, status: int, kind: str, message: str) -> None:
         payload = {"type": "error", "error": {"type": kind, "message": message}}

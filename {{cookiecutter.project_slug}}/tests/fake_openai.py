@@ -35,7 +35,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Self
 
 JSON = Any
 Override = JSON | Callable[[str], JSON]
@@ -193,36 +193,20 @@ def word_chunks(text: str) -> list[str]:
     return re.findall(r"\S+\s*|\s+", text)
 
 
-@dataclass
-class FakeOpenAI:
-    """State and script of one fake server; `start()` it, read `base_url`, `stop()` it."""
+class LoopbackServer:
+    """start(), stop() and base_url for a fake that answers POSTs in `_handle`, on a free
+    port of 127.0.0.1, over HTTP/1.1 keep-alive as real endpoints do."""
 
-    api_key: str | None = "test-judge-key"
-    dimensions: int = DIMENSIONS
-    overrides: dict[str, Override] = field(default_factory=dict)
-    array_items: int = 2
-    chat_status: int | None = None
-    chat_content: str | None = None
-    chat_delay_s: float = 0.0
-    embeddings_status: int | None = None
-    requests: list[dict[str, Any]] = field(default_factory=list)
-    text_reply: str = "This is a plain answer from the fake model."
-    replies: list[Reply] = field(default_factory=list)
-    stream_chunk_delay_s: float = 0.0
-    streams_aborted: int = 0
-    stream_chunks_sent: int = 0
+    _server: ThreadingHTTPServer | None
 
-    def __post_init__(self) -> None:
-        self._lock = threading.Lock()
-        self._server: ThreadingHTTPServer | None = None
-        self._counter = 0
+    def _handle(self, handler: BaseHTTPRequestHandler) -> None:
+        raise NotImplementedError
 
-    # -- lifecycle
-    def start(self) -> FakeOpenAI:
+    def start(self) -> Self:
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"  # keep-alive, as real endpoints do
+            protocol_version = "HTTP/1.1"
             disable_nagle_algorithm = True  # no 40 ms delayed-ACK stalls between writes
 
             def do_POST(self) -> None:
@@ -248,6 +232,31 @@ class FakeOpenAI:
     def base_url(self) -> str:
         assert self._server is not None, "start() the fake first"
         return f"http://127.0.0.1:{self._server.server_address[1]}/v1"
+
+
+@dataclass
+class FakeOpenAI(LoopbackServer):
+    """State and script of one fake server; `start()` it, read `base_url`, `stop()` it."""
+
+    api_key: str | None = "test-judge-key"
+    dimensions: int = DIMENSIONS
+    overrides: dict[str, Override] = field(default_factory=dict)
+    array_items: int = 2
+    chat_status: int | None = None
+    chat_content: str | None = None
+    chat_delay_s: float = 0.0
+    embeddings_status: int | None = None
+    requests: list[dict[str, Any]] = field(default_factory=list)
+    text_reply: str = "This is a plain answer from the fake model."
+    replies: list[Reply] = field(default_factory=list)
+    stream_chunk_delay_s: float = 0.0
+    streams_aborted: int = 0
+    stream_chunks_sent: int = 0
+
+    def __post_init__(self) -> None:
+        self._lock = threading.Lock()
+        self._server: ThreadingHTTPServer | None = None
+        self._counter = 0
 
     def chat_requests(self) -> list[dict[str, Any]]:
         with self._lock:
