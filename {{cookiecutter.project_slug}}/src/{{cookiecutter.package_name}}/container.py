@@ -12,6 +12,8 @@ from .answer import ExtractiveAnswerer
 from .embeddings import DenseEncoder, SparseEncoder, build_dense_encoder, build_sparse_encoder
 from .ingest import Ingestor
 from .ingest.chunk import Chunker
+from .refusal import RefusalPolicy
+from .rerank import build_reranker
 from .retrieve import Retriever
 from .settings import Settings
 from .store import QdrantStore
@@ -32,6 +34,7 @@ class Services:
     answerer: ExtractiveAnswerer
 
     def close(self) -> None:
+        self.retriever.close()
         self.store.close()
         self.tracer_provider.shutdown()
         self.meter_provider.shutdown()
@@ -76,7 +79,7 @@ def build_services(
             store,
             dense,
             sparse,
-            Chunker(settings.chunk_size, settings.chunk_overlap),
+            Chunker(settings.chunk_size, settings.chunk_overlap, settings.chunk_pack_blocks),
             tracer,
             settings.max_file_bytes,
             settings.upsert_batch_size,
@@ -84,13 +87,24 @@ def build_services(
             legacy_encoding=settings.legacy_encoding,
         ),
         retriever=Retriever(
-            store, dense, sparse, tracer, settings.prefetch_limit, metrics=metrics, content=content
+            store,
+            dense,
+            sparse,
+            tracer,
+            settings.prefetch_limit,
+            fusion=settings.fusion,
+            evidence_limit=settings.refusal_evidence_limit,
+            reranker=build_reranker(settings),
+            rerank_candidates=settings.rerank_candidates,
+            metrics=metrics,
+            content=content,
         ),
         answerer=ExtractiveAnswerer(
             dense,
             tracer,
             settings.answer_min_similarity,
             settings.answer_max_sentences,
+            refusal=RefusalPolicy.from_settings(settings),
             metrics=metrics,
             content=content,
         ),
