@@ -208,6 +208,7 @@ def test_reranker_reorders_by_its_scores(api: Any, reply: Reply) -> None:
         (lambda body: (401, "no"), "RAG_RERANK_API_KEY"),
         (lambda body: (200, "not json"), "did not answer JSON"),
         (lambda body: (200, {"results": [{"index": 0}]}), "neither Cohere/Jina"),
+        (lambda body: (200, {"data": []}), "neither Cohere/Jina"),
         (lambda body: (200, {"results": [{"index": 0, "relevance_score": 1}]}), "scored 1 of 3"),
     ],
 )

@@ -81,7 +81,9 @@ class HostedReranker:
         rows = payload.get("results") if isinstance(payload, dict) else payload
         scores: dict[int, float] = {}
         try:
-            for row in rows or [None]:
+            if not isinstance(rows, list):
+                raise TypeError("no list of scored documents")
+            for row in rows:
                 score = row["relevance_score"] if "relevance_score" in row else row["score"]
                 scores[int(row["index"])] = float(score)
         except (TypeError, KeyError, ValueError) as exc:

@@ -81,7 +81,7 @@ class Retriever:
                 evidence_limit=self._evidence_limit,
             )
             if self._reranker is not None:
-                hits = self._rerank(query, hits)
+                hits = self._rerank(self._reranker, query, hits)
             span.set_attribute(
                 "gen_ai.retrieval.documents",
                 json.dumps([{"id": h.chunk_id, "score": round(h.score, 4)} for h in hits]),
@@ -90,12 +90,11 @@ class Retriever:
                 self._openinference(span, query, hits)
         return hits
 
-    def _rerank(self, query: Query, hits: list[Hit]) -> list[Hit]:
-        assert self._reranker is not None
+    def _rerank(self, reranker: HostedReranker, query: Query, hits: list[Hit]) -> list[Hit]:
         with self._tracer.start_as_current_span("rerank") as span:
-            span.set_attribute("rerank.url", self._reranker.url)
+            span.set_attribute("rerank.url", reranker.url)
             span.set_attribute("rerank.candidates", len(hits))
-            return self._reranker.rerank(query.text, hits, query.top_k)
+            return reranker.rerank(query.text, hits, query.top_k)
 
     def close(self) -> None:
         if self._reranker is not None:
