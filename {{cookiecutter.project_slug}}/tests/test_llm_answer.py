@@ -7,6 +7,7 @@ import logging
 import socket
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -32,11 +33,39 @@ from .fake_anthropic import FakeAnthropic
 from .fake_openai import FakeOpenAI, Reply
 
 KEY = "sk-test-secret-0123456789"
+# With the evidence the retriever puts on hits: dense and BM25 agree on the password chunks.
 PASSWORDS = Hit(
-    "c-pw", "policies/passwords.md", "Passwords must be at least 14 characters long.", 0.9, {}
+    "c-pw",
+    "policies/passwords.md",
+    "Passwords must be at least 14 characters long.",
+    0.9,
+    {},
+    dense_score=0.71,
+    dense_rank=1,
+    sparse_rank=1,
+    unmatched_share=0.0,
 )
-ROTATION = Hit("c-rot", "policies/passwords.md", "Passwords are rotated every 180 days.", 0.8, {})
-COFFEE = Hit("c-cof", "coffee.txt", "The espresso machine is descaled every Friday.", 0.5, {})
+ROTATION = Hit(
+    "c-rot",
+    "policies/passwords.md",
+    "Passwords are rotated every 180 days.",
+    0.8,
+    {},
+    dense_score=0.52,
+    dense_rank=2,
+    sparse_rank=2,
+    unmatched_share=0.0,
+)
+COFFEE = Hit(
+    "c-cof",
+    "coffee.txt",
+    "The espresso machine is descaled every Friday.",
+    0.5,
+    {},
+    dense_score=0.05,
+    dense_rank=3,
+    unmatched_share=0.0,
+)
 HITS = [COFFEE, PASSWORDS, ROTATION]  # out of order on purpose: the context sorts by score
 QUESTION = "How long must a password be?"
 PLANTED = (
@@ -461,7 +490,7 @@ def test_the_same_question_is_answered_from_the_cache(
     lookups = {p.attributes["hit"]: p.value for p in harness.metric("rag.answer.cache.lookups")}
     assert lookups == {False: 1, True: 1}
     # A changed document (a new index version for this question) misses.
-    edited = [Hit(PASSWORDS.chunk_id, PASSWORDS.source, "Passwords need 16 characters.", 0.9, {})]
+    edited = [replace(PASSWORDS, text="Passwords need 16 characters.")]
     harness.answerer.answer(QUESTION, edited)
     assert len(fake.chat_requests()) == 2
 
@@ -694,3 +723,18 @@ def test_temperature_none_is_left_to_the_model(
     assert "gen_ai.request.temperature" not in dict(
         harness.span("chat primary-model").attributes or {}
     )
+
+
+def test_no_model_call_when_the_evidence_says_the_corpus_has_no_answer(
+    fake: FakeOpenAI, make: Callable[..., Harness]
+) -> None:
+    """The shared refusal policy runs before generation: a question whose terms no BM25
+    result contains, with no close dense match, is refused without paying for a call."""
+    weak = [replace(COFFEE, unmatched_share=0.8)]
+    harness = make()
+    answer = harness.answerer.answer("What is the capital of Mongolia?", weak)
+    assert answer.refused
+    assert answer.cost_usd == 0.0
+    assert fake.chat_requests() == []
+    (span,) = [s for s in harness.spans.get_finished_spans() if s.name.startswith("chat ")]
+    assert "BM25" in str((span.attributes or {})["answer.refusal.reason"])

@@ -22,6 +22,8 @@ from .ingest.chunk import Chunker
 from .ingest.jobs import IngestionJobs
 from .ingest.load import RecordFields
 from .ingest.uploads import UploadInbox
+from .refusal import RefusalPolicy
+from .rerank import build_reranker
 from .retrieve import Retriever
 from .settings import Settings
 from .store import QdrantStore
@@ -47,6 +49,7 @@ class Services:
         if self.llm_http is not None:
             self.llm_http.close()
         self.jobs.close()  # a running job finishes its writes before the store closes
+        self.retriever.close()
         self.store.close()
         self.tracer_provider.shutdown()
         self.meter_provider.shutdown()
@@ -84,7 +87,7 @@ def build_services(
         store,
         dense,
         sparse,
-        Chunker(settings.chunk_size, settings.chunk_overlap),
+        Chunker(settings.chunk_size, settings.chunk_overlap, settings.chunk_pack_blocks),
         tracer,
         settings.max_file_bytes,
         settings.upsert_batch_size,
@@ -110,7 +113,17 @@ def build_services(
             settings.upload_corpus,
         ),
         retriever=Retriever(
-            store, dense, sparse, tracer, settings.prefetch_limit, metrics=metrics, content=content
+            store,
+            dense,
+            sparse,
+            tracer,
+            settings.prefetch_limit,
+            fusion=settings.fusion,
+            evidence_limit=settings.refusal_evidence_limit,
+            reranker=build_reranker(settings),
+            rerank_candidates=settings.rerank_candidates,
+            metrics=metrics,
+            content=content,
         ),
         answerer=answerer,
         llm_http=llm_http,
@@ -132,6 +145,7 @@ def _build_answerer(
         tracer,
         settings.answer_min_similarity,
         settings.answer_max_sentences,
+        refusal=RefusalPolicy.from_settings(settings),
         metrics=metrics,
         content=content,
     )
@@ -187,6 +201,13 @@ def build_llm_answerer(
         raise
     cache = AnswerCache(settings.answer_cache_ttl_s, settings.answer_cache_max_entries)
     answerer = LLMAnswerer(
-        provider, prompt, options, tracer, cache, metrics=metrics, content=content
+        provider,
+        prompt,
+        options,
+        tracer,
+        cache,
+        metrics=metrics,
+        content=content,
+        refusal=RefusalPolicy.from_settings(settings),
     )
     return answerer, client

@@ -92,6 +92,16 @@ class Hit:
     text: str
     score: float
     metadata: dict[str, Any]
+    # Evidence for refusal (a fused score has no absolute meaning): the hit's cosine and rank
+    # in the dense-only list and its rank in the BM25-only list, when it is in their top few.
+    dense_score: float | None = None
+    dense_rank: int | None = None
+    sparse_rank: int | None = None
+    # Share of the query's terms that none of the BM25 top results contains (the same on every
+    # hit of a query): a question about something the corpus never mentions leaves them unmatched.
+    unmatched_share: float | None = None
+    # A second-stage reranker's relevance score (0..1 for Cohere/Jina/TEI), when one ran.
+    rerank_score: float | None = None
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,12 @@ class EmbeddingError(ServiceError):
     status_code = 502
 
 
+class RerankError(ServiceError):
+    """The hosted reranker failed; retrieval does not fall back silently."""
+
+    status_code = 503
+
+
 class ModelIntegrityError(ServiceError):
     status_code = 500
 

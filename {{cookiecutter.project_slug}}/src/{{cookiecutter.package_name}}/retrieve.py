@@ -1,4 +1,5 @@
-"""Hybrid retrieval: embed the query both ways, let Qdrant fuse dense and BM25 results."""
+"""Hybrid retrieval: embed the query both ways, let Qdrant fuse dense and BM25 results,
+optionally rerank the fused candidates with a hosted cross-encoder."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from opentelemetry.trace import Span, Tracer
 
 from .domain import Hit, Query
 from .embeddings import DenseEncoder, SparseEncoder
+from .rerank import HostedReranker
+from .settings import Fusion
 from .store import QdrantStore
 from .telemetry import RagMetrics, SpanContent
 
@@ -22,6 +25,10 @@ class Retriever:
         tracer: Tracer,
         prefetch_limit: int,
         *,
+        fusion: Fusion = "rrf",
+        evidence_limit: int = 0,
+        reranker: HostedReranker | None = None,
+        rerank_candidates: int = 30,
         metrics: RagMetrics | None = None,
         content: SpanContent | None = None,
     ) -> None:
@@ -30,6 +37,10 @@ class Retriever:
         self._sparse = sparse
         self._tracer = tracer
         self._prefetch_limit = prefetch_limit
+        self._fusion: Fusion = fusion
+        self._evidence_limit = evidence_limit
+        self._reranker = reranker
+        self._rerank_candidates = rerank_candidates
         self._metrics = metrics or RagMetrics.noop()
         self._content = content or SpanContent()
 
@@ -54,14 +65,23 @@ class Retriever:
             span.set_attribute("gen_ai.data_source.id", self._store.collection)
             span.set_attribute("gen_ai.request.model", self._dense.model_id)
             span.set_attribute("gen_ai.request.top_k", query.top_k)
-            span.set_attribute("retrieval.fusion", "rrf")
+            span.set_attribute("retrieval.fusion", self._fusion)
             if self._content.record_content:
                 span.set_attribute("gen_ai.retrieval.query.text", query.text)
             if query.sources:
                 span.set_attribute("retrieval.filter.source", query.sources)
+            limit = max(query.top_k, self._rerank_candidates) if self._reranker else query.top_k
             hits = self._store.search(
-                dense, sparse, query.top_k, self._prefetch_limit, query.sources
+                dense,
+                sparse,
+                limit,
+                self._prefetch_limit,
+                query.sources,
+                fusion=self._fusion,
+                evidence_limit=self._evidence_limit,
             )
+            if self._reranker is not None:
+                hits = self._rerank(self._reranker, query, hits)
             span.set_attribute(
                 "gen_ai.retrieval.documents",
                 json.dumps([{"id": h.chunk_id, "score": round(h.score, 4)} for h in hits]),
@@ -69,6 +89,16 @@ class Retriever:
             if self._content.openinference:
                 self._openinference(span, query, hits)
         return hits
+
+    def _rerank(self, reranker: HostedReranker, query: Query, hits: list[Hit]) -> list[Hit]:
+        with self._tracer.start_as_current_span("rerank") as span:
+            span.set_attribute("rerank.url", reranker.url)
+            span.set_attribute("rerank.candidates", len(hits))
+            return reranker.rerank(query.text, hits, query.top_k)
+
+    def close(self) -> None:
+        if self._reranker is not None:
+            self._reranker.close()
 
     def _openinference(self, span: Span, query: Query, hits: list[Hit]) -> None:
         """The attributes Arize Phoenix reads; texts only when content may be recorded."""

@@ -25,6 +25,8 @@ LogFormat = Literal["json", "text"]
 AnswererKind = Literal["extractive", "llm"]
 LLMProvider = Literal["openai", "openai_like", "anthropic"]
 UngroundedPolicy = Literal["flag", "refuse"]
+Fusion = Literal["rrf", "dbsf"]
+RerankApi = Literal["cohere", "tei"]
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
@@ -73,6 +75,11 @@ class Settings(BaseSettings):
         le=4096,
         description="Target chunk size in tokens; the local model reads at most 256 word pieces.",
     )
+    chunk_pack_blocks: bool = Field(
+        False,
+        description="Pack whole paragraphs, lists, tables and code blocks into chunks instead "
+        "of splitting sections at sentences.",
+    )
     chunk_overlap: int = Field(24, ge=0, description="Token overlap between adjacent chunks.")
     max_file_bytes: int = Field(10_000_000, ge=1, description="Larger files are skipped.")
     legacy_encoding: str = Field(
@@ -97,6 +104,53 @@ class Settings(BaseSettings):
     max_top_k: int = Field(50, ge=1, description="Largest top_k a request may ask for.")
     prefetch_limit: int = Field(
         30, ge=1, description="Candidates each of dense and sparse search bring to fusion."
+    )
+    fusion: Fusion = Field(
+        "rrf", description="How Qdrant fuses dense and BM25 results: rrf (ranks) or dbsf (scores)."
+    )
+    refusal_evidence_limit: int = Field(
+        10, ge=1, description="Dense-only and BM25-only results fetched as refusal evidence."
+    )
+    refusal_min_dense: float = Field(
+        0.35,
+        ge=-1.0,
+        le=1.0,
+        description="Dense cosine below which no hit counts as answering the question.",
+    )
+    refusal_strong_dense: float = Field(
+        0.48,
+        ge=-1.0,
+        le=1.0,
+        description="Dense cosine from which a hit answers without BM25 agreeing.",
+    )
+    refusal_agreement_rank: int = Field(
+        10, ge=1, description="A hit in both the dense and BM25 top this many is corroborated."
+    )
+    refusal_unmatched_share: float = Field(
+        0.4,
+        gt=0.0,
+        le=1.0,
+        description="Refuse when this share of the question's terms appears in none of the "
+        "BM25 evidence results (the corpus never mentions them).",
+    )
+    rerank_url: str | None = Field(
+        None,
+        description="Hosted reranker endpoint (e.g. https://api.cohere.com/v2/rerank or a TEI "
+        "server's /rerank); unset: no reranking.",
+    )
+    rerank_api: RerankApi = Field(
+        "cohere", description="Request shape: cohere (Cohere, Jina, Voyage, vLLM) or tei."
+    )
+    rerank_model: str | None = Field(None, description="Model name sent to a cohere-style API.")
+    rerank_api_key: SecretStr | None = Field(None, description="Bearer key for the reranker.")
+    rerank_candidates: int = Field(
+        30, ge=1, description="Fused hits sent to the reranker; the best top_k are returned."
+    )
+    rerank_timeout_s: float = Field(10.0, gt=0, description="HTTP timeout of a rerank call.")
+    refusal_min_rerank: float | None = Field(
+        None,
+        description="With a reranker: refuse when no hit's rerank score reaches this "
+        "(calibrate on your data; scores are model-specific). Unset: dense/BM25 evidence.",
     )
     answer_min_similarity: float = Field(
         0.42,

@@ -24,13 +24,16 @@ from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedR
 
 from .domain import Hit, Point, SparseVector
 from .errors import ConfigurationError, StoreInUseError, StoreUnavailableError
-from .settings import Settings
+from .settings import Fusion, Settings
 
 DENSE = "dense"
 SPARSE = "bm25"
 SCHEMA_VERSION = 1
 _HOLDER_FILE = "holder.json"
 _DOCUMENT_NAMESPACE = uuid.UUID("0d5b0c64-5d0e-4f43-9a0e-6b1f0e3c7a21")
+
+# RRF fuses ranks; DBSF fuses scores normalised by each list's mean and spread.
+_FUSIONS = {"rrf": models.Fusion.RRF, "dbsf": models.Fusion.DBSF}
 
 # One lock for the whole process: FastAPI runs sync endpoints in a thread pool, and local
 # Qdrant corrupts its collection under concurrent mixed use (qdrant-client issue 1193).
@@ -312,39 +315,103 @@ class QdrantStore:
         top_k: int,
         prefetch_limit: int,
         sources: Sequence[str] | None = None,
+        *,
+        fusion: Fusion = "rrf",
+        evidence_limit: int = 0,
     ) -> list[Hit]:
-        """Hybrid search in the engine: dense and BM25 prefetch, fused by Qdrant's RRF."""
+        """Hybrid search in the engine: dense and BM25 prefetch, fused by Qdrant (RRF or
+        DBSF). With `evidence_limit`, the dense-only and BM25-only top lists come back in the
+        same request, and each hit carries its cosine and ranks in them (for refusal)."""
         query_filter = _source_filter(sources)
         limit = max(prefetch_limit, top_k)
+        sparse_query = models.SparseVector(indices=sparse.indices, values=sparse.values)
         prefetch = [
             models.Prefetch(query=dense, using=DENSE, limit=limit, filter=query_filter),
-            models.Prefetch(
-                query=models.SparseVector(indices=sparse.indices, values=sparse.values),
-                using=SPARSE,
-                limit=limit,
-                filter=query_filter,
-            ),
+            models.Prefetch(query=sparse_query, using=SPARSE, limit=limit, filter=query_filter),
         ]
+        fused = models.QueryRequest(
+            prefetch=prefetch,
+            query=models.FusionQuery(fusion=_FUSIONS[fusion]),
+            filter=query_filter,
+            limit=top_k,
+            with_payload=True,
+        )
+        requests = [fused]
+        if evidence_limit > 0:
+            for using, vector in ((DENSE, dense), (SPARSE, sparse_query)):
+                requests.append(
+                    models.QueryRequest(
+                        query=vector,
+                        using=using,
+                        filter=query_filter,
+                        limit=evidence_limit,
+                        with_payload=False,
+                        with_vector=[SPARSE] if using == SPARSE else False,
+                    )
+                )
+        with self._guard():
+            responses = self._client.query_batch_points(self.collection, requests=requests)
+        dense_ranks: dict[str, tuple[int | None, float | None]] = {}
+        sparse_ranks: dict[str, int] = {}
+        unmatched: float | None = None
+        if evidence_limit > 0:
+            for rank, point in enumerate(responses[1].points, start=1):
+                dense_ranks[str(point.id)] = (rank, float(point.score))
+            matched: set[int] = set()
+            for rank, point in enumerate(responses[2].points, start=1):
+                sparse_ranks[str(point.id)] = rank
+                stored = point.vector.get(SPARSE) if isinstance(point.vector, dict) else None
+                if isinstance(stored, models.SparseVector):
+                    matched.update(stored.indices)
+            terms = set(sparse.indices)
+            unmatched = len(terms - matched) / len(terms) if terms else 0.0
+        hits = []
+        for point in responses[0].points:
+            dense_rank, dense_score = dense_ranks.get(str(point.id), (None, None))
+            hit = _hit(point, dense_rank, dense_score, sparse_ranks.get(str(point.id)))
+            hits.append(replace(hit, unmatched_share=unmatched))
+        return hits
+
+    def search_one(
+        self,
+        using: str,
+        vector: list[float] | SparseVector,
+        top_k: int,
+        sources: Sequence[str] | None = None,
+    ) -> list[Hit]:
+        """One retriever alone (`DENSE` or `SPARSE`): the baselines hybrid search must beat."""
+        query: list[float] | models.SparseVector = (
+            models.SparseVector(indices=vector.indices, values=vector.values)
+            if isinstance(vector, SparseVector)
+            else vector
+        )
         with self._guard():
             response = self._client.query_points(
                 self.collection,
-                prefetch=prefetch,
-                query=models.FusionQuery(fusion=models.Fusion.RRF),
-                query_filter=query_filter,
+                query=query,
+                using=using,
+                query_filter=_source_filter(sources),
                 limit=top_k,
                 with_payload=True,
             )
-        hits = []
-        for point in response.points:
-            payload = dict(point.payload or {})
-            text = str(payload.pop("text", ""))
-            hits.append(
-                Hit(
-                    chunk_id=str(point.id),
-                    source=str(payload.get("source", "")),
-                    text=text,
-                    score=float(point.score),
-                    metadata=payload,
-                )
-            )
-        return hits
+        return [_hit(point) for point in response.points]
+
+
+def _hit(
+    point: models.ScoredPoint,
+    dense_rank: int | None = None,
+    dense_score: float | None = None,
+    sparse_rank: int | None = None,
+) -> Hit:
+    payload = dict(point.payload or {})
+    text = str(payload.pop("text", ""))
+    return Hit(
+        chunk_id=str(point.id),
+        source=str(payload.get("source", "")),
+        text=text,
+        score=float(point.score),
+        metadata=payload,
+        dense_score=dense_score,
+        dense_rank=dense_rank,
+        sparse_rank=sparse_rank,
+    )

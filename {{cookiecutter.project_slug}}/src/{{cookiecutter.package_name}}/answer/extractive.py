@@ -3,7 +3,8 @@
 Each quoted sentence is cited as [n], where n points at `Answer.citations[n - 1]`. Refusal
 rests on the cosine similarity between question and sentence embeddings, which has an
 absolute meaning (unlike a fused RRF score): when no sentence reaches the threshold the
-answerer says it does not know instead of quoting noise.
+answerer says it does not know instead of quoting noise. Before that, the shared refusal
+policy (refusal.py) checks that the retrievers' evidence says the corpus answers at all.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from opentelemetry.trace import Tracer
 
 from ..domain import Answer, Citation, Hit
 from ..embeddings import DenseEncoder
+from ..refusal import RefusalPolicy
 from ..telemetry import RagMetrics, SpanContent
 from .base import AnswerEvent, Final, Token
 
@@ -65,10 +67,12 @@ class ExtractiveAnswerer:
         min_similarity: float,
         max_sentences: int,
         *,
+        refusal: RefusalPolicy | None = None,
         metrics: RagMetrics | None = None,
         content: SpanContent | None = None,
     ) -> None:
         self._dense = dense
+        self._refusal = refusal
         self._tracer = tracer
         self._min_similarity = min_similarity
         self._max_sentences = max_sentences
@@ -94,6 +98,13 @@ class ExtractiveAnswerer:
         with self._tracer.start_as_current_span("answer extractive") as span:
             span.set_attribute("gen_ai.operation.name", "extract")
             span.set_attribute("answer.hits", len(hits))
+            if self._refusal is not None:
+                decision = self._refusal.decide(hits)
+                span.set_attribute("answer.refusal.reason", decision.reason)
+                if decision.refuse:
+                    span.set_attribute("answer.refused", True)
+                    span.set_attribute("answer.citations", 0)
+                    return Answer(text=REFUSAL, citations=[], refused=True)
             candidates = self._score(question, hits)
             best = candidates[0].score if candidates else -1.0
             span.set_attribute("answer.best_similarity", round(best, 4))

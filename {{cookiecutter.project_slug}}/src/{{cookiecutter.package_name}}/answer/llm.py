@@ -22,6 +22,7 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer
 
 from ..domain import Answer, Hit, Usage
 from ..errors import LLMUnavailableError
+from ..refusal import RefusalPolicy
 from ..telemetry import RagMetrics, SpanContent
 from .base import AnswerEvent, Final, Token
 from .cache import AnswerCache, cache_key
@@ -57,9 +58,11 @@ class LLMAnswerer:
         *,
         metrics: RagMetrics | None = None,
         content: SpanContent | None = None,
+        refusal: RefusalPolicy | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self._provider = provider
+        self._refusal = refusal
         self._prompt = prompt
         self._options = options
         self._tracer = tracer
@@ -104,7 +107,11 @@ class LLMAnswerer:
             context = build_context(hits, options.context_tokens)
             span.set_attribute("rag.context.chunks", len(context.hits))
             span.set_attribute("rag.context.tokens_estimated", context.tokens)
-            if not context.hits:  # nothing to answer from: no call, no cost
+            # The retrievers' evidence says the corpus has no answer: no call, no cost.
+            decision = self._refusal.decide(hits) if self._refusal and context.hits else None
+            if decision is not None:
+                span.set_attribute("answer.refusal.reason", decision.reason)
+            if not context.hits or (decision is not None and decision.refuse):
                 answer = self._no_context_refusal()
                 span.set_attribute("rag.answer.cache_hit", False)
                 yield Token(answer.text)
@@ -304,7 +311,7 @@ class LLMAnswerer:
             )
 
     def _no_context_refusal(self) -> Answer:
-        """Nothing was retrieved: refuse without calling (or paying for) the model."""
+        """Nothing (relevant) was retrieved: refuse without calling (or paying for) the model."""
         return Answer(
             text=self._prompt.refusal,
             citations=[],

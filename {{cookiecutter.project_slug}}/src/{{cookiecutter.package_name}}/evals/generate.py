@@ -60,7 +60,7 @@ def generate_golden_set(
     if not corpus.is_dir():
         raise BadRequestError(f"Corpus folder {corpus} does not exist or is not a folder.")
     documents = _load_documents(corpus, settings.max_file_bytes, settings.legacy_encoding)
-    chunker = Chunker(settings.chunk_size, settings.chunk_overlap)
+    chunker = Chunker(settings.chunk_size, settings.chunk_overlap, settings.chunk_pack_blocks)
 
     prepare_ragas(settings.data_dir / "ragas")
     client = judge_client(settings, max_retries, keepalive=False)

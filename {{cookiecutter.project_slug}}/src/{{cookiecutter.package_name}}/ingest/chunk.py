@@ -3,39 +3,87 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import uuid
 from dataclasses import dataclass
 
 from llama_index.core import Document as LlamaDocument
 from llama_index.core.node_parser import MarkdownNodeParser, SentenceSplitter
+from llama_index.core.utils import get_tokenizer
 
 from ..domain import Chunk, Document
 
 # Fixed forever: changing it would give every stored chunk a new id.
 CHUNK_NAMESPACE = uuid.UUID("6f1c2a52-3f8e-4d0b-9a57-2b3f3c1d9e10")
 # Bump when chunking logic changes, so the next ingest re-chunks every document.
-CHUNKER_VERSION = 1
+CHUNKER_VERSION = 2  # 2: the version recipe records block packing
 
 
 def chunk_id(corpus: str, source: str, index: int, content_hash: str) -> str:
     return str(uuid.uuid5(CHUNK_NAMESPACE, f"{corpus}/{source}#{index}:{content_hash}"))
 
 
+# Blocks are separated by blank lines: a paragraph, a run of list items or table rows, code.
+_BLOCK_BREAK = re.compile(r"\n[ \t]*\n")
+
+
 @dataclass
 class Chunker:
     chunk_size: int
     chunk_overlap: int
+    # Pack whole blocks into chunks and split only blocks larger than a chunk; False: split
+    # each section at sentences (RAG_CHUNK_PACK_BLOCKS, measured in the retrieval ADR).
+    pack_blocks: bool = False
 
     def __post_init__(self) -> None:
         self._markdown = MarkdownNodeParser()
         self._splitter = SentenceSplitter(
             chunk_size=self.chunk_size, chunk_overlap=self.chunk_overlap
         )
+        self._tokenize = get_tokenizer()
+
+    def _tokens(self, text: str) -> int:
+        return len(self._tokenize(text))
+
+    def _pack(self, text: str) -> list[str]:
+        """Whole blocks, greedily packed up to chunk_size tokens. A block that ends a chunk is
+        repeated at the start of the next when it fits in chunk_overlap (context across the
+        cut); a block larger than a chunk is split at sentences."""
+        if not self.pack_blocks:
+            return list(self._splitter.split_text(text))
+        pieces: list[str] = []
+        current: list[str] = []
+        size = 0
+        for block in (b.strip() for b in _BLOCK_BREAK.split(text)):
+            if not block:
+                continue
+            tokens = self._tokens(block)
+            if tokens > self.chunk_size:
+                if current:
+                    pieces.append("\n\n".join(current))
+                    current, size = [], 0
+                *full, tail = self._splitter.split_text(block)
+                pieces.extend(full)
+                current, size = [tail], self._tokens(tail)  # the tail may take more blocks
+                continue
+            if current and size + tokens > self.chunk_size:
+                pieces.append("\n\n".join(current))
+                last = current[-1]
+                carried = self._tokens(last)
+                current, size = ([last], carried) if carried <= self.chunk_overlap else ([], 0)
+            current.append(block)
+            size += tokens
+        if current:
+            pieces.append("\n\n".join(current))
+        return pieces
 
     def version(self, document: Document) -> str:
         """The stored version of a document: its bytes and how they were chunked. Changing
         the chunk settings makes every document 'updated' on the next ingest."""
-        recipe = f"{CHUNKER_VERSION}:{self.chunk_size}:{self.chunk_overlap}:{document.content_hash}"
+        recipe = (
+            f"{CHUNKER_VERSION}:{int(self.pack_blocks)}:{self.chunk_size}:{self.chunk_overlap}:"
+            f"{document.content_hash}"
+        )
         return hashlib.sha256(recipe.encode("utf-8")).hexdigest()
 
     def _sections(self, document: Document) -> list[tuple[str, str]]:
@@ -62,7 +110,7 @@ class Chunker:
         pieces = [
             (section, piece.strip())
             for section, text in self._sections(document)
-            for piece in self._splitter.split_text(text)
+            for piece in self._pack(text)
             if piece.strip()
         ]
         chunks = []
