@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from {{ cookiecutter.package_name }}.ingest.chunk import Chunker
 from {{ cookiecutter.package_name }}.ingest.load import RecordFields, SkippedFileError, load_document
+from {{ cookiecutter.package_name }}.ingest.pipeline import chunk_document
 
 from .messy_files import corrupt_pdf_bytes, write_docx, write_pdf, zip_bomb_docx_bytes
 
@@ -175,3 +177,24 @@ def test_a_50000_character_line_is_read_whole(tmp_path: Path) -> None:
     line = " ".join(f"word{i % 97}" for i in range(8_000))[:50_000]
     (tmp_path / "long.txt").write_text(line)
     assert load_document(tmp_path / "long.txt", tmp_path, LIMIT).text == line.strip()
+
+
+def test_html_theme_navigation_is_dropped_and_code_keeps_its_lines(tmp_path: Path) -> None:
+    (tmp_path / "page.html").write_text(
+        "<html><head><title>Loops</title></head><body>"
+        '<div class="related" role="navigation"><h3>Navigation</h3><a>index</a></div>'
+        '<div class="body"><h1>Loops<a class="headerlink" href="#l">¶</a></h1>'
+        "<p>Use a for statement to iterate.</p>"
+        "<pre># count to three\nfor i in range(3):\n    print(i)\n</pre></div>"
+        '<div class="sphinxsidebar"><h3>Previous topic</h3><p>Strings</p></div>'
+        "</body></html>",
+        encoding="utf-8",
+    )
+    document = load_document(tmp_path / "page.html", tmp_path, LIMIT)
+    assert document.text == (
+        "# Loops\n\nUse a for statement to iterate.\n\n"
+        "```\n# count to three\nfor i in range(3):\n    print(i)\n```"
+    )
+    chunks = chunk_document(Chunker(200, 24), document, "kb")
+    assert [c.section for c in chunks] == [""]  # the code comment is not a heading
+    assert "print(i)" in chunks[0].text

@@ -23,7 +23,7 @@ import docx
 import frontmatter
 import pypdf
 import yaml
-from bs4 import BeautifulSoup
+from bs4 import BeautifulSoup, Tag
 from docx.opc.exceptions import PackageNotFoundError
 from pypdf.errors import PyPdfError
 
@@ -56,6 +56,21 @@ _HTML_BLOCKS = (
     "blockquote",
     "dt",
     "dd",
+)
+# Page furniture that is not in <nav>: by ARIA role, or by a class or id themes use for it.
+_HTML_FURNITURE_ROLES = frozenset({"navigation", "banner", "contentinfo", "search"})
+_HTML_FURNITURE_CLASSES = frozenset(
+    {
+        "sphinxsidebar",
+        "related",
+        "headerlink",
+        "breadcrumb",
+        "breadcrumbs",
+        "navbar",
+        "sidebar",
+        "skip-link",
+        "cookie-banner",
+    }
 )
 # Extracted text in which fewer characters than this are letters, digits, spaces or common
 # punctuation is damage (a corrupt PDF's content stream), not prose.
@@ -131,19 +146,39 @@ def parse_markdown(text: str) -> Parsed:
     )
 
 
+def _is_furniture(tag: Tag) -> bool:
+    """Navigation by its ARIA role or a well-known class or id (Sphinx, Bootstrap, MkDocs
+    and CMS themes put menus and sidebars in plain divs)."""
+    if str(tag.get("role", "")).lower() in _HTML_FURNITURE_ROLES:
+        return True
+    classes: Any = tag.get("class") or []
+    tokens = {str(c).lower() for c in (classes if isinstance(classes, list) else [classes])}
+    tokens.add(str(tag.get("id", "")).lower())
+    return bool(tokens & _HTML_FURNITURE_CLASSES)
+
+
 def parse_html(html: str) -> Parsed:
-    """Visible text of an HTML page as Markdown-like text (headings kept), and its title."""
+    """Visible text of an HTML page as Markdown-like text (headings kept, code blocks fenced
+    with their line breaks), and its title."""
     soup = BeautifulSoup(html, "html.parser")
     title_tag = soup.find("title")
     title = title_tag.get_text(" ", strip=True) if title_tag else None
     for tag in soup.find_all(_HTML_BOILERPLATE):
         tag.decompose()
+    for tag in soup.find_all(_is_furniture):
+        if not tag.decomposed:
+            tag.decompose()
     body = soup.find("main") or soup.find("article") or soup.body or soup
     lines: list[str] = []
     for block in body.find_all(_HTML_BLOCKS):
         if block.find_parent(_HTML_BLOCKS):
             continue  # nested blocks are read with their parent
         name = block.name or ""
+        if name == "pre":
+            code = block.get_text().strip("\n")
+            if code.strip():
+                lines.append(f"```\n{code}\n```\n")
+            continue
         if name == "tr":
             cells = [cell.get_text(" ", strip=True) for cell in block.find_all(["th", "td"])]
             text = " | ".join(cell for cell in cells if cell)
