@@ -23,6 +23,7 @@ from {{ cookiecutter.package_name }}.embeddings import (
     build_dense_encoder,
     build_sparse_encoder,
 )
+from {{ cookiecutter.package_name }}.keys import KeyStore, Scope
 from {{ cookiecutter.package_name }}.settings import Settings
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -62,6 +63,9 @@ def make_settings(tmp_path: Path, model_dir: Path, **overrides: object) -> Setti
         "data_dir": tmp_path / ".data",
         "model_dir": model_dir,
         "collection": "test",
+        # Explicit: the API needs keys (tests send real ones); polling loops are not limited.
+        "auth_mode": "keys",
+        "rate_limit_per_minute": 0,
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)
@@ -145,6 +149,29 @@ def cli_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, model_dir: Path) ->
     monkeypatch.setenv("RAG_DATA_DIR", str(tmp_path / ".data"))
     monkeypatch.setenv("RAG_MODEL_DIR", str(model_dir))
     return tmp_path
+
+
+def api_key(
+    settings: Settings, tenant: str = "default", scopes: tuple[Scope, ...] = ("query", "ingest")
+) -> str:
+    """A real key in the settings' keys file, as `keys create` makes one."""
+    return KeyStore(settings.keys_path).create(tenant, scopes)[1]
+
+
+def auth(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+def keyed_client(
+    app: Any,
+    settings: Settings,
+    tenant: str = "default",
+    scopes: tuple[Scope, ...] = ("query", "ingest"),
+) -> Any:
+    """A TestClient that sends a fresh key of this tenant and scopes with every request."""
+    from fastapi.testclient import TestClient
+
+    return TestClient(app, headers=auth(api_key(settings, tenant, scopes)))
 
 
 def free_port() -> int:

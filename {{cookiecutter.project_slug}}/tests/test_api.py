@@ -13,22 +13,31 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from {{ cookiecutter.package_name }}.api import create_app
 from {{ cookiecutter.package_name }}.container import Services
 
+from .conftest import keyed_client
+
 TRACE_ID = re.compile(r"^[0-9a-f]{32}$")
 
 
 @pytest.fixture
 def client(services: Services, corpus: Path) -> Iterator[TestClient]:
     services.ingestor.ingest(corpus)
-    with TestClient(create_app(services=services)) as test_client:
+    with keyed_client(create_app(services=services), services.settings) as test_client:
         yield test_client
 
 
 def assert_error(response: object, status: int, *fragments: str) -> None:
-    assert response.status_code == status  # type: ignore[attr-defined]
-    error = response.json()["error"]  # type: ignore[attr-defined]
-    assert TRACE_ID.match(error["trace_id"])
+    """An RFC 9457 problem: its media type and fields, the trace id, and a `detail` that
+    holds every fragment."""
+    assert response.status_code == status, response.text  # type: ignore[attr-defined]
+    assert response.headers["content-type"] == "application/problem+json"  # type: ignore[attr-defined]
+    problem = response.json()  # type: ignore[attr-defined]
+    assert problem["status"] == status
+    assert problem["type"].startswith("urn:problem:")
+    assert problem["title"]
+    assert problem["instance"].startswith("/")
+    assert TRACE_ID.match(problem["trace_id"])
     for fragment in fragments:
-        assert fragment in error["message"]
+        assert fragment in problem["detail"]
 
 
 def test_health_and_readiness(client: TestClient) -> None:

@@ -9,6 +9,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from prometheus_client import CollectorRegistry
 
 from .answer import ExtractiveAnswerer
+from .audit import AuditLog
 from .embeddings import DenseEncoder, SparseEncoder, build_dense_encoder, build_sparse_encoder
 from .ingest import Ingestor
 from .ingest.chunk import Chunker
@@ -34,6 +35,7 @@ class Services:
     jobs: IngestionJobs
     retriever: Retriever
     answerer: ExtractiveAnswerer
+    audit: AuditLog
 
     def close(self) -> None:
         self.jobs.close()  # a running job finishes its writes before the store closes
@@ -83,6 +85,7 @@ def build_services(
             text=tuple(settings.record_text_fields),
             metadata=tuple(settings.record_metadata_fields),
         ),
+        tenant=settings.tenant,
     )
     return Services(
         settings=settings,
@@ -109,4 +112,5 @@ def build_services(
             metrics=metrics,
             content=content,
         ),
+        audit=AuditLog(settings.audit_path, settings.audit_content),
     )

@@ -60,7 +60,7 @@ class Retriever:
             if query.sources:
                 span.set_attribute("retrieval.filter.source", query.sources)
             hits = self._store.search(
-                dense, sparse, query.top_k, self._prefetch_limit, query.sources
+                dense, sparse, query.top_k, self._prefetch_limit, query.sources, query.tenant
             )
             span.set_attribute(
                 "gen_ai.retrieval.documents",

@@ -25,13 +25,15 @@ from ..domain import Query
 from ..errors import BadRequestError, NotFoundError, PayloadTooLargeError
 from ..ingest.uploads import safe_filename
 from ..telemetry import current_trace_id
+from .errors import PROBLEM_MEDIA_TYPE
+from .limits import check_search_limits
 from .schemas import (
     DocumentDeleted,
     DocumentList,
     DocumentOut,
-    ErrorResponse,
     HitOut,
     IngestionJobOut,
+    Problem,
     QueryRequest,
     QueryResponse,
     Readiness,
@@ -39,6 +41,7 @@ from .schemas import (
     RetrieveResponse,
     SearchOptions,
 )
+from .security import AdminCaller, Caller, IngestCaller, QueryCaller
 
 
 def get_services(request: Request) -> Services:
@@ -48,10 +51,11 @@ def get_services(request: Request) -> Services:
 
 ServicesDep = Annotated[Services, Depends(get_services)]
 _ERRORS: dict[int | str, dict[str, object]] = {
-    code: {"model": ErrorResponse} for code in (400, 422, 500, 503)
+    code: {"model": Problem, "content": {PROBLEM_MEDIA_TYPE: {}}}
+    for code in (400, 401, 403, 413, 422, 429, 500, 503)
 }
 _DOCUMENT_ERRORS: dict[int | str, dict[str, object]] = {
-    code: {"model": ErrorResponse} for code in (404, 409, 413, 415)
+    code: {"model": Problem, "content": {PROBLEM_MEDIA_TYPE: {}}} for code in (404, 409, 415)
 }
 _READ_BLOCK = 1 << 20
 
@@ -60,7 +64,8 @@ v1 = APIRouter(prefix="/v1", tags=["search"], responses=_ERRORS)
 documents = APIRouter(prefix="/v1", tags=["documents"], responses=_ERRORS | _DOCUMENT_ERRORS)
 
 
-def _query(services: Services, text: str, body: SearchOptions) -> Query:
+def _query(services: Services, text: str, body: SearchOptions, caller: Caller) -> Query:
+    check_search_limits(services.settings, text, body)
     top_k = body.top_k or services.settings.default_top_k
     if top_k > services.settings.max_top_k:
         raise BadRequestError(
@@ -68,7 +73,7 @@ def _query(services: Services, text: str, body: SearchOptions) -> Query:
             "(RAG_MAX_TOP_K); ask for fewer hits."
         )
     sources = body.filters.source if body.filters else None
-    return Query(text=text, top_k=top_k, sources=sources)
+    return Query(text=text, top_k=top_k, sources=sources, tenant=caller.tenant)
 
 
 @health.get("/healthz")
@@ -97,7 +102,7 @@ def readyz(services: ServicesDep) -> JSONResponse:
 
 
 @health.get("/metrics", include_in_schema=False)
-def metrics(services: ServicesDep) -> Response:
+def metrics(services: ServicesDep, caller: AdminCaller) -> Response:
     """Prometheus scrape endpoint (RAG_METRICS_EXPORTER=prometheus); 404 otherwise."""
     registry = services.prometheus_registry
     if registry is None:
@@ -109,17 +114,20 @@ def metrics(services: ServicesDep) -> Response:
 
 
 @v1.post("/retrieve", response_model=RetrieveResponse)
-def retrieve(body: RetrieveRequest, services: ServicesDep) -> RetrieveResponse:
+def retrieve(body: RetrieveRequest, services: ServicesDep, caller: QueryCaller) -> RetrieveResponse:
     """Hybrid (dense + BM25) search; hits are ranked by Qdrant's reciprocal rank fusion."""
-    hits = services.retriever.retrieve(_query(services, body.query, body))
+    hits = services.retriever.retrieve(_query(services, body.query, body, caller))
+    services.audit.query(caller.key_id, caller.tenant, current_trace_id(), body.query, hits)
     return RetrieveResponse(hits=[HitOut.of(h) for h in hits], trace_id=current_trace_id())
 
 
 @v1.post("/query", response_model=QueryResponse)
-def query(body: QueryRequest, services: ServicesDep) -> QueryResponse:
+def query(body: QueryRequest, services: ServicesDep, caller: QueryCaller) -> QueryResponse:
     """Answer a question from the documents, citing them; refuses when they do not say."""
-    hits = services.retriever.retrieve(_query(services, body.question, body))
+    hits = services.retriever.retrieve(_query(services, body.question, body, caller))
     answer = services.answerer.answer(body.question, hits)
+    trace = current_trace_id()
+    services.audit.query(caller.key_id, caller.tenant, trace, body.question, hits, answer)
     return QueryResponse.of(answer, current_trace_id())
 
 
@@ -131,6 +139,7 @@ def _blocks(upload: UploadFile) -> Iterator[bytes]:
 @documents.post("/documents", status_code=202, response_model=IngestionJobOut)
 def upload_documents(
     services: ServicesDep,
+    caller: IngestCaller,
     response: Response,
     files: Annotated[list[UploadFile], File(description="One or more documents.")],
 ) -> IngestionJobOut:
@@ -153,43 +162,48 @@ def upload_documents(
                 "limit per file (RAG_MAX_FILE_BYTES)."
             )
     saved = [
-        services.jobs.inbox.save(name, _blocks(upload))
+        services.jobs.inbox(caller.tenant).save(name, _blocks(upload))
         for name, upload in zip(names, files, strict=True)
     ]
-    job = services.jobs.submit(saved)
+    job = services.jobs.submit(saved, caller.tenant)
+    services.audit.upload(caller.key_id, caller.tenant, current_trace_id(), job.id, saved)
     response.headers["Location"] = f"/v1/ingestions/{job.id}"
     return IngestionJobOut.of(job)
 
 
 @documents.get("/ingestions/{job_id}", response_model=IngestionJobOut)
-def ingestion_job(job_id: str, services: ServicesDep) -> IngestionJobOut:
+def ingestion_job(job_id: str, services: ServicesDep, caller: IngestCaller) -> IngestionJobOut:
     """Progress of an ingestion job and the outcome of each of its files."""
-    return IngestionJobOut.of(services.jobs.get(job_id))
+    return IngestionJobOut.of(services.jobs.get(job_id, caller.tenant))
 
 
 @documents.get("/documents", response_model=DocumentList)
 def list_documents(
     services: ServicesDep,
+    caller: IngestCaller,
     corpus: Annotated[str | None, QueryParam(description="Only this corpus.")] = None,
 ) -> DocumentList:
-    """Every stored document: source, hash, chunk count, when it was ingested."""
-    indexed = services.store.indexed_documents(corpus)
+    """Every stored document of your tenant: source, hash, chunk count, when it was ingested."""
+    indexed = services.store.indexed_documents(corpus, caller.tenant)
     return DocumentList(
         documents=[DocumentOut.of(d) for d in sorted(indexed.values(), key=lambda d: d.id)]
     )
 
 
 @documents.delete("/documents/{document_id}", response_model=DocumentDeleted)
-def delete_document(document_id: str, services: ServicesDep) -> DocumentDeleted:
+def delete_document(
+    document_id: str, services: ServicesDep, caller: IngestCaller
+) -> DocumentDeleted:
     """Delete a document's chunks (and, for an upload, its file)."""
-    found = next(
-        (d for d in services.store.indexed_documents().values() if d.id == document_id), None
-    )
+    indexed = services.store.indexed_documents(tenant=caller.tenant)
+    found = next((d for d in indexed.values() if d.id == document_id), None)
     if found is None:
         raise NotFoundError(
             f"No document with id {document_id!r}; GET /v1/documents lists the ids."
         )
-    outcome = services.jobs.delete_document(found.corpus, found.source)
+    outcome = services.jobs.delete_document(found.corpus, found.source, caller.tenant)
+    trace = current_trace_id()
+    services.audit.delete(caller.key_id, caller.tenant, trace, document_id, found.source)
     return DocumentDeleted(
         id=document_id,
         corpus=found.corpus,
