@@ -14,6 +14,7 @@ from ..settings import PROJECT_NAME, Settings
 from ..telemetry import current_trace_id
 from .errors import install_error_handlers
 from .limits import BodyLimit
+from .openapi import document_limits
 from .routes import documents, health, v1
 from .security import Authenticator
 
@@ -46,6 +47,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app.include_router(v1)
     app.include_router(documents)
     install_error_handlers(app)
+    document_limits(app, built.settings)
 
     @app.middleware("http")
     async def trace_header(

@@ -17,6 +17,7 @@ from .errors import problem_body
 from .schemas import SearchOptions
 
 log = logging.getLogger(__name__)
+MAX_FILTER_VALUE_CHARS = 1024  # a source path; longer is not a path
 # Multipart framing (boundaries, part headers) on top of the files themselves.
 _MULTIPART_OVERHEAD = 64 * 1024
 
@@ -29,6 +30,11 @@ def check_search_limits(settings: Settings, text: str, body: SearchOptions) -> N
             f"{settings.max_question_chars:,} (RAG_MAX_QUESTION_CHARS). Ask a shorter question."
         )
     sources = body.filters.source if body.filters else None
+    if sources and any(len(source) > MAX_FILTER_VALUE_CHARS for source in sources):
+        raise BadRequestError(
+            f"A filters.source value is over {MAX_FILTER_VALUE_CHARS} characters; give the "
+            "source's path as GET /v1/documents lists it."
+        )
     if sources and len(sources) > settings.max_filter_values:
         raise BadRequestError(
             f"filters.source lists {len(sources)} values; the limit is "
