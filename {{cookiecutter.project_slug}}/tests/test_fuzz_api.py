@@ -82,7 +82,7 @@ def fuzz(operation: Any, base: str, key: str) -> None:
     # An upload's acceptance depends on its file names and bytes (type, size), which a
     # schema cannot state: there, only "no 5xx" and "response matches schema" apply.
     upload = (operation.method, operation.path) == ("post", "/v1/documents")
-    excluded = [positive_data_acceptance] if upload else []
+    excluded: list[Any] = [positive_data_acceptance] if upload else []
 
     @given(case=operation.as_strategy())
     @settings(

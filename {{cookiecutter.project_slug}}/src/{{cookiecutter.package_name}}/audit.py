@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .domain import Answer, Hit
+from .guard import flag_suspicious, redact
 from .settings import AuditContent
 
 
@@ -29,14 +30,17 @@ def sha256_of(path: Path) -> str:
 
 
 class AuditLog:
-    def __init__(self, path: Path, content: AuditContent = "hash") -> None:
+    def __init__(
+        self, path: Path, content: AuditContent = "hash", redact_pii: bool = False
+    ) -> None:
         self.path = path
         self.content = content
+        self.redact_pii = redact_pii
         self._lock = threading.Lock()
 
     def _text(self, text: str) -> dict[str, str]:
         if self.content == "text":
-            return {"text": text}
+            return {"text": redact(text) if self.redact_pii else text}
         return {"sha256": hashlib.sha256(text.encode("utf-8")).hexdigest()}
 
     def write(self, event: str, key_id: str, tenant: str, trace_id: str, **fields: Any) -> None:
@@ -68,11 +72,15 @@ class AuditLog:
         hits: Sequence[Hit],
         answer: Answer | None = None,
     ) -> None:
-        """A question (or, with no answer, a retrieval): what was asked, what came back."""
+        """A question (or, with no answer, a retrieval): what was asked, what came back,
+        and which retrieved chunks read like instructions to a model (also on the span)."""
         fields: dict[str, Any] = {
             "question": self._text(question),
             "sources": [{"chunk_id": h.chunk_id, "source": h.source} for h in hits],
         }
+        suspicious = flag_suspicious(hits)
+        if suspicious:
+            fields["suspicious"] = suspicious
         if answer is not None:
             fields["grounded"] = not answer.refused and bool(answer.citations)
             fields["refused"] = answer.refused

@@ -112,5 +112,5 @@ def build_services(
             metrics=metrics,
             content=content,
         ),
-        audit=AuditLog(settings.audit_path, settings.audit_content),
+        audit=AuditLog(settings.audit_path, settings.audit_content, settings.redact_pii),
     )

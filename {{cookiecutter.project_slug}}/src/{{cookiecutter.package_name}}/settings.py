@@ -181,6 +181,11 @@ class Settings(BaseSettings):
         "hash",
         description="What the audit log keeps of questions: hash (SHA-256, default) or text.",
     )
+    redact_pii: bool = Field(
+        False,
+        description="Mask e-mail addresses, phone numbers, IBANs, card numbers and IP "
+        "addresses in log lines, exported spans and the audit log's question text.",
+    )
 
     # --- tracing -------------------------------------------------------------------------
     trace_exporter: TraceExporter = Field(
