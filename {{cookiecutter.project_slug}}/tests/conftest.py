@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import re
 import shutil
 import socket
 from collections.abc import Iterator
@@ -23,6 +25,7 @@ from {{ cookiecutter.package_name }}.embeddings import (
     build_dense_encoder,
     build_sparse_encoder,
 )
+from {{ cookiecutter.package_name }}.keys import KeyStore, Scope
 from {{ cookiecutter.package_name }}.settings import Settings
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -62,6 +65,9 @@ def make_settings(tmp_path: Path, model_dir: Path, **overrides: object) -> Setti
         "data_dir": tmp_path / ".data",
         "model_dir": model_dir,
         "collection": "test",
+        # Explicit: the API needs keys (tests send real ones); polling loops are not limited.
+        "auth_mode": "keys",
+        "rate_limit_per_minute": 0,
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)
@@ -147,6 +153,29 @@ def cli_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, model_dir: Path) ->
     return tmp_path
 
 
+def api_key(
+    settings: Settings, tenant: str = "default", scopes: tuple[Scope, ...] = ("query", "ingest")
+) -> str:
+    """A real key in the settings' keys file, as `keys create` makes one."""
+    return KeyStore(settings.keys_path).create(tenant, scopes)[1]
+
+
+def auth(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+def keyed_client(
+    app: Any,
+    settings: Settings,
+    tenant: str = "default",
+    scopes: tuple[Scope, ...] = ("query", "ingest"),
+) -> Any:
+    """A TestClient that sends a fresh key of this tenant and scopes with every request."""
+    from fastapi.testclient import TestClient
+
+    return TestClient(app, headers=auth(api_key(settings, tenant, scopes)))
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -156,3 +185,29 @@ def free_port() -> int:
 def copy_sample_corpus(target: Path) -> Path:
     shutil.copytree(SAMPLE_CORPUS, target)
     return target
+
+
+TRACE_ID = re.compile(r"^[0-9a-f]{32}$")
+
+
+def assert_error(response: object, status: int, *fragments: str) -> None:
+    """An RFC 9457 problem: its media type and fields, the trace id, and a `detail` that
+    holds every fragment."""
+    assert response.status_code == status, response.text  # type: ignore[attr-defined]
+    assert response.headers["content-type"] == "application/problem+json"  # type: ignore[attr-defined]
+    problem = response.json()  # type: ignore[attr-defined]
+    assert problem["status"] == status
+    assert problem["type"].startswith("urn:problem:")
+    assert problem["title"]
+    assert problem["instance"].startswith("/")
+    assert TRACE_ID.match(problem["trace_id"])
+    for fragment in fragments:
+        assert fragment in problem["detail"]
+
+
+def sse_events(text: str) -> list[tuple[str, Any]]:
+    events = []
+    for block in text.strip().split("\n\n"):
+        fields = dict(line.split(": ", 1) for line in block.splitlines())
+        events.append((fields["event"], json.loads(fields["data"])))
+    return events

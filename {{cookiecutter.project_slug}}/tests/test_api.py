@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,24 +12,14 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from {{ cookiecutter.package_name }}.api import create_app
 from {{ cookiecutter.package_name }}.container import Services
 
-from .test_api_llm import sse_events
-
-TRACE_ID = re.compile(r"^[0-9a-f]{32}$")
+from .conftest import TRACE_ID, assert_error, keyed_client, sse_events
 
 
 @pytest.fixture
 def client(services: Services, corpus: Path) -> Iterator[TestClient]:
     services.ingestor.ingest(corpus)
-    with TestClient(create_app(services=services)) as test_client:
+    with keyed_client(create_app(services=services), services.settings) as test_client:
         yield test_client
-
-
-def assert_error(response: object, status: int, *fragments: str) -> None:
-    assert response.status_code == status  # type: ignore[attr-defined]
-    error = response.json()["error"]  # type: ignore[attr-defined]
-    assert TRACE_ID.match(error["trace_id"])
-    for fragment in fragments:
-        assert fragment in error["message"]
 
 
 def test_health_and_readiness(client: TestClient) -> None:
@@ -146,7 +135,7 @@ def test_one_trace_links_http_retrieval_and_answer_spans(
 
 def test_extractive_answers_stream_too(services: Services, corpus: Path) -> None:
     services.ingestor.ingest(corpus)
-    with TestClient(create_app(services=services)) as client:
+    with keyed_client(create_app(services=services), services.settings) as client:
         plain = client.post("/v1/query", json={"question": "How long must a password be?"}).json()
         response = client.post(
             "/v1/query", json={"question": "How long must a password be?", "stream": True}

@@ -13,13 +13,13 @@ from fastapi.testclient import TestClient
 from {{ cookiecutter.package_name }}.api import create_app
 from {{ cookiecutter.package_name }}.container import Services
 
+from .conftest import assert_error, keyed_client
 from .messy_files import pdf_bytes
-from .test_api import assert_error
 
 
 @pytest.fixture
 def client(services: Services) -> Iterator[TestClient]:
-    with TestClient(create_app(services=services)) as test_client:
+    with keyed_client(create_app(services=services), services.settings) as test_client:
         yield test_client
 
 
@@ -108,7 +108,7 @@ def test_file_names_are_sanitised_and_never_leave_the_upload_folder(
 ) -> None:
     job = upload(client, (name, b"Some text about the upload folder.\n"))
     assert job["files"] == [saved_as]
-    assert (services.settings.uploads_path / saved_as).is_file()
+    assert (services.settings.uploads_path / "default" / saved_as).is_file()
     assert not (tmp_path / "etc").exists()
 
 
@@ -128,14 +128,12 @@ def test_bad_uploads_are_refused_with_the_reason_and_nothing_is_kept(
 ) -> None:
     services.settings.max_file_bytes = 1_000
     services.settings.max_upload_files = 3
-    with TestClient(create_app(services=services)) as client:
+    with keyed_client(create_app(services=services), services.settings) as client:
         response = client.post(
             "/v1/documents", files=[("files", (name, content)) for name, content in files]
         )
         assert_error(response, status, fragment)
-    assert not services.settings.uploads_path.exists() or not any(
-        services.settings.uploads_path.iterdir()
-    )
+    assert not any(p.is_file() for p in services.settings.uploads_path.rglob("*"))
 
 
 def test_unknown_job_is_a_404_that_says_where_ids_come_from(client: TestClient) -> None:
@@ -161,10 +159,10 @@ def test_queries_are_answered_while_a_job_runs(client: TestClient) -> None:
 
 
 def test_uploads_left_in_the_inbox_are_ingested_at_start_up(services: Services) -> None:
-    inbox = services.settings.uploads_path
+    inbox = services.settings.uploads_path / "default"  # the tenant's inbox
     inbox.mkdir(parents=True)
     (inbox / "pending.md").write_text("Accepted before a crash: the gym opens at six.\n")
-    with TestClient(create_app(services=services)) as client:
+    with keyed_client(create_app(services=services), services.settings) as client:
         deadline = time.monotonic() + 60
         while not client.get("/v1/documents").json()["documents"]:
             assert time.monotonic() < deadline

@@ -7,7 +7,6 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -20,19 +19,19 @@ from {{ cookiecutter.package_name }}.container import Services, build_services
 from {{ cookiecutter.package_name }}.embeddings import DenseEncoder, SparseEncoder
 from {{ cookiecutter.package_name }}.settings import Settings
 
-from .conftest import free_port, make_settings
+from .conftest import (
+    api_key,
+    assert_error,
+    auth,
+    free_port,
+    keyed_client,
+    make_settings,
+    sse_events,
+)
 from .fake_openai import FakeOpenAI, Reply
 
 KEY = "sk-api-test-key"
 QUESTION = "How long must a password be?"
-
-
-def sse_events(text: str) -> list[tuple[str, Any]]:
-    events = []
-    for block in text.strip().split("\n\n"):
-        fields = dict(line.split(": ", 1) for line in block.splitlines())
-        events.append((fields["event"], json.loads(fields["data"])))
-    return events
 
 
 @pytest.fixture
@@ -66,7 +65,7 @@ def llm_services(services: Services, corpus: Path) -> Services:
 
 @pytest.fixture
 def client(llm_services: Services) -> Iterator[TestClient]:
-    with TestClient(create_app(services=llm_services)) as test_client:
+    with keyed_client(create_app(services=llm_services), llm_services.settings) as test_client:
         yield test_client
 
 
@@ -108,11 +107,8 @@ def test_query_returns_a_grounded_answer_with_usage_and_cost(
 def test_a_failing_model_is_a_502_naming_the_problem(client: TestClient, fake: FakeOpenAI) -> None:
     fake.replies = [Reply(status=500)]
     response = client.post("/v1/query", json={"question": QUESTION})
-    assert response.status_code == 502
-    error = response.json()["error"]
-    assert error["type"] == "LLMUnavailableError"
-    assert "HTTP 500" in error["message"]
-    assert "RAG_LLM_FALLBACK_MODEL" in error["message"]
+    assert_error(response, 502, "HTTP 500", "RAG_LLM_FALLBACK_MODEL")
+    assert response.json()["type"] == "urn:problem:llm-unavailable"
 
 
 def test_stream_sends_tokens_then_one_final_event(
@@ -145,10 +141,10 @@ def test_stream_failure_is_an_error_event(client: TestClient, fake: FakeOpenAI) 
     response = client.post("/v1/query", json={"question": QUESTION, "stream": True})
     events = sse_events(response.text)
     assert [kind for kind, _ in events] == ["error"]
-    error = events[0][1]["error"]
-    assert error["type"] == "LLMUnavailableError"
-    assert "HTTP 503" in error["message"]
-    assert error["trace_id"] == response.headers["X-Trace-Id"]
+    problem = events[0][1]
+    assert (problem["status"], problem["type"]) == (502, "urn:problem:llm-unavailable")
+    assert "HTTP 503" in problem["detail"]
+    assert problem["trace_id"] == response.headers["X-Trace-Id"]
 
 
 def test_an_unexpected_stream_failure_is_an_internal_error_event(
@@ -162,10 +158,10 @@ def test_an_unexpected_stream_failure_is_an_internal_error_event(
     response = client.post("/v1/query", json={"question": QUESTION, "stream": True})
     events = sse_events(response.text)
     assert [kind for kind, _ in events] == ["error"]
-    error = events[0][1]["error"]
-    assert error["type"] == "InternalError"
-    assert "bug in the answerer" not in error["message"]  # internals stay in the log
-    assert error["trace_id"] in error["message"]
+    problem = events[0][1]
+    assert (problem["status"], problem["type"]) == (500, "urn:problem:internal")
+    assert "bug in the answerer" not in problem["detail"]  # internals stay in the log
+    assert problem["trace_id"] in problem["detail"]
 
 
 def test_client_disconnect_stops_generation(llm_services: Services, fake: FakeOpenAI) -> None:
@@ -186,7 +182,11 @@ def test_client_disconnect_stops_generation(llm_services: Services, fake: FakeOp
             time.sleep(0.02)
         url = f"http://127.0.0.1:{port}/v1/query"
         with httpx.stream(
-            "POST", url, json={"question": QUESTION, "stream": True}, timeout=10
+            "POST",
+            url,
+            json={"question": QUESTION, "stream": True},
+            headers=auth(api_key(llm_services.settings)),
+            timeout=10,
         ) as response:
             first = next(response.iter_lines())
             assert first == "event: token"
@@ -223,7 +223,8 @@ def test_ask_json_prints_what_the_api_returns_with_the_llm_answerer(
     capsys.readouterr()
     assert main(["ask", QUESTION, "--json"]) == 0
     from_cli = json.loads(capsys.readouterr().out)
-    with TestClient(create_app()) as client:
+    app = create_app()
+    with keyed_client(app, app.state.services.settings) as client:
         from_api = client.post("/v1/query", json={"question": QUESTION}).json()
     assert from_cli.pop("trace_id") != from_api.pop("trace_id")
     assert from_cli == from_api

@@ -10,15 +10,14 @@ from pathlib import Path
 
 import httpx
 import pytest
-from fastapi.testclient import TestClient
 
 from {{ cookiecutter.package_name }}.api import create_app
 from {{ cookiecutter.package_name }}.cli import TerminalProgress, main
 from {{ cookiecutter.package_name }}.container import Services
 from {{ cookiecutter.package_name }}.ingest import FileOutcome
-from {{ cookiecutter.package_name }}.settings import CONSOLE_SCRIPT, PACKAGE_NAME
+from {{ cookiecutter.package_name }}.settings import CONSOLE_SCRIPT, PACKAGE_NAME, Settings
 
-from .conftest import free_port
+from .conftest import free_port, keyed_client
 
 
 def test_ingest_prints_every_file_and_a_summary(
@@ -44,7 +43,7 @@ def test_ask_json_prints_exactly_what_the_api_returns(
     capsys.readouterr()
     assert main(["ask", question, "--json"]) == 0
     from_cli = json.loads(capsys.readouterr().out)
-    with TestClient(create_app()) as client:
+    with keyed_client(create_app(), Settings()) as client:
         from_api = client.post("/v1/query", json={"question": question}).json()
     assert from_cli.pop("trace_id") != from_api.pop("trace_id")
     assert from_cli == from_api
@@ -90,6 +89,9 @@ def test_serve_answers_over_http_and_holds_the_store(
     cli_env: Path, corpus: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert main(["ingest", str(corpus)]) == 0
+    capsys.readouterr()
+    assert main(["keys", "create", "--tenant", "default", "--scopes", "query"]) == 0
+    key = capsys.readouterr().out.strip()
     port = free_port()
     script = Path(sys.executable).parent / CONSOLE_SCRIPT
     server = subprocess.Popen(
@@ -111,7 +113,11 @@ def test_serve_answers_over_http_and_holds_the_store(
             assert server.poll() is None, server.stderr.read() if server.stderr else ""
             assert time.monotonic() < deadline, "serve did not become ready"
             time.sleep(0.2)
-        response = httpx.post(f"{base}/v1/query", json={"question": "How long must a password be?"})
+        question = {"question": "How long must a password be?"}
+        assert httpx.post(f"{base}/v1/query", json=question).status_code == 401
+        response = httpx.post(
+            f"{base}/v1/query", json=question, headers={"Authorization": f"Bearer {key}"}
+        )
         assert response.status_code == 200
         assert "14 characters" in response.json()["answer"]
         assert response.headers["X-Trace-Id"] == response.json()["trace_id"]

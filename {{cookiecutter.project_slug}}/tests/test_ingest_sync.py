@@ -122,7 +122,7 @@ def test_update_interrupted_before_old_chunks_were_deleted_is_repaired(
     (corpus / "coffee.txt").write_text("The machine is descaled on Wednesdays.\n", "utf-8")
     # Crash simulation: the new version's chunks are written, the old ones never deleted.
     document = load_document(corpus / "coffee.txt", corpus, 10_000)
-    services.ingestor.write_chunks(services.ingestor.chunker.chunk(document, "kb"), "kb")
+    services.ingestor.write_chunks(services.ingestor.chunk(document, "kb"), "kb")
     assert len(services.store.indexed_documents()["coffee.txt"].stored) == 2
 
     report = services.ingestor.ingest(corpus)
@@ -141,7 +141,7 @@ def test_document_interrupted_halfway_through_its_chunks_is_written_again(
     )
     (corpus / "manual.md").write_text(f"# Manual\n\n{long_text}\n", "utf-8")
     document = load_document(corpus / "manual.md", corpus, 1_000_000)
-    chunks = services.ingestor.chunker.chunk(document, "kb")
+    chunks = services.ingestor.chunk(document, "kb")
     assert len(chunks) > 4
     services.ingestor.write_chunks(chunks[:2], "kb")  # crash after two chunks
 

@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fastapi.testclient import TestClient
 from opentelemetry.sdk.metrics.export import HistogramDataPoint, InMemoryMetricReader, Metric
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -26,7 +25,7 @@ from {{ cookiecutter.package_name }}.errors import StoreUnavailableError
 from {{ cookiecutter.package_name }}.settings import CONSOLE_SCRIPT
 from {{ cookiecutter.package_name }}.telemetry import JsonFormatter, build_tracer_provider, service_name
 
-from .conftest import make_settings
+from .conftest import keyed_client, make_settings
 
 QUESTION = "How long must a password be?"
 CHUNK_PHRASE = "at least 14 characters"
@@ -200,7 +199,7 @@ def test_metrics_count_ingest_answers_and_time_each_stage(
 ) -> None:
     report = services.ingestor.ingest(corpus)
     services.ingestor.ingest(corpus)  # again: all unchanged
-    with TestClient(create_app(services=services)) as client:
+    with keyed_client(create_app(services=services), services.settings) as client:
         assert client.post("/v1/query", json={"question": QUESTION}).json()["refused"] is False
         refused = client.post("/v1/query", json={"question": "Who won the 1998 world cup?"})
         assert refused.json()["refused"] is True
@@ -290,7 +289,7 @@ def test_api_errors_are_logged_with_their_trace_id(
     def unreachable(query: Query) -> object:
         raise StoreUnavailableError("Qdrant is unreachable")
 
-    with TestClient(create_app(services=services)) as client:
+    with keyed_client(create_app(services=services), services.settings) as client:
         bad = client.post("/v1/query", json={"question": "x", "top_k": 500}).json()
         monkeypatch.setattr(services.retriever, "retrieve", unreachable)
         down = client.post("/v1/retrieve", json={"query": "x"}).json()
@@ -299,11 +298,11 @@ def test_api_errors_are_logged_with_their_trace_id(
     assert client_error["error_type"] == "BadRequestError"
     assert client_error["http_status"] == 400
     assert client_error["level"] == "WARNING"
-    assert client_error["trace_id"] == bad["error"]["trace_id"]
+    assert client_error["trace_id"] == bad["trace_id"]
     assert "POST /v1/query -> 400" in client_error["message"]
     assert server_error["http_status"] == 503
     assert server_error["level"] == "ERROR"
-    assert server_error["trace_id"] == down["error"]["trace_id"]
+    assert server_error["trace_id"] == down["trace_id"]
 
 
 def test_prometheus_scrape_endpoint_serves_the_service_metrics(
@@ -314,10 +313,14 @@ def test_prometheus_scrape_endpoint_serves_the_service_metrics(
         settings, tracer_provider=TracerProvider(), dense=dense, sparse=sparse
     )
     services.ingestor.ingest(corpus)
-    with TestClient(create_app(services=services)) as client:
+    app = create_app(services=services)
+    with keyed_client(app, services.settings, scopes=("admin",)) as client:
         client.post("/v1/query", json={"question": "How long must a password be?"})
         response = client.get("/metrics")
+    with keyed_client(app, services.settings) as client:  # query + ingest, no admin
+        refused = client.get("/metrics")
     services.close()
+    assert refused.status_code == 403
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain")
     text = response.text
@@ -331,7 +334,8 @@ def test_prometheus_scrape_endpoint_serves_the_service_metrics(
 def test_metrics_endpoint_is_absent_unless_prometheus_is_chosen(
     services: Services,
 ) -> None:
-    with TestClient(create_app(services=services)) as client:
+    app = create_app(services=services)
+    with keyed_client(app, services.settings, scopes=("admin",)) as client:
         response = client.get("/metrics")
     assert response.status_code == 404
-    assert "RAG_METRICS_EXPORTER=prometheus" in response.json()["error"]["message"]
+    assert "RAG_METRICS_EXPORTER=prometheus" in response.json()["detail"]

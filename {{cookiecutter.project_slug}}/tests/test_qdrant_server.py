@@ -41,6 +41,12 @@ def test_sync_and_retrieval_work_against_a_server(
         (corpus / "coffee.txt").unlink()
         assert services.ingestor.ingest(corpus).counts["deleted"] == 1
         assert "coffee.txt" not in services.store.indexed_documents()
+        # Tenants: an indexed tenant field, and another tenant sees nothing of these.
+        schema = services.store._client.get_collection(collection).payload_schema
+        assert {"tenant", "source", "corpus"} <= set(schema)
+        other = Query(text="How long must a password be?", top_k=3, tenant="other")
+        assert services.retriever.retrieve(other) == []
+        assert services.store.indexed_documents(tenant="other") == {}
     finally:
         services.store._client.delete_collection(collection)
         services.close()

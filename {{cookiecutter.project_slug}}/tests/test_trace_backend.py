@@ -17,13 +17,12 @@ from typing import Any
 
 import httpx
 import pytest
-from fastapi.testclient import TestClient
 
 from {{ cookiecutter.package_name }}.api import create_app
 from {{ cookiecutter.package_name }}.container import build_services
 from {{ cookiecutter.package_name }}.embeddings import DenseEncoder, SparseEncoder
 
-from .conftest import free_port, make_settings
+from .conftest import free_port, keyed_client, make_settings
 
 PHOENIX = os.environ.get("PHOENIX_BIN") or shutil.which("phoenix")
 
@@ -97,7 +96,7 @@ def test_a_query_trace_arrives_whole_in_phoenix(
     )
     services = build_services(settings, dense=dense, sparse=sparse)
     services.ingestor.ingest(corpus)
-    with TestClient(create_app(services=services)) as client:
+    with keyed_client(create_app(services=services), services.settings) as client:
         body = client.post("/v1/query", json={"question": "How long must a password be?"}).json()
     services.close()  # flushes the batch exporter
 

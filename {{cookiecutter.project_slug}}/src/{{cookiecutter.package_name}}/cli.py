@@ -1,4 +1,4 @@
-"""Command line: ingest, ask, serve, eval, demo. Errors print one actionable line, exit 2."""
+"""Command line: ingest, ask, serve, eval, demo, keys. Errors print one actionable line, exit 2."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from .container import Services, build_services
 from .domain import Query
 from .errors import ServiceError, StoreInUseError
 from .ingest import FileOutcome
+from .keys import KeyStore, parse_scopes
 from .settings import CONSOLE_SCRIPT, Settings
 from .telemetry import configure_logging, current_trace_id
 
@@ -71,6 +72,20 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="exit 1 when any file, or any record or line in one, is skipped",
     )
+
+    ingest.add_argument("--tenant", help="tenant the documents belong to (default: RAG_TENANT)")
+
+    keys = commands.add_parser("keys", help="create, list or revoke API keys")
+    key_actions = keys.add_subparsers(dest="action", required=True)
+    create = key_actions.add_parser("create", help="create a key; prints it once")
+    create.add_argument("--tenant", required=True, help="the tenant whose documents it reaches")
+    create.add_argument(
+        "--scopes", default="query", help="comma-separated: query, ingest, admin (default query)"
+    )
+    create.add_argument("--name", default="", help="a note on who or what uses the key")
+    key_actions.add_parser("list", help="list key ids, tenants and scopes (never the keys)")
+    revoke = key_actions.add_parser("revoke", help="revoke a key by its id")
+    revoke.add_argument("key_id")
 
     ask = commands.add_parser("ask", help="answer a question with citations")
     ask.add_argument("question")
@@ -134,7 +149,8 @@ def _answer(
     tracer = services.tracer_provider.get_tracer(__name__)
     with tracer.start_as_current_span("cli ask"):
         k = top_k or services.settings.default_top_k
-        hits = services.retriever.retrieve(Query(text=question, top_k=k, sources=sources))
+        query = Query(text=question, top_k=k, sources=sources, tenant=services.settings.tenant)
+        hits = services.retriever.retrieve(query)
         answer = services.answerer.answer(question, hits)
         return QueryResponse.of(answer, current_trace_id())
 
@@ -199,7 +215,30 @@ def _eval(args: argparse.Namespace, settings: Settings) -> int:
         services.close()
 
 
+def _keys(args: argparse.Namespace, settings: Settings) -> int:
+    store = KeyStore(settings.keys_path)
+    if args.action == "create":
+        key, token = store.create(args.tenant, parse_scopes(args.scopes), args.name)
+        print(token)
+        print(
+            f"Key {key.id} for tenant {key.tenant!r}, scopes {','.join(key.scopes)}. It is "
+            f"shown only this once (only its hash is kept in {store.path}); send it as "
+            "`Authorization: Bearer <key>`.",
+            file=sys.stderr,
+        )
+    elif args.action == "list":
+        for key in store.keys().values():
+            note = f"  {key.name}" if key.name else ""
+            print(f"{key.id}  {key.tenant:<20} {','.join(key.scopes):<18} {key.created_at}{note}")
+    else:
+        key = store.revoke(args.key_id)
+        print(f"Revoked key {key.id} (tenant {key.tenant!r}).")
+    return 0
+
+
 def _run(args: argparse.Namespace, settings: Settings) -> int:
+    if args.command == "keys":
+        return _keys(args, settings)
     if args.command == "serve":
         import uvicorn
 
@@ -227,12 +266,14 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         raise StoreInUseError(
             f"{exc.message} While the API runs, add documents through it: curl -F "
             f"files=@report.pdf http://{settings.host}:{settings.port}/v1/documents "
+            '-H "Authorization: Bearer <key from `keys create --scopes ingest`>" '
             f"(they land in corpus {settings.upload_corpus!r})."
         ) from exc
     try:
         if args.command == "ingest":
             with TerminalProgress() as progress:
-                report = services.ingestor.ingest(
+                ingestor = services.ingestor.for_tenant(args.tenant or settings.tenant)
+                report = ingestor.ingest(
                     args.path, args.corpus, dry_run=args.dry_run, progress=progress
                 )
             for outcome in report.files:

@@ -15,6 +15,7 @@ from .answer import Answerer, ExtractiveAnswerer, LLMAnswerer, LLMOptions
 from .answer.cache import AnswerCache
 from .answer.prompt import load_prompt
 from .answer.providers import AnthropicChat, ChatProvider, OpenAIChat
+from .audit import AuditLog
 from .embeddings import DenseEncoder, SparseEncoder, build_dense_encoder, build_sparse_encoder
 from .errors import ConfigurationError
 from .ingest import Ingestor
@@ -43,6 +44,7 @@ class Services:
     jobs: IngestionJobs
     retriever: Retriever
     answerer: Answerer
+    audit: AuditLog
     llm_http: httpx.Client | None = None  # the LLM answerer's connection pool
 
     def close(self) -> None:
@@ -97,6 +99,7 @@ def build_services(
             text=tuple(settings.record_text_fields),
             metadata=tuple(settings.record_metadata_fields),
         ),
+        tenant=settings.tenant,
     )
     return Services(
         settings=settings,
@@ -127,6 +130,7 @@ def build_services(
         ),
         answerer=answerer,
         llm_http=llm_http,
+        audit=AuditLog(settings.audit_path, settings.audit_content, settings.redact_pii),
     )
 
 

@@ -76,6 +76,7 @@ class Point:
     sparse: SparseVector
     corpus: str
     aliases: tuple[str, ...] = ()  # other names of the same exact content
+    tenant: str = "default"
 
 
 @dataclass(frozen=True)
@@ -83,6 +84,7 @@ class Query:
     text: str
     top_k: int
     sources: list[str] | None = None
+    tenant: str = "default"  # retrieval only ever sees this tenant's chunks
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ class ServiceError(Exception):
     """Base class. `status_code` is what the API answers with."""
 
     status_code = 500
+    headers: dict[str, str] = {}  # noqa: RUF012 - read-only: extra response headers
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -69,3 +70,20 @@ class LLMUnavailableError(ServiceError):
     def __init__(self, message: str, kind: str = "error") -> None:
         super().__init__(message)
         self.kind = kind  # error.type of the last failure: timeout, malformed, 429, ...
+
+
+class UnauthorizedError(ServiceError):
+    status_code = 401
+    headers = {"WWW-Authenticate": "Bearer"}  # noqa: RUF012 - read-only
+
+
+class ForbiddenError(ServiceError):
+    status_code = 403
+
+
+class TooManyRequestsError(ServiceError):
+    status_code = 429
+
+    def __init__(self, message: str, retry_after_s: int) -> None:
+        super().__init__(message)
+        self.headers = {"Retry-After": str(retry_after_s)}

@@ -77,6 +77,7 @@ class Retriever:
                 limit,
                 self._prefetch_limit,
                 query.sources,
+                query.tenant,
                 fusion=self._fusion,
                 evidence_limit=self._evidence_limit,
             )

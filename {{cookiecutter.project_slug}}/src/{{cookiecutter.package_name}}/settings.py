@@ -27,6 +27,29 @@ LLMProvider = Literal["openai", "openai_like", "anthropic"]
 UngroundedPolicy = Literal["flag", "refuse"]
 Fusion = Literal["rrf", "dbsf"]
 RerankApi = Literal["cohere", "tei"]
+AuthMode = Literal["keys", "development"]
+AuditContent = Literal["hash", "text"]
+# Tenant names go into ids and folder names: keep them plain.
+TENANT_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
+# Values people leave in place of a real secret; refused unless auth_mode=development.
+PLACEHOLDER_SECRETS = frozenset(
+    {
+        "changeme",
+        "change-me",
+        "change_me",
+        "secret",
+        "password",
+        "placeholder",
+        "xxx",
+        "todo",
+        "your-key",
+        "your_api_key",
+        "your-api-key",
+        "sk-...",
+        "example",
+        "test",
+    }
+)
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
@@ -233,6 +256,56 @@ class Settings(BaseSettings):
         20, ge=1, description="Files one upload may carry (each at most RAG_MAX_FILE_BYTES)."
     )
 
+    max_question_chars: int = Field(
+        2000, ge=1, le=4000, description="Longest question (or retrieve query) accepted."
+    )
+    max_filter_values: int = Field(
+        20, ge=1, description="Most values one filter (e.g. filters.source) may list."
+    )
+    max_request_bytes: int = Field(
+        65_536,
+        ge=1024,
+        description="Largest JSON request body; uploads may carry RAG_MAX_UPLOAD_FILES x "
+        "RAG_MAX_FILE_BYTES instead.",
+    )
+
+    # --- security ------------------------------------------------------------------------
+    auth_mode: AuthMode = Field(
+        "keys",
+        description="keys = every API call but /healthz and /readyz needs an API key "
+        "(create one with `keys create`); development = no keys, every caller is the "
+        "RAG_TENANT tenant with all scopes (logged loudly at start; never on a shared host).",
+    )
+    keys_file: Path | None = Field(
+        None, description="Hashed API keys, written by `keys create` (unset = data_dir/keys.json)."
+    )
+    tenant: str = Field(
+        "default",
+        pattern=TENANT_PATTERN,
+        description="Tenant of documents ingested by the CLI, and of every caller in "
+        "development mode.",
+    )
+    rate_limit_per_minute: int = Field(
+        600, ge=0, description="Requests one API key may make per minute (0 = no limit)."
+    )
+    rate_limit_burst: int = Field(
+        60, ge=1, description="Requests one API key may make at once before the rate applies."
+    )
+    audit_log: Path | None = Field(
+        None,
+        description="Append-only JSON-lines audit log of queries, uploads and deletes "
+        "(unset = data_dir/audit.jsonl).",
+    )
+    audit_content: AuditContent = Field(
+        "hash",
+        description="What the audit log keeps of questions: hash (SHA-256, default) or text.",
+    )
+    redact_pii: bool = Field(
+        False,
+        description="Mask e-mail addresses, phone numbers, IBANs, card numbers and IP "
+        "addresses in log lines, exported spans and the audit log's question text.",
+    )
+
     # --- tracing -------------------------------------------------------------------------
     trace_exporter: TraceExporter = Field(
         "none", description="none, console (stderr), or otlp (HTTP/protobuf)."
@@ -343,6 +416,17 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"default_top_k ({self.default_top_k}) exceeds max_top_k ({self.max_top_k})"
             )
+        if self.auth_mode != "development":
+            for name in ("qdrant_api_key", "embedding_api_key", "judge_api_key"):
+                secret: SecretStr | None = getattr(self, name)
+                if secret is not None and secret.get_secret_value().strip().lower() in (
+                    PLACEHOLDER_SECRETS
+                ):
+                    raise ValueError(
+                        f"RAG_{name.upper()} is a placeholder ({secret.get_secret_value()!r}); "
+                        "set the real secret, or unset it (RAG_AUTH_MODE=development "
+                        "accepts placeholders on a developer machine)."
+                    )
         if self.embedding_provider == "openai" and not self.embedding_base_url:
             raise ValueError(
                 "embedding_provider=openai needs RAG_EMBEDDING_BASE_URL, "
@@ -363,6 +447,14 @@ class Settings(BaseSettings):
     def uploads_path(self) -> Path:
         """Uploaded files are kept here, so a re-ingest or a duplicate's takeover can read them."""
         return self.data_dir / "uploads" / self.upload_corpus
+
+    @property
+    def keys_path(self) -> Path:
+        return self.keys_file or self.data_dir / "keys.json"
+
+    @property
+    def audit_path(self) -> Path:
+        return self.audit_log or self.data_dir / "audit.jsonl"
 
     @property
     def models_path(self) -> Path:

@@ -28,7 +28,7 @@ from .settings import Fusion, Settings
 
 DENSE = "dense"
 SPARSE = "bm25"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: every chunk carries its tenant
 _HOLDER_FILE = "holder.json"
 _DOCUMENT_NAMESPACE = uuid.UUID("0d5b0c64-5d0e-4f43-9a0e-6b1f0e3c7a21")
 
@@ -48,6 +48,7 @@ class IndexedDocument:
 
     source: str
     corpus: str
+    tenant: str = "default"
     chunks: int = 0
     ingested_at: str = ""
     stored: dict[str, int] = field(default_factory=dict)  # version -> chunks present
@@ -60,26 +61,30 @@ class IndexedDocument:
     @property
     def id(self) -> str:
         """Stable id of the document in the API (sources may hold slashes)."""
-        return str(uuid.uuid5(_DOCUMENT_NAMESPACE, f"{self.corpus}/{self.source}"))
+        return str(uuid.uuid5(_DOCUMENT_NAMESPACE, f"{self.tenant}/{self.corpus}/{self.source}"))
 
     def holds_only(self, version: str) -> bool:
         """True when exactly this version is stored, with all of its chunks."""
         return set(self.stored) == {version} and self.stored[version] == self.declared[version]
 
 
-def _document(corpus: str, source: str) -> list[models.Condition]:
+def _tenant(tenant: str) -> models.FieldCondition:
+    return models.FieldCondition(key="tenant", match=models.MatchValue(value=tenant))
+
+
+def _document(corpus: str, source: str, tenant: str) -> list[models.Condition]:
     return [
+        _tenant(tenant),
         models.FieldCondition(key="corpus", match=models.MatchValue(value=corpus)),
         models.FieldCondition(key="source", match=models.MatchValue(value=source)),
     ]
 
 
-def _source_filter(sources: Sequence[str] | None) -> models.Filter | None:
-    if not sources:
-        return None
-    return models.Filter(
-        must=[models.FieldCondition(key="source", match=models.MatchAny(any=list(sources)))]
-    )
+def _source_filter(sources: Sequence[str] | None, tenant: str) -> models.Filter:
+    must: list[models.Condition] = [_tenant(tenant)]
+    if sources:
+        must.append(models.FieldCondition(key="source", match=models.MatchAny(any=list(sources))))
+    return models.Filter(must=must)
 
 
 class QdrantStore:
@@ -188,6 +193,14 @@ class QdrantStore:
                         self._client.create_payload_index(
                             self.collection, field, models.PayloadSchemaType.KEYWORD
                         )
+                    # is_tenant: the server co-locates each tenant's points for filtered search.
+                    self._client.create_payload_index(
+                        self.collection,
+                        "tenant",
+                        models.KeywordIndexParams(
+                            type=models.KeywordIndexType.KEYWORD, is_tenant=True
+                        ),
+                    )
                 return
             found = self._client.get_collection(self.collection).config.metadata or {}
         mismatched = {k: (found.get(k), v) for k, v in wanted.items() if found.get(k) != v}
@@ -214,6 +227,7 @@ class QdrantStore:
                     SPARSE: models.SparseVector(indices=p.sparse.indices, values=p.sparse.values),
                 },
                 payload={
+                    "tenant": p.tenant,
                     "source": p.chunk.source,
                     "corpus": p.corpus,
                     "title": p.chunk.title,
@@ -233,17 +247,27 @@ class QdrantStore:
         with self._guard():
             self._client.upsert(self.collection, points=structs, wait=True)
 
-    def set_aliases(self, corpus: str, source: str, aliases: Sequence[str]) -> None:
+    def set_aliases(
+        self, corpus: str, source: str, aliases: Sequence[str], tenant: str = "default"
+    ) -> None:
         """Record the other names under which a document's exact content was found."""
-        selector = models.FilterSelector(filter=models.Filter(must=_document(corpus, source)))
+        selector = models.FilterSelector(
+            filter=models.Filter(must=_document(corpus, source, tenant))
+        )
         with self._guard():
             self._client.set_payload(
                 self.collection, payload={"aliases": list(aliases)}, points=selector, wait=True
             )
 
-    def delete_document(self, corpus: str, source: str, keep_doc_hash: str | None = None) -> None:
+    def delete_document(
+        self,
+        corpus: str,
+        source: str,
+        keep_doc_hash: str | None = None,
+        tenant: str = "default",
+    ) -> None:
         """Delete a document's chunks; with `keep_doc_hash`, only those of older versions."""
-        must = _document(corpus, source)
+        must = _document(corpus, source, tenant)
         must_not: list[models.Condition] = []
         if keep_doc_hash is not None:
             must_not.append(
@@ -258,15 +282,14 @@ class QdrantStore:
         with self._guard():
             return int(self._client.count(self.collection, exact=True).count)
 
-    def indexed_documents(self, corpus: str | None = None) -> dict[str, IndexedDocument]:
-        """Documents in the store, from chunk payloads (the store is the sync state)."""
-        scroll_filter = (
-            models.Filter(
-                must=[models.FieldCondition(key="corpus", match=models.MatchValue(value=corpus))]
-            )
-            if corpus is not None
-            else None
-        )
+    def indexed_documents(
+        self, corpus: str | None = None, tenant: str = "default"
+    ) -> dict[str, IndexedDocument]:
+        """One tenant's documents, from chunk payloads (the store is the sync state)."""
+        must: list[models.Condition] = [_tenant(tenant)]
+        if corpus is not None:
+            must.append(models.FieldCondition(key="corpus", match=models.MatchValue(value=corpus)))
+        scroll_filter = models.Filter(must=must)
         found: dict[str, IndexedDocument] = {}
         offset: Any = None
         while True:
@@ -291,7 +314,8 @@ class QdrantStore:
                 payload = record.payload or {}
                 source = str(payload["source"])
                 document = found.setdefault(
-                    source, IndexedDocument(source=source, corpus=str(payload["corpus"]))
+                    source,
+                    IndexedDocument(source=source, corpus=str(payload["corpus"]), tenant=tenant),
                 )
                 version = str(payload["doc_hash"])
                 document.chunks += 1
@@ -315,14 +339,16 @@ class QdrantStore:
         top_k: int,
         prefetch_limit: int,
         sources: Sequence[str] | None = None,
+        tenant: str = "default",
         *,
         fusion: Fusion = "rrf",
         evidence_limit: int = 0,
     ) -> list[Hit]:
-        """Hybrid search in the engine: dense and BM25 prefetch, fused by Qdrant (RRF or
-        DBSF). With `evidence_limit`, the dense-only and BM25-only top lists come back in the
-        same request, and each hit carries its cosine and ranks in them (for refusal)."""
-        query_filter = _source_filter(sources)
+        """Hybrid search in the engine, only ever over the tenant's chunks: dense and BM25
+        prefetch, fused by Qdrant (RRF or DBSF). With `evidence_limit`, the dense-only and
+        BM25-only top lists come back in the same request, and each hit carries its cosine and
+        ranks in them (for refusal)."""
+        query_filter = _source_filter(sources, tenant)
         limit = max(prefetch_limit, top_k)
         sparse_query = models.SparseVector(indices=sparse.indices, values=sparse.values)
         prefetch = [
@@ -378,6 +404,7 @@ class QdrantStore:
         vector: list[float] | SparseVector,
         top_k: int,
         sources: Sequence[str] | None = None,
+        tenant: str = "default",
     ) -> list[Hit]:
         """One retriever alone (`DENSE` or `SPARSE`): the baselines hybrid search must beat."""
         query: list[float] | models.SparseVector = (
@@ -390,7 +417,7 @@ class QdrantStore:
                 self.collection,
                 query=query,
                 using=using,
-                query_filter=_source_filter(sources),
+                query_filter=_source_filter(sources, tenant),
                 limit=top_k,
                 with_payload=True,
             )

@@ -33,6 +33,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExport
 from prometheus_client import CollectorRegistry
 
 from .errors import ConfigurationError
+from .guard import RedactingFilter, RedactingSpanExporter
 from .settings import Settings
 
 # Seconds-scale buckets (the OpenTelemetry semantic-convention advice for durations).
@@ -83,6 +84,8 @@ def build_tracer_provider(settings: Settings) -> TracerProvider:
 
         exporter = OTLPSpanExporter(endpoint=settings.otlp_endpoint)
     if exporter is not None:
+        if settings.redact_pii:
+            exporter = RedactingSpanExporter(exporter)
         provider.add_span_processor(BatchSpanProcessor(exporter))
     return provider
 
@@ -264,6 +267,8 @@ def configure_logging(settings: Settings) -> None:
         handler.setFormatter(JsonFormatter())
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    if settings.redact_pii:
+        handler.addFilter(RedactingFilter())
     root.addHandler(handler)
     root.setLevel(settings.log_level.upper())
     # One line per HTTP call of the embedding or judge client is noise at INFO.

@@ -15,7 +15,10 @@ from ..container import Services, build_services
 from ..settings import PROJECT_NAME, Settings
 from ..telemetry import current_trace_id
 from .errors import install_error_handlers
+from .limits import BodyLimit
+from .openapi import document_limits
 from .routes import documents, health, v1
+from .security import Authenticator
 
 
 class TraceHeaderMiddleware:
@@ -44,10 +47,12 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     """Build the API. Pass `services` to share already-built components (tests, CLI)."""
     settings = settings or (services.settings if services else Settings())
     built = services or build_services(settings)
+    authenticator = Authenticator(built.settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.services = built
+        authenticator.announce()
         # Uploads accepted before a restart (or a crash) are in the inbox: finish them.
         built.jobs.submit_inbox()
         yield
@@ -61,13 +66,16 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         lifespan=lifespan,
     )
     app.state.services = built
+    app.state.authenticator = authenticator
     app.include_router(health)
     app.include_router(v1)
     app.include_router(documents)
     install_error_handlers(app)
+    document_limits(app, built.settings)
 
     app.add_middleware(TraceHeaderMiddleware)
 
+    app.add_middleware(BodyLimit, settings=built.settings)
     FastAPIInstrumentor.instrument_app(
         app,
         tracer_provider=built.tracer_provider,

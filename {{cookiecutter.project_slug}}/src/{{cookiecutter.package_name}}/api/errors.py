@@ -1,8 +1,12 @@
-"""Every error is JSON with a message a person can act on, and the trace id to look up."""
+"""Every error is RFC 9457 problem+json: a `detail` a person can act on, and the trace id."""
 
 from __future__ import annotations
 
 import logging
+import re
+from collections.abc import Mapping
+from http import HTTPStatus
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -11,13 +15,45 @@ from starlette.exceptions import HTTPException
 
 from ..errors import ServiceError
 from ..telemetry import current_trace_id
-from .schemas import ErrorBody, ErrorResponse
+from .schemas import Problem
 
 log = logging.getLogger(__name__)
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+
+
+def _phrase(status: int, kind: str) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return kind
+
+
+def problem_body(status: int, kind: str, message: str, instance: str) -> dict[str, Any]:
+    """`type` names the kind of problem (stable, for code); `detail` is this occurrence."""
+    if kind == "HTTPError":  # Starlette's own (404 route, 405 method): named by the status
+        slug = _phrase(status, kind).lower().replace(" ", "-")
+    else:
+        # CamelCase to kebab-case, acronyms kept whole: LLMUnavailableError -> llm-unavailable
+        name = kind.removesuffix("Error") or kind
+        slug = re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "-", name).lower()
+    return Problem(
+        type=f"urn:problem:{slug}",
+        title=_phrase(status, kind),
+        status=status,
+        detail=message,
+        instance=instance,
+        trace_id=current_trace_id(),
+    ).model_dump()
 
 
 def _error(
-    request: Request, status: int, kind: str, message: str, *, logged: bool = False
+    request: Request,
+    status: int,
+    kind: str,
+    message: str,
+    *,
+    logged: bool = False,
+    headers: Mapping[str, str] | None = None,
 ) -> JSONResponse:
     """The JSON error body; logs one line for it unless the caller `logged` it already."""
     if not logged:
@@ -31,8 +67,12 @@ def _error(
             message,
             extra={"http_status": status, "error_type": kind},
         )
-    body = ErrorResponse(error=ErrorBody(type=kind, message=message, trace_id=current_trace_id()))
-    return JSONResponse(status_code=status, content=body.model_dump())
+    return JSONResponse(
+        status_code=status,
+        content=problem_body(status, kind, message, request.url.path),
+        media_type=PROBLEM_MEDIA_TYPE,
+        headers=headers,
+    )
 
 
 def _describe(exc: RequestValidationError) -> str:
@@ -46,7 +86,9 @@ def _describe(exc: RequestValidationError) -> str:
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ServiceError)
     async def service_error(request: Request, exc: ServiceError) -> JSONResponse:
-        return _error(request, exc.status_code, type(exc).__name__, exc.message)
+        return _error(
+            request, exc.status_code, type(exc).__name__, exc.message, headers=exc.headers
+        )
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -54,7 +96,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
-        return _error(request, exc.status_code, "HTTPError", str(exc.detail))
+        return _error(request, exc.status_code, "HTTPError", str(exc.detail), headers=exc.headers)
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:

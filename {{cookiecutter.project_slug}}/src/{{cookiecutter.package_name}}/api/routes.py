@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Annotated
 
 import anyio
@@ -16,18 +16,19 @@ from starlette.concurrency import run_in_threadpool
 
 from ..answer import AnswerEvent, Final
 from ..container import Services
-from ..domain import Query
+from ..domain import Answer, Query
 from ..errors import BadRequestError, NotFoundError, PayloadTooLargeError, ServiceError
 from ..ingest.uploads import safe_filename
 from ..telemetry import current_trace_id
+from .errors import PROBLEM_MEDIA_TYPE, problem_body
+from .limits import check_search_limits
 from .schemas import (
     DocumentDeleted,
     DocumentList,
     DocumentOut,
-    ErrorBody,
-    ErrorResponse,
     HitOut,
     IngestionJobOut,
+    Problem,
     QueryRequest,
     QueryResponse,
     Readiness,
@@ -35,6 +36,7 @@ from .schemas import (
     RetrieveResponse,
     SearchOptions,
 )
+from .security import AdminCaller, Caller, IngestCaller, QueryCaller
 
 
 def get_services(request: Request) -> Services:
@@ -45,10 +47,11 @@ def get_services(request: Request) -> Services:
 log = logging.getLogger(__name__)
 ServicesDep = Annotated[Services, Depends(get_services)]
 _ERRORS: dict[int | str, dict[str, object]] = {
-    code: {"model": ErrorResponse} for code in (400, 422, 500, 503)
+    code: {"model": Problem, "content": {PROBLEM_MEDIA_TYPE: {}}}
+    for code in (400, 401, 403, 413, 422, 429, 500, 503)
 }
 _DOCUMENT_ERRORS: dict[int | str, dict[str, object]] = {
-    code: {"model": ErrorResponse} for code in (404, 409, 413, 415)
+    code: {"model": Problem, "content": {PROBLEM_MEDIA_TYPE: {}}} for code in (404, 409, 415)
 }
 _READ_BLOCK = 1 << 20
 
@@ -57,7 +60,8 @@ v1 = APIRouter(prefix="/v1", tags=["search"], responses=_ERRORS)
 documents = APIRouter(prefix="/v1", tags=["documents"], responses=_ERRORS | _DOCUMENT_ERRORS)
 
 
-def _query(services: Services, text: str, body: SearchOptions) -> Query:
+def _query(services: Services, text: str, body: SearchOptions, caller: Caller) -> Query:
+    check_search_limits(services.settings, text, body)
     top_k = body.top_k or services.settings.default_top_k
     if top_k > services.settings.max_top_k:
         raise BadRequestError(
@@ -65,7 +69,7 @@ def _query(services: Services, text: str, body: SearchOptions) -> Query:
             "(RAG_MAX_TOP_K); ask for fewer hits."
         )
     sources = body.filters.source if body.filters else None
-    return Query(text=text, top_k=top_k, sources=sources)
+    return Query(text=text, top_k=top_k, sources=sources, tenant=caller.tenant)
 
 
 @health.get("/healthz")
@@ -94,7 +98,7 @@ def readyz(services: ServicesDep) -> JSONResponse:
 
 
 @health.get("/metrics", include_in_schema=False)
-def metrics(services: ServicesDep) -> Response:
+def metrics(services: ServicesDep, caller: AdminCaller) -> Response:
     """Prometheus scrape endpoint (RAG_METRICS_EXPORTER=prometheus); 404 otherwise."""
     registry = services.prometheus_registry
     if registry is None:
@@ -106,9 +110,10 @@ def metrics(services: ServicesDep) -> Response:
 
 
 @v1.post("/retrieve", response_model=RetrieveResponse)
-def retrieve(body: RetrieveRequest, services: ServicesDep) -> RetrieveResponse:
+def retrieve(body: RetrieveRequest, services: ServicesDep, caller: QueryCaller) -> RetrieveResponse:
     """Hybrid (dense + BM25) search; hits are ranked by Qdrant's reciprocal rank fusion."""
-    hits = services.retriever.retrieve(_query(services, body.query, body))
+    hits = services.retriever.retrieve(_query(services, body.query, body, caller))
+    services.audit.query(caller.key_id, caller.tenant, current_trace_id(), body.query, hits)
     return RetrieveResponse(hits=[HitOut.of(h) for h in hits], trace_id=current_trace_id())
 
 
@@ -126,18 +131,26 @@ _SSE_DOC: dict[int | str, dict[str, object]] = {
 
 
 @v1.post("/query", response_model=QueryResponse, responses=_SSE_DOC)
-def query(body: QueryRequest, services: ServicesDep, request: Request) -> Response:
+def query(
+    body: QueryRequest, services: ServicesDep, caller: QueryCaller, request: Request
+) -> Response:
     """Answer a question from the documents, citing them; refuses when they do not say."""
-    hits = services.retriever.retrieve(_query(services, body.question, body))
+    hits = services.retriever.retrieve(_query(services, body.question, body, caller))
+    trace = current_trace_id()
+
+    def audit(answer: Answer) -> None:
+        services.audit.query(caller.key_id, caller.tenant, trace, body.question, hits, answer)
+
     if body.stream:
         events = services.answerer.stream(body.question, hits)
         return StreamingResponse(
-            _sse_events(events, request, current_trace_id()),
+            _sse_events(events, request, trace, on_final=audit),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
     answer = services.answerer.answer(body.question, hits)
-    return JSONResponse(QueryResponse.of(answer, current_trace_id()).model_dump())
+    audit(answer)
+    return JSONResponse(QueryResponse.of(answer, trace).model_dump())
 
 
 def _blocks(upload: UploadFile) -> Iterator[bytes]:
@@ -148,6 +161,7 @@ def _blocks(upload: UploadFile) -> Iterator[bytes]:
 @documents.post("/documents", status_code=202, response_model=IngestionJobOut)
 def upload_documents(
     services: ServicesDep,
+    caller: IngestCaller,
     response: Response,
     files: Annotated[list[UploadFile], File(description="One or more documents.")],
 ) -> IngestionJobOut:
@@ -170,43 +184,48 @@ def upload_documents(
                 "limit per file (RAG_MAX_FILE_BYTES)."
             )
     saved = [
-        services.jobs.inbox.save(name, _blocks(upload))
+        services.jobs.inbox(caller.tenant).save(name, _blocks(upload))
         for name, upload in zip(names, files, strict=True)
     ]
-    job = services.jobs.submit(saved)
+    job = services.jobs.submit(saved, caller.tenant)
+    services.audit.upload(caller.key_id, caller.tenant, current_trace_id(), job.id, saved)
     response.headers["Location"] = f"/v1/ingestions/{job.id}"
     return IngestionJobOut.of(job)
 
 
 @documents.get("/ingestions/{job_id}", response_model=IngestionJobOut)
-def ingestion_job(job_id: str, services: ServicesDep) -> IngestionJobOut:
+def ingestion_job(job_id: str, services: ServicesDep, caller: IngestCaller) -> IngestionJobOut:
     """Progress of an ingestion job and the outcome of each of its files."""
-    return IngestionJobOut.of(services.jobs.get(job_id))
+    return IngestionJobOut.of(services.jobs.get(job_id, caller.tenant))
 
 
 @documents.get("/documents", response_model=DocumentList)
 def list_documents(
     services: ServicesDep,
+    caller: IngestCaller,
     corpus: Annotated[str | None, QueryParam(description="Only this corpus.")] = None,
 ) -> DocumentList:
-    """Every stored document: source, hash, chunk count, when it was ingested."""
-    indexed = services.store.indexed_documents(corpus)
+    """Every stored document of your tenant: source, hash, chunk count, when it was ingested."""
+    indexed = services.store.indexed_documents(corpus, caller.tenant)
     return DocumentList(
         documents=[DocumentOut.of(d) for d in sorted(indexed.values(), key=lambda d: d.id)]
     )
 
 
 @documents.delete("/documents/{document_id}", response_model=DocumentDeleted)
-def delete_document(document_id: str, services: ServicesDep) -> DocumentDeleted:
+def delete_document(
+    document_id: str, services: ServicesDep, caller: IngestCaller
+) -> DocumentDeleted:
     """Delete a document's chunks (and, for an upload, its file)."""
-    found = next(
-        (d for d in services.store.indexed_documents().values() if d.id == document_id), None
-    )
+    indexed = services.store.indexed_documents(tenant=caller.tenant)
+    found = next((d for d in indexed.values() if d.id == document_id), None)
     if found is None:
         raise NotFoundError(
             f"No document with id {document_id!r}; GET /v1/documents lists the ids."
         )
-    outcome = services.jobs.delete_document(found.corpus, found.source)
+    outcome = services.jobs.delete_document(found.corpus, found.source, caller.tenant)
+    trace = current_trace_id()
+    services.audit.delete(caller.key_id, caller.tenant, trace, document_id, found.source)
     return DocumentDeleted(
         id=document_id,
         corpus=found.corpus,
@@ -221,7 +240,10 @@ def _sse(event: str, data: str) -> str:
 
 
 async def _sse_events(
-    events: Iterator[AnswerEvent], request: Request, trace_id: str
+    events: Iterator[AnswerEvent],
+    request: Request,
+    trace_id: str,
+    on_final: Callable[[Answer], None],
 ) -> AsyncIterator[str]:
     """Token events, then `final` (or `error`). A client that disconnects stops generation:
     closing the answer stream closes the model's HTTP stream."""
@@ -231,21 +253,25 @@ async def _sse_events(
             if event is None:
                 break
             if isinstance(event, Final):
+                await run_in_threadpool(on_final, event.answer)
                 yield _sse("final", QueryResponse.of(event.answer, trace_id).model_dump_json())
                 break
             yield _sse("token", json.dumps({"text": event.text}))
     except ServiceError as exc:  # headers are sent: the error travels as an event
         log.error("POST /v1/query stream -> %s: %s", type(exc).__name__, exc.message)
-        error = ErrorBody(type=type(exc).__name__, message=exc.message, trace_id=trace_id)
-        yield _sse("error", ErrorResponse(error=error).model_dump_json())
+        yield _sse("error", _problem(exc.status_code, type(exc).__name__, exc.message, trace_id))
     except Exception:
         log.exception("unhandled error in POST /v1/query stream (trace %s)", trace_id)
         message = f"Internal error; the server log has it under trace id {trace_id}."
-        error = ErrorBody(type="InternalError", message=message, trace_id=trace_id)
-        yield _sse("error", ErrorResponse(error=error).model_dump_json())
+        yield _sse("error", _problem(500, "InternalError", message, trace_id))
     finally:
         with anyio.CancelScope(shield=True):
             await run_in_threadpool(_close, events)
+
+
+def _problem(status: int, kind: str, message: str, trace_id: str) -> str:
+    """An RFC 9457 problem as an SSE `error` event (the status line was sent already)."""
+    return json.dumps({**problem_body(status, kind, message, "/v1/query"), "trace_id": trace_id})
 
 
 def _close(events: Iterator[AnswerEvent]) -> None:

@@ -126,14 +126,15 @@ class QueryResponse(BaseModel):
         )
 
 
-class ErrorBody(BaseModel):
-    type: str
-    message: str
-    trace_id: str
+class Problem(BaseModel):
+    """RFC 9457 problem details (media type application/problem+json), plus the trace id."""
 
-
-class ErrorResponse(BaseModel):
-    error: ErrorBody
+    type: str = Field(description="URI naming the kind of problem, e.g. urn:problem:bad-request.")
+    title: str = Field(description="Short summary of the kind (the HTTP status phrase).")
+    status: int
+    detail: str = Field(description="What went wrong this time and what to do about it.")
+    instance: str = Field(description="The request path.")
+    trace_id: str = Field(description="Look the request up in traces and logs with this.")
 
 
 class Readiness(BaseModel):

@@ -79,7 +79,8 @@ def evaluate(
     results = []
     for item in items:
         started = time.perf_counter()
-        hits = services.retriever.retrieve(Query(text=item.question, top_k=k))
+        query = Query(text=item.question, top_k=k, tenant=services.settings.tenant)
+        hits = services.retriever.retrieve(query)
         retrieved_at = time.perf_counter()
         answer = services.answerer.answer(item.question, hits)
         answered_at = time.perf_counter()

@@ -3,6 +3,7 @@ while queries keep being answered; a job reports its progress and per-file outco
 
 Jobs live in memory (a restart forgets them); the files they ingest do not: they are in the
 upload inbox before a job is created, and a start-up job ingests whatever the inbox holds.
+Each tenant has its own inbox folder, jobs and documents; a job id of another tenant is 404.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ class IngestionJob:
     id: str
     corpus: str
     files: list[str]
+    tenant: str = "default"
     status: JobStatus = "queued"
     total: int = 0
     done: int = 0
@@ -60,42 +62,53 @@ class IngestionJobs:
 
     def __init__(self, ingestor: Ingestor, inbox: UploadInbox, corpus: str) -> None:
         self._ingestor = ingestor
-        self.inbox = inbox
+        self._inbox = inbox  # its folder holds one inbox folder per tenant
         self.corpus = corpus
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-job")
         self._jobs: dict[str, IngestionJob] = {}
         self._jobs_lock = threading.Lock()
         self.writer = threading.Lock()
 
-    def submit(self, paths: list[Path]) -> IngestionJob:
-        job = IngestionJob(id=uuid.uuid4().hex, corpus=self.corpus, files=[p.name for p in paths])
+    def inbox(self, tenant: str) -> UploadInbox:
+        return UploadInbox(self._inbox.folder / tenant, self._inbox.max_bytes)
+
+    def submit(self, paths: list[Path], tenant: str = "default") -> IngestionJob:
+        job = IngestionJob(
+            id=uuid.uuid4().hex, corpus=self.corpus, files=[p.name for p in paths], tenant=tenant
+        )
         with self._jobs_lock:
             self._jobs[job.id] = job
             self._forget_old()
         self._executor.submit(self._run, job, lambda: paths)
         return job
 
-    def submit_inbox(self) -> IngestionJob | None:
-        """Ingest everything in the inbox (at start-up: uploads accepted before a crash)."""
-        if not self.inbox.files():
-            return None
-        job = IngestionJob(id=uuid.uuid4().hex, corpus=self.corpus, files=["*"])
-        with self._jobs_lock:
-            self._jobs[job.id] = job
-        self._executor.submit(self._run, job, self.inbox.files)
-        return job
+    def submit_inbox(self) -> list[IngestionJob]:
+        """Ingest everything in the inboxes (at start-up: uploads accepted before a crash)."""
+        root = self._inbox.folder
+        tenants = sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+        jobs = []
+        for tenant in tenants:
+            inbox = self.inbox(tenant)
+            if not inbox.files():
+                continue
+            job = IngestionJob(id=uuid.uuid4().hex, corpus=self.corpus, files=["*"], tenant=tenant)
+            with self._jobs_lock:
+                self._jobs[job.id] = job
+            self._executor.submit(self._run, job, inbox.files)
+            jobs.append(job)
+        return jobs
 
-    def get(self, job_id: str) -> IngestionJob:
+    def get(self, job_id: str, tenant: str = "default") -> IngestionJob:
         with self._jobs_lock:
             job = self._jobs.get(job_id)
-        if job is None:
+        if job is None or job.tenant != tenant:  # another tenant's job does not exist for you
             raise NotFoundError(
                 f"No ingestion job {job_id!r}: job ids come from POST /v1/documents, and "
                 "jobs are forgotten when the service restarts."
             )
         return job
 
-    def delete_document(self, corpus: str, source: str) -> FileOutcome:
+    def delete_document(self, corpus: str, source: str, tenant: str = "default") -> FileOutcome:
         """Delete a document (and its uploaded file); refuses while a job is writing."""
         if not self.writer.acquire(timeout=5):
             raise ConflictError(
@@ -104,13 +117,14 @@ class IngestionJobs:
             )
         try:
             uploaded = corpus == self.corpus
-            outcome = self._ingestor.delete(
-                corpus, source, root=self.inbox.folder if uploaded else None
+            inbox = self.inbox(tenant)
+            outcome = self._ingestor.for_tenant(tenant).delete(
+                corpus, source, root=inbox.folder if uploaded else None
             )
             if outcome is None:
                 raise NotFoundError(f"No document {source!r} in corpus {corpus!r}.")
             if uploaded:
-                self.inbox.remove(source)
+                inbox.remove(source)
             return outcome
         finally:
             self.writer.release()
@@ -124,7 +138,9 @@ class IngestionJobs:
             with self.writer:
                 files = [p for p in paths() if p.exists()]
                 job.files = [p.name for p in files]
-                self._ingestor.add_files(self.inbox.folder, files, job.corpus, progress=job)
+                self._ingestor.for_tenant(job.tenant).add_files(
+                    self.inbox(job.tenant).folder, files, job.corpus, progress=job
+                )
             job.status = "succeeded"
         except ServiceError as exc:
             job.status, job.error = "failed", exc.message

@@ -24,7 +24,6 @@ import frontmatter
 import pypdf
 import yaml
 from bs4 import BeautifulSoup, Tag
-from docx.opc.exceptions import PackageNotFoundError
 from pypdf.errors import PyPdfError
 
 from ..domain import Segment
@@ -260,7 +259,9 @@ def parse_docx(raw: bytes, max_bytes: int) -> Parsed:
         )
     try:
         document = docx.Document(io.BytesIO(raw))
-    except (PackageNotFoundError, KeyError, ValueError, zipfile.BadZipFile) as exc:
+    # Any exception: python-docx fails on hostile zips in many ways (e.g. AttributeError on a
+    # bare [Content_Types].xml); the file is skipped with the reason, the job goes on.
+    except Exception as exc:
         raise SkippedFileError(
             f"is not a valid .docx ({exc}); open and save it again in Word"
         ) from exc

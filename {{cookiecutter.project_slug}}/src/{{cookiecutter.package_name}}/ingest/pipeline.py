@@ -6,8 +6,10 @@ its old ones are deleted, so a crash in between leaves the old or both versions,
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
+import re
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -19,6 +21,7 @@ from opentelemetry.trace import Tracer
 from ..domain import Chunk, Document, Point
 from ..embeddings import DenseEncoder, SparseEncoder
 from ..errors import BadRequestError
+from ..settings import TENANT_PATTERN
 from ..store import IndexedDocument, QdrantStore
 from ..telemetry import RagMetrics
 from .chunk import Chunker, chunk_id
@@ -97,9 +100,12 @@ def _batched(items: list[Chunk], size: int) -> Iterator[list[Chunk]]:
 _READ_DETAILS = frozenset({"encoding"})
 
 
-def chunk_document(chunker: Chunker, document: Document, corpus: str) -> list[Chunk]:
+def chunk_document(
+    chunker: Chunker, document: Document, corpus: str, tenant: str = "default"
+) -> list[Chunk]:
     """Chunk each part (a page, a row) on its own, so no chunk crosses a page or a record,
-    then number the chunks across the whole document and give each its part's metadata."""
+    then number the chunks across the whole document and give each its part's metadata.
+    Ids include the tenant: two tenants' identical files must never share a point."""
     pieces = [
         (chunk, {k: v for k, v in part.metadata.items() if k not in _READ_DETAILS})
         for part in document.parts()
@@ -109,7 +115,7 @@ def chunk_document(chunker: Chunker, document: Document, corpus: str) -> list[Ch
         replace(
             chunk,
             index=index,
-            id=chunk_id(corpus, document.source, index, chunk.content_hash),
+            id=chunk_id(f"{tenant}/{corpus}", document.source, index, chunk.content_hash),
             doc_chunks=len(pieces),
             metadata=metadata,
         )
@@ -131,7 +137,9 @@ class Ingestor:
         metrics: RagMetrics | None = None,
         legacy_encoding: str = "cp1252",
         record_fields: RecordFields | None = None,
+        tenant: str = "default",
     ) -> None:
+        self.tenant = tenant  # every document this ingestor reads, writes or deletes
         self._store = store
         self._dense = dense
         self._sparse = sparse
@@ -143,13 +151,24 @@ class Ingestor:
         self._legacy_encoding = legacy_encoding
         self._record_fields = record_fields or RecordFields()
 
+    def for_tenant(self, tenant: str) -> Ingestor:
+        """The same ingestor, working on another tenant's documents."""
+        if not re.match(TENANT_PATTERN, tenant):
+            raise BadRequestError(
+                f"Tenant {tenant!r} is not a plain name: use lower-case letters, digits, '-' "
+                "and '_' (at most 63), e.g. legal-team."
+            )
+        other = copy.copy(self)
+        other.tenant = tenant
+        return other
+
     def load(self, path: Path, root: Path) -> Document:
         return load_document(
             path, root, self._max_file_bytes, self._legacy_encoding, self._record_fields
         )
 
     def chunk(self, document: Document, corpus: str) -> list[Chunk]:
-        return chunk_document(self.chunker, document, corpus)
+        return chunk_document(self.chunker, document, corpus, self.tenant)
 
     def write_chunks(
         self, chunks: Iterable[Chunk], corpus: str, aliases: Sequence[str] = ()
@@ -170,7 +189,14 @@ class Ingestor:
                 span.set_attribute("upsert.points", len(batch))
                 self._store.upsert(
                     [
-                        Point(chunk=c, dense=d, sparse=s, corpus=corpus, aliases=tuple(aliases))
+                        Point(
+                            chunk=c,
+                            dense=d,
+                            sparse=s,
+                            corpus=corpus,
+                            aliases=tuple(aliases),
+                            tenant=self.tenant,
+                        )
                         for c, d, s in zip(batch, dense, sparse, strict=True)
                     ]
                 )
@@ -201,7 +227,7 @@ class Ingestor:
     def delete(self, corpus: str, source: str, root: Path | None = None) -> FileOutcome | None:
         """Delete one document by source; None when the corpus has no such document.
         `root` is where its duplicates' files are, should one have to take over."""
-        indexed = self._store.indexed_documents(corpus)
+        indexed = self._store.indexed_documents(corpus, self.tenant)
         if source not in indexed:
             return None
         with self._tracer.start_as_current_span("ingest") as span:
@@ -228,7 +254,7 @@ class Ingestor:
         with self._tracer.start_as_current_span("ingest") as run_span:
             run_span.set_attribute("ingest.corpus", corpus)
             run_span.set_attribute("ingest.root", str(root))
-            indexed = self._store.indexed_documents(corpus)
+            indexed = self._store.indexed_documents(corpus, self.tenant)
             seen = {path.relative_to(root).as_posix() for path in files}
             # Duplicates' names first, so a holder that goes hands over to a name that stays.
             gone = sorted(set(indexed) - seen, key=lambda s: (indexed[s].alias_of is None, s))
@@ -275,7 +301,7 @@ class Ingestor:
                 if holder is not None:
                     holder.aliases = remaining
                 if not dry_run:
-                    self._store.set_aliases(corpus, document.alias_of, remaining)
+                    self._store.set_aliases(corpus, document.alias_of, remaining, self.tenant)
                 return FileOutcome(
                     source, "deleted", reason=f"was a duplicate of {document.alias_of}"
                 )
@@ -288,7 +314,7 @@ class Ingestor:
                     self._promote(corpus, heir, others, root)
                 indexed[heir] = replace(document, source=heir, aliases=others, alias_of=None)
             if not dry_run:
-                self._store.delete_document(corpus, source)
+                self._store.delete_document(corpus, source, tenant=self.tenant)
             return FileOutcome(source, "deleted", document.chunks, reason=reason)
 
     def _promote(self, corpus: str, heir: str, others: list[str], root: Path | None) -> None:
@@ -363,6 +389,7 @@ class Ingestor:
             indexed[source] = IndexedDocument(
                 source=source,
                 corpus=corpus,
+                tenant=self.tenant,
                 chunks=len(chunks),
                 stored={version: len(chunks)},
                 declared={version: len(chunks)},
@@ -374,7 +401,9 @@ class Ingestor:
             self.write_chunks(chunks, corpus)
             if previous is not None:
                 # The new version is complete; only now drop the chunks of every other one.
-                self._store.delete_document(corpus, source, keep_doc_hash=version)
+                self._store.delete_document(
+                    corpus, source, keep_doc_hash=version, tenant=self.tenant
+                )
             return outcome
 
     @staticmethod
@@ -403,4 +432,4 @@ class Ingestor:
         holder.aliases = sorted({*holder.aliases, source})
         indexed[source] = replace(holder, source=source, aliases=[], alias_of=holder.source)
         if not dry_run:
-            self._store.set_aliases(corpus, holder.source, holder.aliases)
+            self._store.set_aliases(corpus, holder.source, holder.aliases, self.tenant)

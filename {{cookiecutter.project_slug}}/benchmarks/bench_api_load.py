@@ -1,0 +1,277 @@
+"""Load on the HTTP API: mixed queries and uploads from several concurrent clients, then
+proof that no accepted upload was lost.
+
+Starts `serve` (embedded store, API keys on) as a subprocess on a free 127.0.0.1 port over a
+fresh data folder holding the sample corpus, and drives it with asyncio + httpx:
+  1. baseline  GET /healthz at the same concurrency: the HTTP floor of this machine
+  2. load      a fixed number of requests (queries, and uploads of small unique documents),
+               from --clients concurrent clients over two tenants' keys; stops at --requests or
+               --time-limit, whichever comes first
+  3. proof     waits for the ingestion jobs, then checks every upload that got a 2xx: listed by
+               GET /v1/documents, and found by a question only it answers; and that the audit
+               log has one line per accepted request
+Prints throughput and p50/p95/p99 latency per kind, and the ratio to the baseline; exits 1 on
+any error or any lost upload. Rate limiting is off here (RAG_RATE_LIMIT_PER_MINUTE=0): this
+measures the service, not the limiter.
+
+    uv run python benchmarks/bench_api_load.py [--requests 300] [--clients 8] [--time-limit 120]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from {{ cookiecutter.package_name }}.evals.metrics import percentile
+from {{ cookiecutter.package_name }}.keys import KeyStore
+from {{ cookiecutter.package_name }}.settings import PACKAGE_NAME
+
+PROJECT = Path(__file__).resolve().parents[1]
+QUESTIONS = (
+    "How many days of paid leave do employees get?",
+    "When does the FleetOS REST API v1 reach end of life?",
+    "How long is the warranty on NR-7 batteries?",
+    "How do I reset my password?",
+    "Who approves expense reports?",
+)
+WORDS = ("amber", "basalt", "cobalt", "dune", "ember", "fjord", "garnet", "heron", "indigo")
+
+
+@dataclass
+class Results:
+    latencies: dict[str, list[float]] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+    uploads: list[tuple[str, str, str, str]] = field(default_factory=list)  # key, name, code, job
+
+    def record(self, kind: str, seconds: float) -> None:
+        self.latencies.setdefault(kind, []).append(seconds)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start_server(data_dir: Path, port: int) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "RAG_DATA_DIR": str(data_dir),
+        "RAG_AUTH_MODE": "keys",
+        "RAG_RATE_LIMIT_PER_MINUTE": "0",
+        "RAG_LOG_LEVEL": "WARNING",
+    }
+    subprocess.run(
+        [sys.executable, "-m", PACKAGE_NAME, "ingest", str(PROJECT / "data" / "sample")],
+        env=env,
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+    return subprocess.Popen(
+        [sys.executable, "-m", PACKAGE_NAME, "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+async def wait_ready(client: httpx.AsyncClient, server: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise SystemExit(f"serve exited with {server.returncode}")
+        try:
+            if (await client.get("/readyz")).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        await asyncio.sleep(0.2)
+    raise SystemExit("serve did not become ready in 120 s")
+
+
+def document(code: str) -> bytes:
+    text = f"# Locker {code}\n\nThe spare badge for project {code} is kept in locker {code}.\n"
+    return text.encode()
+
+
+async def run(
+    client: httpx.AsyncClient,
+    keys: list[str],
+    total: int,
+    clients: int,
+    time_limit: float,
+    upload_share: float,
+    results: Results,
+) -> float:
+    counter = iter(range(total))
+    rng = random.Random(7)
+    deadline = time.monotonic() + time_limit
+
+    async def worker(index: int) -> None:
+        key = keys[index % len(keys)]
+        headers = {"Authorization": f"Bearer {key}"}
+        for n in counter:
+            if time.monotonic() > deadline:
+                return
+            started = time.perf_counter()
+            try:
+                if rng.random() < upload_share:
+                    code = f"{rng.choice(WORDS)}{n:05d}"
+                    name = f"locker-{code}.md"
+                    response = await client.post(
+                        "/v1/documents",
+                        files=[("files", (name, document(code)))],
+                        headers=headers,
+                    )
+                    kind = "upload"
+                    if response.is_success:
+                        results.uploads.append((key, name, code, response.json()["id"]))
+                else:
+                    response = await client.post(
+                        "/v1/query", json={"question": rng.choice(QUESTIONS)}, headers=headers
+                    )
+                    kind = "query"
+            except httpx.HTTPError as exc:
+                results.errors.append(f"{type(exc).__name__}: {exc}")
+                continue
+            results.record(kind, time.perf_counter() - started)
+            if not response.is_success:
+                results.errors.append(f"{kind} -> {response.status_code}: {response.text[:200]}")
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker(i) for i in range(clients)))
+    return time.perf_counter() - started
+
+
+async def baseline(
+    client: httpx.AsyncClient, total: int, clients: int
+) -> tuple[list[float], float]:
+    latencies: list[float] = []
+    counter = iter(range(total))
+
+    async def worker() -> None:
+        for _ in counter:
+            started = time.perf_counter()
+            (await client.get("/healthz")).raise_for_status()
+            latencies.append(time.perf_counter() - started)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(clients)))
+    return latencies, time.perf_counter() - started
+
+
+async def prove_nothing_lost(client: httpx.AsyncClient, results: Results) -> list[str]:
+    """Every upload that got a 2xx: its job finished, it is listed, a question finds it."""
+    lost = []
+    for key, name, code, job_id in results.uploads:
+        headers = {"Authorization": f"Bearer {key}"}
+        deadline = time.monotonic() + 300
+        while True:
+            job = (await client.get(f"/v1/ingestions/{job_id}", headers=headers)).json()
+            if job["status"] not in ("queued", "running") or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.2)
+        listed = (await client.get("/v1/documents", headers=headers)).json()["documents"]
+        hits = (
+            await client.post(
+                "/v1/retrieve",
+                json={"query": f"Where is the spare badge for project {code}?", "top_k": 3},
+                headers=headers,
+            )
+        ).json()["hits"]
+        if job["status"] != "succeeded":
+            lost.append(f"{name}: job {job['status']} {job.get('error', '')}")
+        elif name not in {d["source"] for d in listed}:
+            lost.append(f"{name}: not listed")
+        elif name not in {hit["source"] for hit in hits}:
+            lost.append(f"{name}: not retrieved by its own question")
+    return lost
+
+
+def line(kind: str, latencies: list[float], seconds: float) -> str:
+    ms = sorted(x * 1000 for x in latencies)
+    return (
+        f"  {kind:<8} {len(ms):>5} req  {len(ms) / seconds:7.1f} req/s   "
+        f"p50 {percentile(ms, 50):7.1f} ms  p95 {percentile(ms, 95):7.1f} ms  "
+        f"p99 {percentile(ms, 99):7.1f} ms"
+    )
+
+
+async def main_async(args: argparse.Namespace) -> int:
+    data_dir = Path(tempfile.mkdtemp(prefix="bench-load-"))
+    port = free_port()
+    store = KeyStore(data_dir / "keys.json")
+    keys = [
+        store.create(tenant, ("query", "ingest"))[1]
+        for tenant in ("default", "default", "second", "second")
+    ]
+    server = start_server(data_dir, port)
+    limits = httpx.Limits(max_connections=args.clients * 2)
+    try:
+        async with httpx.AsyncClient(
+            base_url=f"http://127.0.0.1:{port}", timeout=120, limits=limits
+        ) as client:
+            await wait_ready(client, server)
+            floor, floor_seconds = await baseline(client, args.requests // 2, args.clients)
+            results = Results()
+            seconds = await run(
+                client, keys, args.requests, args.clients, args.time_limit, args.uploads, results
+            )
+            lost = await prove_nothing_lost(client, results)
+        audit = (data_dir / "audit.jsonl").read_text("utf-8").splitlines()
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+    done = sum(len(v) for v in results.latencies.values())
+    accepted = done - len([e for e in results.errors if "->" in e])
+    events = [json.loads(x)["event"] for x in audit]
+    load_events = sum(1 for e in events if e in ("query", "upload"))
+    print(
+        f"API load: {args.clients} clients, {done} requests in {seconds:.1f} s "
+        f"({done / seconds:.1f} req/s), {len(results.uploads)} uploads accepted"
+    )
+    floor_p50 = percentile(sorted(x * 1000 for x in floor), 50)
+    print(line("healthz", floor, floor_seconds) + "   (baseline: the HTTP floor)")
+    for kind, latencies in sorted(results.latencies.items()):
+        p50 = percentile(sorted(x * 1000 for x in latencies), 50)
+        print(line(kind, latencies, seconds) + f"   p50 {p50 / floor_p50:6.1f}x baseline")
+    print(f"  errors: {len(results.errors)}")
+    for error in results.errors[:10]:
+        print(f"    {error}")
+    print(
+        f"  uploads lost: {len(lost)} of {len(results.uploads)} "
+        "(each checked: job succeeded, listed, retrieved by its own question)"
+    )
+    for problem in lost[:10]:
+        print(f"    {problem}")
+    audit_ok = load_events == accepted
+    print(f"  audit log: {load_events} query/upload lines for {accepted} accepted requests")
+    return 0 if not results.errors and not lost and audit_ok else 1
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--requests", type=int, default=300, help="requests in the load phase")
+    parser.add_argument("--clients", type=int, default=8, help="concurrent clients")
+    parser.add_argument("--time-limit", type=float, default=120.0, help="seconds, at most")
+    parser.add_argument("--uploads", type=float, default=0.2, help="share of uploads (0..1)")
+    return asyncio.run(main_async(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,102 @@
+"""The audit log: one JSON line per query, retrieval, upload and delete, appended and synced
+before the response goes out, so what was asked and by whom survives a crash.
+
+Questions are kept as their SHA-256 unless RAG_AUDIT_CONTENT=text; uploads by name, size and
+SHA-256 of the bytes (never the content).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import threading
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from .domain import Answer, Hit
+from .guard import flag_suspicious, redact
+from .settings import AuditContent
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while block := handle.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class AuditLog:
+    def __init__(
+        self, path: Path, content: AuditContent = "hash", redact_pii: bool = False
+    ) -> None:
+        self.path = path
+        self.content = content
+        self.redact_pii = redact_pii
+        self._lock = threading.Lock()
+
+    def _text(self, text: str) -> dict[str, str]:
+        if self.content == "text":
+            return {"text": redact(text) if self.redact_pii else text}
+        return {"sha256": hashlib.sha256(text.encode("utf-8")).hexdigest()}
+
+    def write(self, event: str, key_id: str, tenant: str, trace_id: str, **fields: Any) -> None:
+        record = {
+            "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
+            "event": event,
+            "key_id": key_id,
+            "tenant": tenant,
+            "trace_id": trace_id,
+            **fields,
+        }
+        line = json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n"
+        with self._lock:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            # O_APPEND: each line lands whole at the end, even with other writers.
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            try:
+                os.write(fd, line.encode("utf-8"))
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+
+    def query(
+        self,
+        key_id: str,
+        tenant: str,
+        trace_id: str,
+        question: str,
+        hits: Sequence[Hit],
+        answer: Answer | None = None,
+    ) -> None:
+        """A question (or, with no answer, a retrieval): what was asked, what came back,
+        and which retrieved chunks read like instructions to a model (also on the span)."""
+        fields: dict[str, Any] = {
+            "question": self._text(question),
+            "sources": [{"chunk_id": h.chunk_id, "source": h.source} for h in hits],
+        }
+        suspicious = flag_suspicious(hits)
+        if suspicious:
+            fields["suspicious"] = suspicious
+        if answer is not None:
+            fields["grounded"] = not answer.refused and bool(answer.citations)
+            fields["refused"] = answer.refused
+            fields["cited"] = [c.chunk_id for c in answer.citations]
+        event = "query" if answer is not None else "retrieve"
+        self.write(event, key_id, tenant, trace_id, **fields)
+
+    def upload(
+        self, key_id: str, tenant: str, trace_id: str, job_id: str, files: Sequence[Path]
+    ) -> None:
+        described = [
+            {"name": p.name, "bytes": p.stat().st_size, "sha256": sha256_of(p)} for p in files
+        ]
+        self.write("upload", key_id, tenant, trace_id, job_id=job_id, files=described)
+
+    def delete(
+        self, key_id: str, tenant: str, trace_id: str, document_id: str, source: str
+    ) -> None:
+        self.write("delete", key_id, tenant, trace_id, document_id=document_id, source=source)
