@@ -14,6 +14,8 @@ from typing import Any
 
 import pytest
 from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from {{ cookiecutter.package_name }}.answer import REFUSAL, ExtractiveAnswerer
 from {{ cookiecutter.package_name }}.container import Services, build_services
@@ -230,7 +232,10 @@ def test_service_reranks_candidates_to_top_k(
 ) -> None:
     with fake_reranker(cohere_reply) as (url, requests):
         settings = make_settings(tmp_path, model_dir, rerank_url=url, rerank_candidates=4)
-        built = build_services(settings, dense=dense, sparse=sparse)
+        spans = InMemorySpanExporter()
+        provider = TracerProvider()
+        provider.add_span_processor(SimpleSpanProcessor(spans))
+        built = build_services(settings, tracer_provider=provider, dense=dense, sparse=sparse)
         try:
             built.ingestor.ingest(corpus)
             hits = built.retriever.retrieve(Query("when is the espresso machine descaled", 1))
@@ -240,6 +245,14 @@ def test_service_reranks_candidates_to_top_k(
     assert len(hits) == 1
     assert hits[0].source == "coffee.txt"
     assert hits[0].rerank_score is not None
+    # The rerank stage is a span of its own, under the retrieval span, with what it returned.
+    by_name = {s.name: s for s in spans.get_finished_spans()}
+    rerank = by_name["rerank"]
+    assert rerank.parent is not None
+    assert rerank.parent.span_id == by_name[f"retrieval {settings.collection}"].context.span_id
+    attributes = dict(rerank.attributes or {})
+    assert attributes["rerank.candidates"] == 4
+    assert attributes["rerank.chunk_ids"] == (hits[0].chunk_id,)
 
 
 # --- the benchmark's question file -------------------------------------------------------------

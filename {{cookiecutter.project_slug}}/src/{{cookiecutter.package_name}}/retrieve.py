@@ -94,8 +94,15 @@ class Retriever:
     def _rerank(self, reranker: HostedReranker, query: Query, hits: list[Hit]) -> list[Hit]:
         with self._tracer.start_as_current_span("rerank") as span:
             span.set_attribute("rerank.url", reranker.url)
+            span.set_attribute("rerank.api", reranker.api)
+            if reranker.model:
+                span.set_attribute("gen_ai.request.model", reranker.model)
             span.set_attribute("rerank.candidates", len(hits))
-            return reranker.rerank(query.text, hits, query.top_k)
+            reranked = reranker.rerank(query.text, hits, query.top_k)
+            span.set_attribute("rerank.returned", len(reranked))
+            span.set_attribute("rerank.chunk_ids", [h.chunk_id for h in reranked])
+            span.set_attribute("rerank.scores", [h.rerank_score or 0.0 for h in reranked])
+            return reranked
 
     def close(self) -> None:
         if self._reranker is not None:

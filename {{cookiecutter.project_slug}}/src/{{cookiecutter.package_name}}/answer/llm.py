@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from contextlib import closing
 from dataclasses import dataclass, replace
 
@@ -165,7 +165,7 @@ class LLMAnswerer:
 
     def _generate(
         self, span: Span, system: str, user: str, streaming: bool
-    ) -> Iterator[str | Completion | bool]:
+    ) -> Generator[str | Completion | bool]:
         """Text deltas and the Completion; `True` once, before them, if the fallback answers."""
         options = self._options
         models = [options.model] + ([options.fallback_model] if options.fallback_model else [])
