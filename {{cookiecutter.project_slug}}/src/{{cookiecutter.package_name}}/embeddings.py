@@ -20,6 +20,7 @@ import httpx
 
 from .domain import SparseVector
 from .errors import ConfigurationError, EmbeddingError, ModelIntegrityError
+from .remote import post_json
 from .settings import Settings
 
 LOCAL_MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
@@ -168,25 +169,15 @@ class OpenAICompatibleEncoder:
         return self._dimensions
 
     def _post(self, texts: list[str]) -> list[list[float]]:
-        try:
-            response = self._client.post(
-                "/embeddings", json={"model": self.model_id, "input": texts}
-            )
-        except httpx.HTTPError as exc:
-            raise EmbeddingError(
-                f"Could not reach the embedding endpoint {self._base_url}: {exc}. "
-                "Check RAG_EMBEDDING_BASE_URL and that the server is running."
-            ) from exc
-        if response.status_code in (401, 403):
-            raise EmbeddingError(
-                f"The embedding endpoint {self._base_url} rejected the credentials "
-                f"(HTTP {response.status_code}). Check RAG_EMBEDDING_API_KEY."
-            )
-        if response.status_code >= 400:
-            raise EmbeddingError(
-                f"The embedding endpoint {self._base_url} answered HTTP {response.status_code}: "
-                f"{response.text[:200]}"
-            )
+        response = post_json(
+            self._client,
+            "/embeddings",
+            {"model": self.model_id, "input": texts},
+            what=f"the embedding endpoint {self._base_url}",
+            error=EmbeddingError,
+            unreachable_fix="Check RAG_EMBEDDING_BASE_URL and that the server is running.",
+            key_setting="RAG_EMBEDDING_API_KEY",
+        )
         try:
             rows = sorted(response.json()["data"], key=lambda row: row["index"])
             vectors = [[float(x) for x in row["embedding"]] for row in rows]

@@ -18,6 +18,7 @@ import httpx
 
 from .domain import Hit
 from .errors import RerankError
+from .remote import post_json
 from .settings import RerankApi, Settings
 
 
@@ -53,23 +54,15 @@ class HostedReranker:
         return [replace(hits[i], rerank_score=scores[i]) for i in order]
 
     def _post(self, body: dict[str, Any]) -> Any:
-        try:
-            response = self._client.post(self.url, json=body)
-        except httpx.HTTPError as exc:
-            raise RerankError(
-                f"Could not reach the reranker at {self.url}: {exc}. Check RAG_RERANK_URL, "
-                "or unset it to retrieve without reranking."
-            ) from exc
-        if response.status_code in (401, 403):
-            raise RerankError(
-                f"The reranker at {self.url} rejected the credentials (HTTP "
-                f"{response.status_code}). Check RAG_RERANK_API_KEY."
-            )
-        if response.status_code >= 400:
-            raise RerankError(
-                f"The reranker at {self.url} answered HTTP {response.status_code}: "
-                f"{response.text[:200]}"
-            )
+        response = post_json(
+            self._client,
+            self.url,
+            body,
+            what=f"the reranker at {self.url}",
+            error=RerankError,
+            unreachable_fix="Check RAG_RERANK_URL, or unset it to retrieve without reranking.",
+            key_setting="RAG_RERANK_API_KEY",
+        )
         try:
             return response.json()
         except ValueError as exc:
