@@ -12,7 +12,7 @@ fetched and unpacked by benchmarks/debian_docs.py). For each size, a fresh proce
 Peak RSS is read before step 3 (which holds every chunk text at once, unlike the pipeline).
 It should not grow with N: the pipeline streams files and embeds and writes in batches.
 
-    uv run python benchmarks/bench_ingest_corpus.py [--sizes 100 400] [--package python3.11-doc]
+    uv run python benchmarks/bench_ingest_corpus.py [--sizes 60 240] [--package python3.11-doc]
 """
 
 from __future__ import annotations
@@ -102,7 +102,7 @@ def measure(package: str, size: int) -> dict[str, Any]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--package", default="python3.11-doc")
-    parser.add_argument("--sizes", type=int, nargs="+", default=[100, 400])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[60, 240])
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)  # child: measure one size
     args = parser.parse_args()
     try:
