@@ -181,3 +181,16 @@ def test_legacy_encoded_file_lands_and_says_how_it_was_read(
     outcome = next(f for f in report.files if f.source == "menu.txt")
     assert (outcome.status, outcome.reason) == ("added", "read as cp1252")
     assert "café coûte 2 €" in texts_for(services, "How much is a coffee?")
+
+
+def test_the_same_source_in_two_corpora_is_listed_as_two_documents(
+    services: Services, corpus: Path
+) -> None:
+    first = services.ingestor.ingest(corpus, "handbook")
+    services.ingestor.ingest(corpus, "archive")
+    listed = [(d.corpus, d.source, d.chunks) for d in services.store.stored_documents()]
+    chunks = {f.source: f.chunks for f in first.files}
+    assert sorted(listed) == sorted(
+        (name, source, n) for name in ("handbook", "archive") for source, n in chunks.items()
+    )
+    assert len({d.id for d in services.store.stored_documents()}) == len(listed)

@@ -285,12 +285,20 @@ class QdrantStore:
     def indexed_documents(
         self, corpus: str | None = None, tenant: str = "default"
     ) -> dict[str, IndexedDocument]:
-        """One tenant's documents, from chunk payloads (the store is the sync state)."""
+        """One corpus's documents by source: what a sync compares its folder against.
+        (Without a corpus, sources of every corpus; see stored_documents.)"""
+        return {d.source: d for d in self.stored_documents(tenant, corpus)}
+
+    def stored_documents(
+        self, tenant: str = "default", corpus: str | None = None
+    ) -> list[IndexedDocument]:
+        """One tenant's documents, from chunk payloads (the store is the sync state). The
+        same source in two corpora is two documents; duplicates' names are listed too."""
         must: list[models.Condition] = [_tenant(tenant)]
         if corpus is not None:
             must.append(models.FieldCondition(key="corpus", match=models.MatchValue(value=corpus)))
         scroll_filter = models.Filter(must=must)
-        found: dict[str, IndexedDocument] = {}
+        found: dict[tuple[str, str], IndexedDocument] = {}
         offset: Any = None
         while True:
             with self._guard():
@@ -312,10 +320,10 @@ class QdrantStore:
                 )
             for record in records:
                 payload = record.payload or {}
-                source = str(payload["source"])
+                source, in_corpus = str(payload["source"]), str(payload["corpus"])
                 document = found.setdefault(
-                    source,
-                    IndexedDocument(source=source, corpus=str(payload["corpus"]), tenant=tenant),
+                    (in_corpus, source),
+                    IndexedDocument(source=source, corpus=in_corpus, tenant=tenant),
                 )
                 version = str(payload["doc_hash"])
                 document.chunks += 1
@@ -329,8 +337,8 @@ class QdrantStore:
         for document in list(found.values()):
             for alias in document.aliases:
                 alias_entry = replace(document, source=alias, aliases=[], alias_of=document.source)
-                found.setdefault(alias, alias_entry)
-        return found
+                found.setdefault((document.corpus, alias), alias_entry)
+        return list(found.values())
 
     def search(
         self,

@@ -17,7 +17,7 @@ from starlette.concurrency import run_in_threadpool
 from ..answer import AnswerEvent, Final
 from ..container import Services
 from ..domain import Answer, Query
-from ..errors import BadRequestError, NotFoundError, PayloadTooLargeError, ServiceError
+from ..errors import BadRequestError, PayloadTooLargeError, ServiceError
 from ..ingest.uploads import safe_filename
 from ..telemetry import current_trace_id
 from .errors import PROBLEM_MEDIA_TYPE, problem_body
@@ -206,10 +206,8 @@ def list_documents(
     corpus: Annotated[str | None, QueryParam(description="Only this corpus.")] = None,
 ) -> DocumentList:
     """Every stored document of your tenant: source, hash, chunk count, when it was ingested."""
-    indexed = services.store.indexed_documents(corpus, caller.tenant)
-    return DocumentList(
-        documents=[DocumentOut.of(d) for d in sorted(indexed.values(), key=lambda d: d.id)]
-    )
+    stored = services.store.stored_documents(caller.tenant, corpus)
+    return DocumentList(documents=[DocumentOut.of(d) for d in sorted(stored, key=lambda d: d.id)])
 
 
 @documents.delete("/documents/{document_id}", response_model=DocumentDeleted)
@@ -217,13 +215,7 @@ def delete_document(
     document_id: str, services: ServicesDep, caller: IngestCaller
 ) -> DocumentDeleted:
     """Delete a document's chunks (and, for an upload, its file)."""
-    indexed = services.store.indexed_documents(tenant=caller.tenant)
-    found = next((d for d in indexed.values() if d.id == document_id), None)
-    if found is None:
-        raise NotFoundError(
-            f"No document with id {document_id!r}; GET /v1/documents lists the ids."
-        )
-    outcome = services.jobs.delete_document(found.corpus, found.source, caller.tenant)
+    found, outcome = services.jobs.delete_document(document_id, caller.tenant)
     trace = current_trace_id()
     services.audit.delete(caller.key_id, caller.tenant, trace, document_id, found.source)
     return DocumentDeleted(

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Literal
 
 from ..errors import ConflictError, NotFoundError, ServiceError
+from ..store import IndexedDocument
 from .pipeline import FileOutcome, Ingestor
 from .uploads import UploadInbox
 
@@ -108,24 +109,38 @@ class IngestionJobs:
             )
         return job
 
-    def delete_document(self, corpus: str, source: str, tenant: str = "default") -> FileOutcome:
-        """Delete a document (and its uploaded file); refuses while a job is writing."""
+    def delete_document(
+        self, document_id: str, tenant: str = "default"
+    ) -> tuple[IndexedDocument, FileOutcome]:
+        """Delete a document by its id (and its uploaded file); refuses while a job is
+        writing. The lookup happens under the writer lock, so it is what gets deleted."""
         if not self.writer.acquire(timeout=5):
             raise ConflictError(
                 "An ingestion job is writing to the store; retry the delete when it has "
                 "finished (GET /v1/ingestions/{id} shows its progress)."
             )
         try:
-            uploaded = corpus == self.corpus
-            inbox = self.inbox(tenant)
-            outcome = self._ingestor.for_tenant(tenant).delete(
-                corpus, source, root=inbox.folder if uploaded else None
+            ingestor = self._ingestor.for_tenant(tenant)
+            documents = ingestor.documents()
+            found = next((d for d in documents if d.id == document_id), None)
+            missing = NotFoundError(
+                f"No document with id {document_id!r}; GET /v1/documents lists the ids."
             )
-            if outcome is None:
-                raise NotFoundError(f"No document {source!r} in corpus {corpus!r}.")
+            if found is None:
+                raise missing
+            uploaded = found.corpus == self.corpus
+            inbox = self.inbox(tenant)
+            outcome = ingestor.delete(
+                found.corpus,
+                found.source,
+                root=inbox.folder if uploaded else None,
+                indexed={d.source: d for d in documents if d.corpus == found.corpus},
+            )
+            if outcome is None:  # cannot happen: found in the same read, under the lock
+                raise missing
             if uploaded:
-                inbox.remove(source)
-            return outcome
+                inbox.remove(found.source)
+            return found, outcome
         finally:
             self.writer.release()
 

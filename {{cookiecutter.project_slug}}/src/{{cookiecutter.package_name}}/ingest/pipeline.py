@@ -224,10 +224,22 @@ class Ingestor:
         """Ingest these files under `root` (an upload) and delete nothing."""
         return self._run(root, list(paths), corpus, dry_run=False, progress=progress)
 
-    def delete(self, corpus: str, source: str, root: Path | None = None) -> FileOutcome | None:
+    def documents(self) -> list[IndexedDocument]:
+        """Every stored document of this ingestor's tenant, in every corpus."""
+        return self._store.stored_documents(self.tenant)
+
+    def delete(
+        self,
+        corpus: str,
+        source: str,
+        root: Path | None = None,
+        indexed: dict[str, IndexedDocument] | None = None,
+    ) -> FileOutcome | None:
         """Delete one document by source; None when the corpus has no such document.
-        `root` is where its duplicates' files are, should one have to take over."""
-        indexed = self._store.indexed_documents(corpus, self.tenant)
+        `root` is where its duplicates' files are, should one have to take over; `indexed`
+        is the corpus's documents by source, when the caller has just read them."""
+        if indexed is None:
+            indexed = self._store.indexed_documents(corpus, self.tenant)
         if source not in indexed:
             return None
         with self._tracer.start_as_current_span("ingest") as span:
