@@ -84,15 +84,15 @@ def main() -> None:
         s = services
         variants: dict[str, Retriever] = {
             "off": s.retriever,
-            "on": Retriever(
-                s.store, s.dense, s.sparse, on.get_tracer(__name__), settings.prefetch_limit
+            "on": Retriever.from_settings(
+                settings, s.store, s.dense, s.sparse, on.get_tracer(__name__)
             ),
-            "on+": Retriever(
+            "on+": Retriever.from_settings(
+                settings,
                 s.store,
                 s.dense,
                 s.sparse,
                 on_plus.get_tracer(__name__),
-                settings.prefetch_limit,
                 content=SpanContent(record_content=True, openinference=True),
             ),
         }

@@ -131,6 +131,38 @@ def test_both_fusions_find_the_answer(
         built.close()
 
 
+def test_rrf_weights_decide_which_ranking_leads(
+    tmp_path: Path, model_dir: Path, dense: DenseEncoder, sparse: SparseEncoder, corpus: Path
+) -> None:
+    """The dense weight reaches the engine: with k=1 a hit scores weight / rank in the dense
+    list and 1 / rank in BM25's, so a large weight gives dense's order, a tiny one BM25's."""
+    question = "Which days are holidays in the office?"
+    built = build_services(make_settings(tmp_path, model_dir), dense=dense, sparse=sparse)
+    try:
+        built.ingestor.ingest(corpus)
+        store = built.store
+        by_bm25 = [h.source for h in store.search_one("bm25", sparse.embed_query(question), 3)]
+        by_dense = [h.source for h in store.search_one("dense", dense.embed_query(question), 3)]
+        assert len(by_bm25) >= 2
+        assert by_bm25[:2] != by_dense[:2]
+
+        def fused(weight: float) -> list[str]:
+            hits = store.search(
+                dense.embed_query(question),
+                sparse.embed_query(question),
+                3,
+                30,
+                rrf_k=1,
+                rrf_dense_weight=weight,
+            )
+            return [h.source for h in hits]
+
+        assert fused(1000.0) == by_dense
+        assert fused(0.001)[: len(by_bm25)] == by_bm25
+    finally:
+        built.close()
+
+
 # --- hosted reranker -------------------------------------------------------------------------
 Reply = Callable[[dict[str, Any]], tuple[int, Any]]
 

@@ -115,16 +115,13 @@ def build_services(
             UploadInbox(settings.uploads_path, settings.max_file_bytes),
             settings.upload_corpus,
         ),
-        retriever=Retriever(
+        retriever=Retriever.from_settings(
+            settings,
             store,
             dense,
             sparse,
             tracer,
-            settings.prefetch_limit,
-            fusion=settings.fusion,
-            evidence_limit=settings.refusal_evidence_limit,
             reranker=build_reranker(settings),
-            rerank_candidates=settings.rerank_candidates,
             metrics=metrics,
             content=content,
         ),

@@ -11,7 +11,7 @@ from opentelemetry.trace import Span, Tracer
 from .domain import Hit, Query
 from .embeddings import DenseEncoder, SparseEncoder
 from .rerank import HostedReranker
-from .settings import Fusion
+from .settings import Fusion, Settings
 from .store import QdrantStore
 from .telemetry import RagMetrics, SpanContent
 
@@ -26,6 +26,8 @@ class Retriever:
         prefetch_limit: int,
         *,
         fusion: Fusion = "rrf",
+        rrf_k: int = 2,
+        rrf_dense_weight: float = 1.0,
         evidence_limit: int = 0,
         reranker: HostedReranker | None = None,
         rerank_candidates: int = 30,
@@ -38,11 +40,43 @@ class Retriever:
         self._tracer = tracer
         self._prefetch_limit = prefetch_limit
         self._fusion: Fusion = fusion
+        self._rrf_k = rrf_k
+        self._rrf_dense_weight = rrf_dense_weight
         self._evidence_limit = evidence_limit
         self._reranker = reranker
         self._rerank_candidates = rerank_candidates
         self._metrics = metrics or RagMetrics.noop()
         self._content = content or SpanContent()
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: Settings,
+        store: QdrantStore,
+        dense: DenseEncoder,
+        sparse: SparseEncoder,
+        tracer: Tracer,
+        *,
+        reranker: HostedReranker | None = None,
+        metrics: RagMetrics | None = None,
+        content: SpanContent | None = None,
+    ) -> Retriever:
+        """The retriever the service runs: fusion, weights and evidence as configured."""
+        return cls(
+            store,
+            dense,
+            sparse,
+            tracer,
+            settings.prefetch_limit,
+            fusion=settings.fusion,
+            rrf_k=settings.rrf_k,
+            rrf_dense_weight=settings.rrf_dense_weight,
+            evidence_limit=settings.refusal_evidence_limit,
+            reranker=reranker,
+            rerank_candidates=settings.rerank_candidates,
+            metrics=metrics,
+            content=content,
+        )
 
     def retrieve(self, query: Query) -> list[Hit]:
         started = time.perf_counter()
@@ -66,6 +100,9 @@ class Retriever:
             span.set_attribute("gen_ai.request.model", self._dense.model_id)
             span.set_attribute("gen_ai.request.top_k", query.top_k)
             span.set_attribute("retrieval.fusion", self._fusion)
+            if self._fusion == "rrf":
+                span.set_attribute("retrieval.rrf.k", self._rrf_k)
+                span.set_attribute("retrieval.rrf.dense_weight", self._rrf_dense_weight)
             if self._content.record_content:
                 span.set_attribute("gen_ai.retrieval.query.text", query.text)
             if query.sources:
@@ -79,6 +116,8 @@ class Retriever:
                 query.sources,
                 query.tenant,
                 fusion=self._fusion,
+                rrf_k=self._rrf_k,
+                rrf_dense_weight=self._rrf_dense_weight,
                 evidence_limit=self._evidence_limit,
             )
             if self._reranker is not None:

@@ -126,10 +126,19 @@ class Settings(BaseSettings):
     default_top_k: int = Field(5, ge=1, description="Hits returned when a request sets none.")
     max_top_k: int = Field(50, ge=1, description="Largest top_k a request may ask for.")
     prefetch_limit: int = Field(
-        30, ge=1, description="Candidates each of dense and sparse search bring to fusion."
+        60, ge=1, description="Candidates each of dense and sparse search bring to fusion."
     )
     fusion: Fusion = Field(
         "rrf", description="How Qdrant fuses dense and BM25 results: rrf (ranks) or dbsf (scores)."
+    )
+    rrf_k: int = Field(
+        5, ge=1, description="RRF rank constant: a hit at rank r scores 1 / (r / weight + k - 1)."
+    )
+    rrf_dense_weight: float = Field(
+        6.0,
+        gt=0.0,
+        description="RRF weight of the dense ranking (BM25's is 1): at 6, BM25's first hit "
+        "counts as much as dense's sixth.",
     )
     refusal_evidence_limit: int = Field(
         10, ge=1, description="Dense-only and BM25-only results fetched as refusal evidence."

@@ -33,7 +33,6 @@ _HOLDER_FILE = "holder.json"
 _DOCUMENT_NAMESPACE = uuid.UUID("0d5b0c64-5d0e-4f43-9a0e-6b1f0e3c7a21")
 
 # RRF fuses ranks; DBSF fuses scores normalised by each list's mean and spread.
-_FUSIONS = {"rrf": models.Fusion.RRF, "dbsf": models.Fusion.DBSF}
 
 # One lock for the whole process: FastAPI runs sync endpoints in a thread pool, and local
 # Qdrant corrupts its collection under concurrent mixed use (qdrant-client issue 1193).
@@ -350,10 +349,13 @@ class QdrantStore:
         tenant: str = "default",
         *,
         fusion: Fusion = "rrf",
+        rrf_k: int = 2,
+        rrf_dense_weight: float = 1.0,
         evidence_limit: int = 0,
     ) -> list[Hit]:
         """Hybrid search in the engine, only ever over the tenant's chunks: dense and BM25
-        prefetch, fused by Qdrant (RRF or DBSF). With `evidence_limit`, the dense-only and
+        prefetch, fused by Qdrant (RRF, weighted by `rrf_dense_weight` against BM25's 1, or
+        DBSF). With `evidence_limit`, the dense-only and
         BM25-only top lists come back in the same request, and each hit carries its cosine and
         ranks in them (for refusal)."""
         query_filter = _source_filter(sources, tenant)
@@ -365,7 +367,11 @@ class QdrantStore:
         ]
         fused = models.QueryRequest(
             prefetch=prefetch,
-            query=models.FusionQuery(fusion=_FUSIONS[fusion]),
+            query=(
+                models.RrfQuery(rrf=models.Rrf(k=rrf_k, weights=[rrf_dense_weight, 1.0]))
+                if fusion == "rrf"
+                else models.FusionQuery(fusion=models.Fusion.DBSF)
+            ),
             filter=query_filter,
             limit=top_k,
             with_payload=True,
