@@ -1,21 +1,26 @@
-"""Retrieval quality and refusal on a public corpus: the Python 3.11 documentation.
+"""Retrieval quality and refusal on a public corpus: the whole Python 3.11 documentation.
 
-The corpus comes from Debian's `python3.11-doc` package (fetched by benchmarks/debian_docs.py
-into .cache/corpora/). A fixed subset is indexed so a run fits on two CPU cores: all of
-tutorial/, faq/ and howto/, plus the LIBRARY_PAGES below (every page holding a gold answer is
-in it, and the rest are distractors). Questions and their gold pages are in
-benchmarks/retrieval_questions.jsonl (kinds: key_terms, non_expert, value, unanswerable).
+The corpus is Debian's `python3.11-doc` package (fetched by benchmarks/debian_docs.py into
+.cache/corpora/): every HTML page (526: library, reference, tutorial, howto, faq, c-api,
+whatsnew, ...), so each answer competes with its near neighbours. Questions and their gold
+pages are in benchmarks/retrieval_questions.jsonl (kinds: key_terms, non_expert, value,
+unanswerable), each in a `dev` or `test` split: choices are made on dev and checked on test.
 
 One run, one table: hit@1/5/10, MRR@10 and nDCG@10 (page level: a page counts once, at the
 rank of its best chunk) per question kind, for BM25 alone, dense alone, the hybrid as it
-shipped before this benchmark (RRF, 30 candidates per prefetch) and the variants measured
-against it (fusion, candidates per prefetch, chunk size, contextual chunk headers); refusal
-precision/recall on the unanswerable questions; retrieve latency p50/p95 through Retriever.
+shipped before this benchmark (plain RRF, 30 candidates per prefetch) and the variants measured
+against it (fusion, weights, candidates per prefetch, chunking, contextual chunk headers);
+refusal on the unanswerable questions per split, with the best trade-off the refusal evidence
+allows (thresholds chosen on dev, counted on test); retrieve latency p50/p95 through Retriever.
 
-Dense vectors are cached by text in .cache/bench/: a first run embeds ~12k chunks (about
-10 minutes on two free cores), later runs only what changed (about 5 minutes in all).
+Dense vectors are cached by text in .cache/bench/: a first run embeds ~50k chunks (about
+45 minutes in all on two free cores), later runs only what changed (about 20 minutes in all,
+most of it embedded Qdrant scoring BM25 in Python over 16k points per query).
 
     uv run python benchmarks/bench_retrieval.py [--json out.json]
+
+With RAG_RERANK_URL set (and RAG_RERANK_API, RAG_RERANK_MODEL, RAG_RERANK_API_KEY as needed),
+the hosted reranker gets a row of its own: its quality and its latency cost, in the same run.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ import numpy as np
 from opentelemetry.sdk.trace import TracerProvider
 
 from {{ cookiecutter.package_name }}.answer import ExtractiveAnswerer
+from {{ cookiecutter.package_name }}.answer.extractive import split_sentences
 from {{ cookiecutter.package_name }}.domain import Chunk, Document, Hit, Point, Query
 from {{ cookiecutter.package_name }}.embeddings import (
     DenseEncoder,
@@ -46,6 +52,7 @@ from {{ cookiecutter.package_name }}.evals.metrics import percentile
 from {{ cookiecutter.package_name }}.ingest.chunk import Chunker
 from {{ cookiecutter.package_name }}.ingest.load import load_document
 from {{ cookiecutter.package_name }}.refusal import RefusalPolicy
+from {{ cookiecutter.package_name }}.rerank import build_reranker
 from {{ cookiecutter.package_name }}.retrieve import Retriever
 from {{ cookiecutter.package_name }}.settings import Settings
 from {{ cookiecutter.package_name }}.store import DENSE, SPARSE, QdrantStore
@@ -56,25 +63,8 @@ from debian_docs import doc_root, package_version
 HERE = Path(__file__).resolve().parent
 QUESTIONS = HERE / "retrieval_questions.jsonl"
 CACHE = HERE.parent / ".cache" / "bench"
-SECTIONS = ("tutorial", "faq", "howto")
-LIBRARY_PAGES = [
-    "pathlib",
-    "json",
-    "csv",
-    "random",
-    "venv",
-    "shutil",
-    "tempfile",
-    "os.path",
-    "time",
-    "math",
-    "statistics",
-    "timeit",
-    "zipfile",
-    "sqlite3",
-    "functools",
-]
 KINDS = ("key_terms", "non_expert", "value")
+SPLITS = ("dev", "test")
 RANKED = 10  # pages scored per question
 CANDIDATES = 30  # chunks fetched per question before pages are deduplicated
 
@@ -83,18 +73,23 @@ CANDIDATES = 30  # chunks fetched per question before pages are deduplicated
 class Question:
     id: str
     kind: str
+    split: str
     text: str
     gold: tuple[str, ...]
 
 
 def load_questions(path: Path = QUESTIONS) -> list[Question]:
     rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
-    return [Question(r["id"], r["kind"], r["question"], tuple(r["gold"])) for r in rows]
+    return [Question(r["id"], r["kind"], r["split"], r["question"], tuple(r["gold"])) for r in rows]
 
 
 def corpus_pages(root: Path) -> list[Path]:
-    pages = [p for section in SECTIONS for p in sorted((root / section).glob("*.html"))]
-    return pages + [root / "library" / f"{name}.html" for name in LIBRARY_PAGES]
+    """Every page of the documentation; Sphinx's _sources, _static, ... are not pages."""
+    return sorted(
+        p
+        for p in root.rglob("*.html")
+        if not any(part.startswith("_") for part in p.relative_to(root).parts[:-1])
+    )
 
 
 # --- metrics -----------------------------------------------------------------------------
@@ -212,12 +207,44 @@ def build_index(
 
 # --- runs ----------------------------------------------------------------------------------
 @dataclass
+class Refusals:
+    unanswerable: int = 0
+    unanswerable_refused: int = 0
+    answerable: int = 0
+    answerable_refused: int = 0
+
+    def add(self, q: Question, refused: bool) -> None:
+        if q.kind == "unanswerable":
+            self.unanswerable += 1
+            self.unanswerable_refused += refused
+        else:
+            self.answerable += 1
+            self.answerable_refused += refused
+
+    def cells(self) -> list[str]:
+        return [
+            f"{self.unanswerable_refused}/{self.unanswerable}",
+            f"{self.answerable_refused}/{self.answerable}",
+        ]
+
+
+@dataclass
+class Evidence:
+    """What refusal can be decided from, per question: the hits and the best sentence cosine."""
+
+    question: Question
+    hits: list[Hit]
+    best_sentence: float
+
+
+@dataclass
 class Result:
     label: str
     by_kind: dict[str, Scores] = field(default_factory=dict)
+    by_split: dict[str, Scores] = field(default_factory=dict)
     latencies: list[float] = field(default_factory=list)
-    refusal: tuple[int, int] | None = None  # (unanswerable refused, answerable refused)
-    evidence: list[dict[str, object]] = field(default_factory=list)  # per question, for tuning
+    refusals: dict[str, Refusals] | None = None  # per split, when an answerer ran
+    evidence: list[Evidence] = field(default_factory=list)
 
     def overall(self) -> Scores:
         total = Scores()
@@ -227,42 +254,91 @@ class Result:
         return total
 
 
+def best_sentence_cosine(dense: CachedDense, question: str, hits: Sequence[Hit]) -> float:
+    """The extractive answerer's own last check: its best sentence's cosine to the question."""
+    sentences = list(dict.fromkeys(s for h in hits for s in split_sentences(h.text)))
+    if not sentences:
+        return -1.0
+    q = np.array(dense.embed_query(question))
+    vectors = np.array(dense.embed_documents(sentences))
+    cosines = vectors @ q / (np.linalg.norm(vectors, axis=1) * np.linalg.norm(q))
+    return float(cosines.max())
+
+
 def run(
     label: str,
     questions: list[Question],
     search: Callable[[Question], list[Hit]],
     answerer: ExtractiveAnswerer | None = None,
+    dense: CachedDense | None = None,
     top_k: int = 5,
 ) -> Result:
     """Score one variant; with an answerer, also count its refusals on the top_k hits."""
-    result = Result(label, {kind: Scores() for kind in KINDS})
-    refused_un = refused_ans = 0
+    result = Result(
+        label, {kind: Scores() for kind in KINDS}, {split: Scores() for split in SPLITS}
+    )
+    if answerer is not None:
+        result.refusals = {split: Refusals() for split in SPLITS}
     for q in questions:
         started = time.perf_counter()
         hits = search(q)
         result.latencies.append(time.perf_counter() - started)
         if q.kind != "unanswerable":
-            result.by_kind[q.kind].add(ranked_pages(hits), q.gold)
-        if answerer is None:
+            pages = ranked_pages(hits)
+            result.by_kind[q.kind].add(pages, q.gold)
+            result.by_split[q.split].add(pages, q.gold)
+        if answerer is None or result.refusals is None:
             continue
-        result.evidence.append(
-            {
-                "id": q.id,
-                "kind": q.kind,
-                "hits": [(h.dense_score, h.dense_rank, h.sparse_rank) for h in hits[:top_k]],
-                "unmatched": hits[0].unmatched_share if hits else None,
-            }
-        )
-        if answerer.answer(q.text, hits[:top_k]).refused:
-            if q.kind == "unanswerable":
-                refused_un += 1
-            else:
-                refused_ans += 1
-    if answerer is not None:
-        result.refusal = (refused_un, refused_ans)
+        result.refusals[q.split].add(q, answerer.answer(q.text, hits[:top_k]).refused)
+        if dense is not None:
+            best = best_sentence_cosine(dense, q.text, hits[:top_k])
+            result.evidence.append(Evidence(q, hits[:top_k], best))
     return result
 
 
+# --- refusal trade-off --------------------------------------------------------------------
+@dataclass(frozen=True)
+class Tradeoff:
+    policy: RefusalPolicy
+    min_similarity: float
+    counts: dict[str, Refusals]
+
+
+def refusal_tradeoffs(evidence: list[Evidence], caps: Sequence[float]) -> list[Tradeoff]:
+    """For each cap on answerable questions refused (on dev), the thresholds that refuse the
+    most unanswerable dev questions, and what they do on test: how far the evidence can go."""
+
+    def counts(policy: RefusalPolicy, min_similarity: float) -> dict[str, Refusals]:
+        out = {split: Refusals() for split in SPLITS}
+        for e in evidence:
+            refused = policy.decide(e.hits).refuse or e.best_sentence < min_similarity
+            out[e.question.split].add(e.question, refused)
+        return out
+
+    grid = [
+        (RefusalPolicy(min_dense, strong, rank, unmatched), similarity)
+        for min_dense in (0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6)
+        for strong in (0.45, 0.5, 0.55, 0.6, 0.7, 0.8, 1.01)
+        for rank in (3, 10)
+        for unmatched in (None, 0.1, 0.2, 0.3, 0.4)
+        for similarity in (0.3, 0.42, 0.5, 0.55, 0.6)
+    ]
+    scored = [(policy, similarity, counts(policy, similarity)) for policy, similarity in grid]
+    chosen = []
+    for cap in caps:
+        allowed = [
+            t for t in scored if t[2]["dev"].answerable_refused <= cap * t[2]["dev"].answerable
+        ]
+        if allowed:
+            policy, similarity, found = max(
+                allowed,
+                key=lambda t: (t[2]["dev"].unanswerable_refused, -t[2]["dev"].answerable_refused),
+            )
+            chosen.append(Tradeoff(policy, similarity, found))
+    return chosen
+
+
+# --- main ----------------------------------------------------------------------------------
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
@@ -272,18 +348,18 @@ def main() -> None:
 
     root = doc_root("python3.11-doc")
     questions = load_questions()
-    answerable = [q for q in questions if q.kind != "unanswerable"]
     pages = corpus_pages(root)
     sources = {p.relative_to(root).as_posix() for p in pages}
     missing = sorted({g for q in questions for g in q.gold} - sources)
     if missing:
-        raise SystemExit(
-            f"Gold pages outside the indexed subset: {missing}. Fix the questions file."
-        )
+        raise SystemExit(f"Gold pages that are not in the corpus: {missing}. Fix the questions.")
     docs = [load_document(p, root, 50_000_000) for p in pages]
+    unanswerable = sum(q.kind == "unanswerable" for q in questions)
     print(
         f"corpus: python3.11-doc {package_version('python3.11-doc')}, {len(docs)} pages; "
-        f"{len(questions)} questions ({len(answerable)} answerable)",
+        f"{len(questions)} questions ({len(questions) - unanswerable} answerable, "
+        f"{unanswerable} unanswerable; dev {sum(q.split == 'dev' for q in questions)}, "
+        f"test {sum(q.split == 'test' for q in questions)})",
         flush=True,
     )
 
@@ -291,29 +367,30 @@ def main() -> None:
     dense = CachedDense(build_dense_encoder(shipped), CACHE / "dense-minilm.npz")
     sparse = build_sparse_encoder(Settings(data_dir=CACHE / "models"))
     tracer = TracerProvider().get_tracer("bench")
-    policy = RefusalPolicy.from_settings(shipped)
     # The extractive answerer as it shipped before (sentence cosine only) and as it ships now.
     answerer_before = ExtractiveAnswerer(
         dense, tracer, shipped.answer_min_similarity, shipped.answer_max_sentences
     )
     answerer_now = ExtractiveAnswerer(
-        dense, tracer, shipped.answer_min_similarity, shipped.answer_max_sentences, refusal=policy
+        dense,
+        tracer,
+        shipped.answer_min_similarity,
+        shipped.answer_max_sentences,
+        refusal=RefusalPolicy.from_settings(shipped),
     )
 
-    # name -> (chunker, what gets embedded). "s": sentence splitting only (before), "b": whole
+    # name -> (chunker, what gets embedded). "s": sentence splitting (the default), "b": whole
     # blocks packed (structure-aware); the number is chunk_size; nohdr: no contextual header.
+    size, overlap = shipped.chunk_size, shipped.chunk_overlap
     chunkings: dict[str, tuple[Chunker, Callable[[Chunk], str]]] = {
         "s200": (Chunker(200, 24, pack_blocks=False), Chunk.embedding_text),
-        "s200-nohdr": (Chunker(200, 24, pack_blocks=False), lambda c: c.text),
-        "s128": (Chunker(128, 16, pack_blocks=False), Chunk.embedding_text),
         "b200": (Chunker(200, 24, pack_blocks=True), Chunk.embedding_text),
+        "s200-nohdr": (Chunker(200, 24, pack_blocks=False), lambda c: c.text),
     }
-    ship = f"{'b' if shipped.chunk_pack_blocks else 's'}{shipped.chunk_size}"
-    if ship not in chunkings:
-        chunkings[ship] = (
-            Chunker(shipped.chunk_size, shipped.chunk_overlap, shipped.chunk_pack_blocks),
-            Chunk.embedding_text,
-        )
+    ship = f"{'b' if shipped.chunk_pack_blocks else 's'}{size}"
+    chunkings.setdefault(
+        ship, (Chunker(size, overlap, shipped.chunk_pack_blocks), Chunk.embedding_text)
+    )
     results: list[Result] = []
     with tempfile.TemporaryDirectory() as tmp:
         indexes: dict[str, Index] = {}
@@ -326,65 +403,96 @@ def main() -> None:
                 flush=True,
             )
 
-        def retriever(name: str, **kwargs: object) -> Callable[[Question], list[Hit]]:
-            r = Retriever(indexes[name].store, dense, sparse, tracer, **kwargs)  # type: ignore[arg-type]
-            return lambda q: r.retrieve(Query(q.text, CANDIDATES))
+        def hybrid(
+            name: str,
+            prefetch: int,
+            fusion: str = "rrf",
+            k: int = 2,
+            weight: float = 1.0,
+            evidence: int = 0,
+        ) -> tuple[str, Callable[[Question], list[Hit]]]:
+            how = f"rrf k{k} w{weight:g}" if fusion == "rrf" else fusion
+            label = f"hybrid {how} p{prefetch} [{name}]"
+            r = Retriever(
+                indexes[name].store,
+                dense,
+                sparse,
+                tracer,
+                prefetch,
+                fusion=fusion,  # type: ignore[arg-type]
+                rrf_k=k,
+                rrf_dense_weight=weight,
+                evidence_limit=evidence,
+            )
+            return label, lambda q: r.retrieve(Query(q.text, CANDIDATES))
 
-        def alone(name: str, using: str) -> Callable[[Question], list[Hit]]:
+        def alone(name: str, using: str) -> tuple[str, Callable[[Question], list[Hit]]]:
             def search(q: Question) -> list[Hit]:
                 vector = dense.embed_query(q.text) if using == DENSE else sparse.embed_query(q.text)
                 return indexes[name].store.search_one(using, vector, CANDIDATES)
 
-            return search
+            return f"{'dense' if using == DENSE else 'bm25'} alone [{name}]", search
 
+        weight = shipped.rrf_dense_weight
+        k, prefetch = shipped.rrf_k, shipped.prefetch_limit
         plans: list[tuple[str, Callable[[Question], list[Hit]], ExtractiveAnswerer | None]] = [
-            ("bm25 alone [s200]", alone("s200", SPARSE), None),
-            ("dense alone [s200]", alone("s200", DENSE), None),
-            (
-                "BEFORE: hybrid rrf p30 [s200]",
-                retriever("s200", prefetch_limit=30),
-                answerer_before,
-            ),
-            ("hybrid dbsf p30 [s200]", retriever("s200", prefetch_limit=30, fusion="dbsf"), None),
-            ("hybrid rrf p30 [s200-nohdr]", retriever("s200-nohdr", prefetch_limit=30), None),
-            ("hybrid rrf p30 [s128]", retriever("s128", prefetch_limit=30), None),
-            ("hybrid rrf p30 [b200]", retriever("b200", prefetch_limit=30), None),
-            (f"bm25 alone [{ship}]", alone(ship, SPARSE), None),
-            (f"dense alone [{ship}]", alone(ship, DENSE), None),
-            (f"hybrid rrf p10 [{ship}]", retriever(ship, prefetch_limit=10), None),
-            (f"hybrid rrf p100 [{ship}]", retriever(ship, prefetch_limit=100), None),
-            (f"hybrid dbsf p30 [{ship}]", retriever(ship, prefetch_limit=30, fusion="dbsf"), None),
-            (
-                f"SHIPPED: hybrid {shipped.fusion} p{shipped.prefetch_limit} + refusal evidence "
-                f"[{ship}]",
-                retriever(
-                    ship,
-                    prefetch_limit=shipped.prefetch_limit,
-                    fusion=shipped.fusion,
-                    evidence_limit=shipped.refusal_evidence_limit,
-                ),
-                answerer_now,
-            ),
+            (*alone(ship, SPARSE), None),
+            (*alone(ship, DENSE), None),
+            ("BEFORE: " + hybrid(ship, 30)[0], hybrid(ship, 30)[1], answerer_before),
+            (*hybrid(ship, prefetch), None),
+            (*hybrid(ship, prefetch, k=k, weight=weight / 2), None),
+            (*hybrid(ship, 30, k=k, weight=weight), None),
+            (*hybrid(ship, prefetch, k=k, weight=weight), None),
+            (*hybrid(ship, prefetch, fusion="dbsf"), None),
+            *[
+                (*hybrid(name, prefetch, k=k, weight=weight), None)
+                for name in chunkings
+                if name != ship
+            ],
         ]
-        # When the shipped index is one of the variants above, its rows would repeat them.
-        unique: dict[str, tuple[str, Callable[[Question], list[Hit]], ExtractiveAnswerer | None]]
-        unique = {}
-        for plan in plans:
-            unique.setdefault(plan[0], plan)
-        plans = list(unique.values())
+        label, search = hybrid(
+            ship,
+            prefetch,
+            shipped.fusion,
+            k,
+            weight,
+            evidence=shipped.refusal_evidence_limit,
+        )
+        plans.append((f"SHIPPED: {label} + refusal evidence", search, answerer_now))
+        reranker = build_reranker(shipped)
+        if reranker is not None:  # RAG_RERANK_URL is set: measure the hosted second stage too
+            reranked = Retriever.from_settings(
+                shipped, indexes[ship].store, dense, sparse, tracer, reranker=reranker
+            )
+            plans.append(
+                (
+                    f"hybrid + hosted rerank {shipped.rerank_model or shipped.rerank_api} [{ship}]",
+                    lambda q: reranked.retrieve(Query(q.text, CANDIDATES)),
+                    None,
+                )
+            )
         for _ in range(2):  # warm-up: the first queries load ONNX sessions and page caches
             for _label, search, _answerer in plans:
                 search(questions[0])
         for label, search, answerer in plans:
-            results.append(run(label, questions, search, answerer))
+            shipped_row = label.startswith("SHIPPED")
+            results.append(run(label, questions, search, answerer, dense if shipped_row else None))
             print(f"  ran {label}", flush=True)
         for index in indexes.values():
             index.store.close()
+    dense.save()
 
-    print_table(results, len(questions) - len(answerable), len(answerable))
-    print_bar(results, len(questions) - len(answerable), len(answerable))
+    print_table(results)
+    shipped_result = next(r for r in results if r.label.startswith("SHIPPED"))
+    tradeoffs = refusal_tradeoffs(shipped_result.evidence, caps=(0.1, 0.2, 0.3, 0.5))
+    print_tradeoffs(tradeoffs)
+    print_bar(results)
     if args.json:
-        args.json.write_text(json.dumps([_as_json(r) for r in results], indent=2), encoding="utf-8")
+        payload = {
+            "results": [_as_json(r) for r in results],
+            "refusal_tradeoffs": [_tradeoff_json(t) for t in tradeoffs],
+        }
+        args.json.write_text(json.dumps(payload, indent=2), encoding="utf-8")
 
 
 def _as_json(result: Result) -> dict[str, object]:
@@ -393,18 +501,27 @@ def _as_json(result: Result) -> dict[str, object]:
         "label": result.label,
         "overall": dict(zip(names, result.overall().row(), strict=True)),
         **{k: dict(zip(names, s.row(), strict=True)) for k, s in result.by_kind.items()},
+        **{k: dict(zip(names, s.row(), strict=True)) for k, s in result.by_split.items()},
         "p50_ms": 1000 * percentile(result.latencies, 50),
         "p95_ms": 1000 * percentile(result.latencies, 95),
-        "refusal": result.refusal,
-        "evidence": result.evidence,
+        "refusals": {k: vars(v) for k, v in (result.refusals or {}).items()},
     }
 
 
-def print_table(results: list[Result], unanswerable: int, answerable: int) -> None:
+def _tradeoff_json(t: Tradeoff) -> dict[str, object]:
+    return {
+        "policy": vars(t.policy),
+        "answer_min_similarity": t.min_similarity,
+        "counts": {k: vars(v) for k, v in t.counts.items()},
+    }
+
+
+def print_table(results: list[Result]) -> None:
     header = (
         "| variant | hit@1 | hit@5 | hit@10 | MRR@10 | nDCG@10 | hit@5 key_terms "
-        "| hit@5 non_expert | hit@5 value | p50 ms | p95 ms | refused unanswerable "
-        "| refused answerable |"
+        "| hit@5 non_expert | hit@5 value | hit@5 dev | hit@5 test | p50 ms | p95 ms "
+        "| refused unanswerable dev | refused answerable dev "
+        "| refused unanswerable test | refused answerable test |"
     )
     print()
     print(header)
@@ -412,12 +529,13 @@ def print_table(results: list[Result], unanswerable: int, answerable: int) -> No
     for r in results:
         overall = r.overall().row()
         kinds = [r.by_kind[k].row()[1] for k in KINDS]
+        splits = [r.by_split[s].row()[1] for s in SPLITS]
         refusal = (
-            [f"{r.refusal[0]}/{unanswerable}", f"{r.refusal[1]}/{answerable}"]
-            if r.refusal
-            else ["-", "-"]
+            [cell for split in SPLITS for cell in r.refusals[split].cells()]
+            if r.refusals
+            else ["-"] * 4
         )
-        cells = [f"{v:.1f}" for v in overall + kinds] + [
+        cells = [f"{v:.1f}" for v in overall + kinds + splits] + [
             f"{1000 * percentile(r.latencies, 50):.1f}",
             f"{1000 * percentile(r.latencies, 95):.1f}",
             *refusal,
@@ -430,13 +548,30 @@ def print_table(results: list[Result], unanswerable: int, answerable: int) -> No
         print(f"  {r.label}: " + "; ".join(parts))
 
 
-def print_bar(results: list[Result], unanswerable: int, answerable: int) -> None:
+def print_tradeoffs(tradeoffs: list[Tradeoff]) -> None:
+    print()
+    print(
+        "Refusal trade-off (thresholds chosen on dev under a cap on answerable refused; "
+        "unanswerable / answerable refused):"
+    )
+    for t in tradeoffs:
+        p = t.policy
+        dev, test = t.counts["dev"], t.counts["test"]
+        print(
+            f"  min_dense {p.min_dense}, strong_dense {p.strong_dense}, agreement_rank "
+            f"{p.agreement_rank}, unmatched_share {p.max_unmatched_share}, "
+            f"answer_min_similarity {t.min_similarity}: dev {' '.join(dev.cells())}, "
+            f"test {' '.join(test.cells())}"
+        )
+
+
+def print_bar(results: list[Result]) -> None:
     """The issue's bar, checked on this run: shipped vs the best single retriever on the same
-    index, refusal counts, and latency against the hybrid as it was."""
+    index, refusal on the held-out split, and latency against the hybrid as it was."""
     shipped = next(r for r in results if r.label.startswith("SHIPPED"))
     before = next(r for r in results if r.label.startswith("BEFORE"))
-    index = shipped.label.rsplit("[", 1)[1]
-    singles = [r for r in results if "alone" in r.label and r.label.endswith(f"[{index}")]
+    index = shipped.label.rsplit("[", 1)[1].split("]")[0]
+    singles = [r for r in results if "alone" in r.label and r.label.endswith(f"[{index}]")]
 
     def hit5(r: Result, kind: str | None = None) -> float:
         return (r.by_kind[kind] if kind else r.overall()).row()[1]
@@ -449,11 +584,12 @@ def print_bar(results: list[Result], unanswerable: int, answerable: int) -> None
             f"hit@5 {kind or 'overall'}: shipped {hit5(shipped, kind):.1f} vs best single "
             f"({best.label}) {hit5(best, kind):.1f}: {gain:+.1f} points (bar: +5)"
         )
-    if shipped.refusal:
-        refused, wrongly = shipped.refusal
+    if shipped.refusals:
+        test = shipped.refusals["test"]
         print(
-            f"refusal: {refused}/{unanswerable} unanswerable refused (bar: >= 9/10), "
-            f"{wrongly}/{answerable} answerable refused (bar: <= 1 in 10)"
+            f"refusal (test split): {test.unanswerable_refused}/{test.unanswerable} "
+            f"unanswerable refused (bar: >= 9 in 10), {test.answerable_refused}/"
+            f"{test.answerable} answerable refused (bar: <= 1 in 10)"
         )
     ratio = percentile(shipped.latencies, 95) / percentile(before.latencies, 95)
     print(f"retrieve p95: shipped / hybrid before = {ratio:.2f}x (bar: <= 3x)")
