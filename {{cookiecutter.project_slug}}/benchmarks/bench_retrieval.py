@@ -40,7 +40,6 @@ import numpy as np
 from opentelemetry.sdk.trace import TracerProvider
 
 from {{ cookiecutter.package_name }}.answer import ExtractiveAnswerer
-from {{ cookiecutter.package_name }}.answer.extractive import split_sentences
 from {{ cookiecutter.package_name }}.domain import Chunk, Document, Hit, Point, Query
 from {{ cookiecutter.package_name }}.embeddings import (
     DenseEncoder,
@@ -254,26 +253,16 @@ class Result:
         return total
 
 
-def best_sentence_cosine(dense: CachedDense, question: str, hits: Sequence[Hit]) -> float:
-    """The extractive answerer's own last check: its best sentence's cosine to the question."""
-    sentences = list(dict.fromkeys(s for h in hits for s in split_sentences(h.text)))
-    if not sentences:
-        return -1.0
-    q = np.array(dense.embed_query(question))
-    vectors = np.array(dense.embed_documents(sentences))
-    cosines = vectors @ q / (np.linalg.norm(vectors, axis=1) * np.linalg.norm(q))
-    return float(cosines.max())
-
-
 def run(
     label: str,
     questions: list[Question],
     search: Callable[[Question], list[Hit]],
     answerer: ExtractiveAnswerer | None = None,
-    dense: CachedDense | None = None,
+    keep_evidence: bool = False,
     top_k: int = 5,
 ) -> Result:
-    """Score one variant; with an answerer, also count its refusals on the top_k hits."""
+    """Score one variant; with an answerer, also count its refusals on the top_k hits (and,
+    with keep_evidence, keep what refusal is decided from, for the trade-off)."""
     result = Result(
         label, {kind: Scores() for kind in KINDS}, {split: Scores() for split in SPLITS}
     )
@@ -290,8 +279,8 @@ def run(
         if answerer is None or result.refusals is None:
             continue
         result.refusals[q.split].add(q, answerer.answer(q.text, hits[:top_k]).refused)
-        if dense is not None:
-            best = best_sentence_cosine(dense, q.text, hits[:top_k])
+        if keep_evidence:
+            best = answerer.best_similarity(q.text, hits[:top_k])
             result.evidence.append(Evidence(q, hits[:top_k], best))
     return result
 
@@ -403,16 +392,16 @@ def main() -> None:
                 flush=True,
             )
 
-        def hybrid(
-            name: str,
-            prefetch: int,
-            fusion: str = "rrf",
-            k: int = 2,
-            weight: float = 1.0,
-            evidence: int = 0,
-        ) -> tuple[str, Callable[[Question], list[Hit]]]:
+        def search_with(retriever: Retriever) -> Callable[[Question], list[Hit]]:
+            return lambda q: retriever.retrieve(Query(q.text, CANDIDATES))
+
+        def describe(name: str, prefetch: int, fusion: str, k: int, weight: float) -> str:
             how = f"rrf k{k} w{weight:g}" if fusion == "rrf" else fusion
-            label = f"hybrid {how} p{prefetch} [{name}]"
+            return f"hybrid {how} p{prefetch} [{name}]"
+
+        def hybrid(
+            name: str, prefetch: int, fusion: str = "rrf", k: int = 2, weight: float = 1.0
+        ) -> tuple[str, Callable[[Question], list[Hit]]]:
             r = Retriever(
                 indexes[name].store,
                 dense,
@@ -422,9 +411,8 @@ def main() -> None:
                 fusion=fusion,  # type: ignore[arg-type]
                 rrf_k=k,
                 rrf_dense_weight=weight,
-                evidence_limit=evidence,
             )
-            return label, lambda q: r.retrieve(Query(q.text, CANDIDATES))
+            return describe(name, prefetch, fusion, k, weight), search_with(r)
 
         def alone(name: str, using: str) -> tuple[str, Callable[[Question], list[Hit]]]:
             def search(q: Question) -> list[Hit]:
@@ -435,10 +423,11 @@ def main() -> None:
 
         weight = shipped.rrf_dense_weight
         k, prefetch = shipped.rrf_k, shipped.prefetch_limit
+        before_label, before_search = hybrid(ship, 30)
         plans: list[tuple[str, Callable[[Question], list[Hit]], ExtractiveAnswerer | None]] = [
             (*alone(ship, SPARSE), None),
             (*alone(ship, DENSE), None),
-            ("BEFORE: " + hybrid(ship, 30)[0], hybrid(ship, 30)[1], answerer_before),
+            (f"BEFORE: {before_label}", before_search, answerer_before),
             (*hybrid(ship, prefetch), None),
             (*hybrid(ship, prefetch, k=k, weight=weight / 2), None),
             (*hybrid(ship, 30, k=k, weight=weight), None),
@@ -450,33 +439,24 @@ def main() -> None:
                 if name != ship
             ],
         ]
-        label, search = hybrid(
-            ship,
-            prefetch,
-            shipped.fusion,
-            k,
-            weight,
-            evidence=shipped.refusal_evidence_limit,
-        )
-        plans.append((f"SHIPPED: {label} + refusal evidence", search, answerer_now))
+        # The retriever the service builds from its settings, refusal evidence included.
+        store = indexes[ship].store
+        service = Retriever.from_settings(shipped, store, dense, sparse, tracer)
+        label = describe(ship, prefetch, shipped.fusion, k, weight)
+        plans.append((f"SHIPPED: {label} + refusal evidence", search_with(service), answerer_now))
         reranker = build_reranker(shipped)
         if reranker is not None:  # RAG_RERANK_URL is set: measure the hosted second stage too
             reranked = Retriever.from_settings(
-                shipped, indexes[ship].store, dense, sparse, tracer, reranker=reranker
+                shipped, store, dense, sparse, tracer, reranker=reranker
             )
-            plans.append(
-                (
-                    f"hybrid + hosted rerank {shipped.rerank_model or shipped.rerank_api} [{ship}]",
-                    lambda q: reranked.retrieve(Query(q.text, CANDIDATES)),
-                    None,
-                )
-            )
+            model = shipped.rerank_model or shipped.rerank_api
+            plans.append((f"hybrid + hosted rerank {model} [{ship}]", search_with(reranked), None))
         for _ in range(2):  # warm-up: the first queries load ONNX sessions and page caches
             for _label, search, _answerer in plans:
                 search(questions[0])
         for label, search, answerer in plans:
-            shipped_row = label.startswith("SHIPPED")
-            results.append(run(label, questions, search, answerer, dense if shipped_row else None))
+            keep = label.startswith("SHIPPED")
+            results.append(run(label, questions, search, answerer, keep_evidence=keep))
             print(f"  ran {label}", flush=True)
         for index in indexes.values():
             index.store.close()

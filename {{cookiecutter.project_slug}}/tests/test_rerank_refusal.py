@@ -115,6 +115,19 @@ def test_extractive_answerer_refuses_on_the_policy_before_quoting(dense: DenseEn
     assert answer.text == REFUSAL
 
 
+def test_best_similarity_is_what_the_answerers_threshold_is_compared_with(
+    dense: DenseEncoder,
+) -> None:
+    tracer = TracerProvider().get_tracer("t")
+    hits = [Hit("a", "a.md", "Passwords must be at least 14 characters long.", 0.5, {})]
+    question = "How long must passwords be?"
+    best = ExtractiveAnswerer(dense, tracer, 0.0, 3).best_similarity(question, hits)
+    assert 0.3 < best < 1.0
+    assert not ExtractiveAnswerer(dense, tracer, best - 0.01, 3).answer(question, hits).refused
+    assert ExtractiveAnswerer(dense, tracer, best + 0.01, 3).answer(question, hits).refused
+    assert ExtractiveAnswerer(dense, tracer, 0.0, 3).best_similarity(question, []) == -1.0
+
+
 @pytest.mark.parametrize("fusion", ["rrf", "dbsf"])
 def test_both_fusions_find_the_answer(
     fusion: str, tmp_path: Path, model_dir: Path, dense: DenseEncoder, sparse: SparseEncoder,

@@ -121,6 +121,12 @@ class ExtractiveAnswerer:
                 span.set_attribute("answer.text", answer.text)
             return answer
 
+    def best_similarity(self, question: str, hits: list[Hit]) -> float:
+        """The cosine of the hits' best sentence to the question (-1 without sentences): what
+        `answer_min_similarity` is compared with."""
+        candidates = self._score(question, hits)
+        return candidates[0].score if candidates else -1.0
+
     def _score(self, question: str, hits: list[Hit]) -> list[_Candidate]:
         seen: set[str] = set()
         pairs: list[tuple[str, Hit]] = []
