@@ -42,7 +42,7 @@ def test_retrieval_span_carries_genai_attributes(
 def test_answer_quotes_the_evidence_and_cites_it(services: Services, corpus: Path) -> None:
     services.ingestor.ingest(corpus)
     question = "How many characters must a password have?"
-    answer = services.answerer.answer(question, services.retriever.retrieve(Query(question, 5)))
+    answer = services.asker.answer(question, services.retriever.retrieve(Query(question, 5)))
     assert not answer.refused
     assert "at least 14 characters" in answer.text
     numbers = {int(n) for n in re.findall(r"\[(\d+)\]", answer.text)}
@@ -55,14 +55,14 @@ def test_answer_quotes_the_evidence_and_cites_it(services: Services, corpus: Pat
 def test_question_the_documents_cannot_answer_is_refused(services: Services, corpus: Path) -> None:
     services.ingestor.ingest(corpus)
     question = "What was the revenue of the company in 2019?"
-    answer = services.answerer.answer(question, services.retriever.retrieve(Query(question, 5)))
+    answer = services.asker.answer(question, services.retriever.retrieve(Query(question, 5)))
     assert answer.refused
     assert answer.text == REFUSAL
     assert answer.citations == []
 
 
 def test_no_hits_means_refusal(services: Services) -> None:
-    assert services.answerer.answer("Anything at all?", []).refused
+    assert services.asker.answer("Anything at all?", []).refused
 
 
 def test_sentences_skip_headings_and_table_rules() -> None:
