@@ -82,7 +82,9 @@ def test_sample_corpus_lifecycle(services: Services, tmp_path: Path) -> None:
     (corpus / "fleetos-release-notes.html").unlink()
     removed = services.ingestor.ingest(corpus)
     assert removed.counts["deleted"] == 1
-    hits = services.retriever.retrieve(Query(text="FleetOS REST API v1 end of life", top_k=10))
+    hits = services.retriever.retrieve(
+        Query(text="FleetOS REST API v1 end of life", top_k=10, tenant="default")
+    )
     assert "fleetos-release-notes.html" not in {hit.source for hit in hits}
 
 

@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 from {{ cookiecutter.package_name }}.api import create_app
 from {{ cookiecutter.package_name }}.container import Services
 
-from ...conftest import keyed_client
+from ...conftest import keyed_client, qdrant_client
 
 
 @pytest.fixture
@@ -32,7 +32,7 @@ def test_health_and_readiness(client: TestClient) -> None:
 def test_readiness_fails_when_the_collection_is_gone(
     client: TestClient, services: Services
 ) -> None:
-    services.store._client.delete_collection("test")
+    qdrant_client(services).delete_collection("test")
     ready = client.get("/readyz")
     assert ready.status_code == 503
     assert ready.json()["checks"]["collection"] == "missing: test"
