@@ -18,6 +18,7 @@ from .ask import Question
 from .container import Services, build_services
 from .errors import ServiceError, StoreInUseError
 from .ingest import FileOutcome
+from .ingest.formats import formats_help
 from .keys import KeyStore, parse_scopes
 from .settings import CONSOLE_SCRIPT, Settings
 from .telemetry import configure_logging
@@ -58,10 +59,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True)
 
-    ingest = commands.add_parser("ingest", help="sync a folder of documents into the store")
-    ingest.add_argument(
-        "path", type=Path, help="folder of .md .txt .html .pdf .docx .csv .jsonl files"
+    ingest = commands.add_parser(
+        "ingest",
+        help="sync a folder of documents into the store",
+        epilog=formats_help(),  # from the formats table, so it lists what the loader reads
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    ingest.add_argument("path", type=Path, help="folder of files in the formats listed below")
     ingest.add_argument("--corpus", help="corpus name (default: the folder's name)")
     ingest.add_argument("--report", type=Path, help="also write the report as JSON here")
     ingest.add_argument(
