@@ -136,7 +136,7 @@ def load_document(
         raise SkippedFileError("has no text (empty or whitespace only)")
     metadata: dict[str, Any] = {}
     if kind == "pdf":
-        parsed = parse_pdf(raw)
+        parsed = parse_pdf(raw, max_bytes)
     elif kind == "docx":
         parsed = parse_docx(raw, max_bytes)
     else:
