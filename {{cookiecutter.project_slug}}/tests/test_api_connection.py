@@ -19,6 +19,7 @@ from {{ cookiecutter.package_name }}.api import create_app
 from {{ cookiecutter.package_name }}.container import build_services
 from {{ cookiecutter.package_name }}.embeddings import DenseEncoder, SparseEncoder
 from {{ cookiecutter.package_name }}.settings import Settings
+from {{ cookiecutter.package_name }}.telemetry import configure_logging
 
 from .conftest import TRACE_ID, api_key, auth, free_port, make_settings
 
@@ -126,3 +127,20 @@ def test_trace_ids_are_per_request_on_one_keep_alive_connection(running: Running
     expected = {(t, tenant) for t, tenant, status in seen if status < 400}
     assert {(str(line["trace_id"]), str(line["tenant"])) for line in audited} == expected
     assert len(audited) == len(expected)
+
+
+def test_a_key_in_the_url_never_reaches_the_access_log_in_clear(
+    running: Running, capsys: pytest.CaptureFixture[str]
+) -> None:
+    configure_logging(running.settings)
+    capsys.readouterr()
+    with httpx.Client(base_url=running.base, timeout=30) as client:
+        refused = client.get(f"/v1/documents?api_key={running.alpha}&corpus=x")
+        assert refused.status_code == 401
+        probe = client.get(f"/healthz?token={running.beta}")
+        assert probe.status_code == 200
+    time.sleep(0.2)  # the access line is written after the response
+    logged = capsys.readouterr().err
+    assert "/v1/documents?api_key=[REDACTED]&corpus=x" in logged
+    assert "/healthz?token=[REDACTED]" in logged
+    assert running.alpha not in logged and running.beta not in logged

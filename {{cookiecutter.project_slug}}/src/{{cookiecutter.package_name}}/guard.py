@@ -124,6 +124,30 @@ class RedactingFilter(logging.Filter):
         return True
 
 
+# A credential in a URL's query string (`?api_key=...`, `&token=...`): its value is masked in
+# every log line, whatever logger wrote it (uvicorn's access log puts the whole URL in).
+_URL_CREDENTIAL = re.compile(
+    r"(?i)([?&](?:api_?key|key|token|access_token|auth|authorization)=)[^&\s\"']*"
+)
+
+
+def mask_url_credentials(text: str) -> str:
+    return _URL_CREDENTIAL.sub(r"\1[REDACTED]", text)
+
+
+class CredentialQueryFilter(logging.Filter):
+    """Masks credential query parameters in a record's message and arguments; always on."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str):
+            record.msg = mask_url_credentials(record.msg)
+        if isinstance(record.args, tuple):
+            record.args = tuple(
+                mask_url_credentials(a) if isinstance(a, str) else a for a in record.args
+            )
+        return True
+
+
 # Characters that render as nothing: soft hyphen, zero-width spaces and joiners, bidi
 # controls, word joiner and invisible operators, BOM, interlinear annotations, and the Unicode
 # tag block (E0000-E007F, "ASCII smuggling": invisible text a model still reads).
