@@ -3,7 +3,8 @@
 Reads benchmarks/injection_planted.jsonl: explicit injections (stock phrasings), paraphrased
 ones (the same intent without them), and benign sentences about instructions, systems and
 roles. The `heldout_*` rows were written after the others and before the patterns were
-extended, and were not used to tune them: their rates are the honest estimate. Each planted sentence is also tried with zero-width characters inside its words and
+extended, and were not used to tune them: their rates are the honest estimate.
+Each planted sentence is also tried with zero-width characters inside its words and
 in fullwidth forms, which the flag must see through. False positives are counted on the benign
 sentences and on every chunk of the sample corpus as the service chunks it.
 
@@ -57,12 +58,16 @@ def main() -> None:
         benign = [r["text"] for r in rows if r["kind"] == kind]
         wrong = [t for t in benign if injection_signals(t)]
         flagged += wrong
-        print(f"{kind + ' (FP)':<32} {len(benign):>4} {len(wrong):>8} "
-              f"{len(wrong) / len(benign):>6.0%}")
+        print(
+            f"{kind + ' (FP)':<32} {len(benign):>4} {len(wrong):>8} "
+            f"{len(wrong) / len(benign):>6.0%}"
+        )
     chunks = sample_chunks()
     noisy = [c for c in chunks if injection_signals(c)]
-    print(f"{'sample corpus chunks (FP)':<32} {len(chunks):>4} {len(noisy):>8} "
-          f"{len(noisy) / len(chunks):>6.0%}")
+    print(
+        f"{'sample corpus chunks (FP)':<32} {len(chunks):>4} {len(noisy):>8} "
+        f"{len(noisy) / len(chunks):>6.0%}"
+    )
     for text in flagged + noisy:
         print(f"  false positive {injection_signals(text)}: {text[:90]!r}")
     missed = [

@@ -84,7 +84,8 @@ def lying_zip_docx_bytes(text: str, expanded: int) -> bytes:
     out = io.BytesIO()
     with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as archive:
         for member, data in members.items():
-            archive.writestr(member, data + b" " * (expanded - len(data)) if member == name else data)
+            padded = data + b" " * (expanded - len(data)) if member == name else data
+            archive.writestr(member, padded)
     data = bytearray(out.getvalue())
     crc = zlib.crc32(xml).to_bytes(4, "little")
     size = len(xml).to_bytes(4, "little")
@@ -113,9 +114,7 @@ def flate_bomb_pdf_bytes(expanded: int) -> bytes:
         b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
         b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R "
         b"/Resources << /Font << /F1 5 0 R >> >> >>",
-        b"<< /Length %d /Filter /FlateDecode >>\nstream\n" % len(stream)
-        + stream
-        + b"\nendstream",
+        b"<< /Length %d /Filter /FlateDecode >>\nstream\n" % len(stream) + stream + b"\nendstream",
         b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
     ]
     out = bytearray(b"%PDF-1.4\n")

@@ -35,7 +35,8 @@ def test_a_corrupt_keys_file_is_not_described_to_the_caller(
         response = client.post("/v1/retrieve", json={"query": "leave"}, headers=auth(key))
     assert_error(response, 503, "API keys cannot be checked right now")
     assert str(services.settings.keys_path) not in response.text
-    assert "keys.json" not in response.text and "JSON" not in response.text
+    assert "keys.json" not in response.text
+    assert "JSON" not in response.text
     # The operator still learns which file and what to do.
     assert str(services.settings.keys_path) in caplog.text
 
@@ -68,9 +69,7 @@ def test_types_are_strict_where_the_schema_says_integer_or_array(
     assert_error(response, 422, field)
 
 
-def test_the_schema_still_accepts_what_it_documents(
-    services: Services, client: TestClient
-) -> None:
+def test_the_schema_still_accepts_what_it_documents(services: Services, client: TestClient) -> None:
     response = client.post(
         "/v1/retrieve",
         json={"query": "leave", "top_k": 3, "filters": {"source": ["a.md"]}},

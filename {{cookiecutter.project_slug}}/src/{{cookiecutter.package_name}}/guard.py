@@ -159,9 +159,7 @@ _INVISIBLE = re.compile(
 # After normalising: a `<` that starts anything tag-like (`</document>`, `<\/documents>`,
 # `< /document>`, `< document >`, `<|im_start|>`, `<start_of_turn>`, `<s>`), the `|>` that
 # ends chat-template tokens, and Llama's `[INST]` / `[/INST]`. `a < b` stays as written.
-_TAG_START = re.compile(
-    r"<(?=[A-Za-z!?|]|\s*[/\\]+\s*[A-Za-z|]|\s+[A-Za-z|][\w:|-]*\s*>)"
-)
+_TAG_START = re.compile(r"<(?=[A-Za-z!?|]|\s*[/\\]+\s*[A-Za-z|]|\s+[A-Za-z|][\w:|-]*\s*>)")
 _SMUGGLED = re.compile("[\U000e0000-\U000e007f]")
 _INST = re.compile(r"\[(?=\s*/?\s*INST\s*\])", re.IGNORECASE)
 

@@ -10,7 +10,6 @@ from ..domain import Answer, Hit, IndexedDocument
 from ..ingest.jobs import IngestionJob
 from ..ingest.pipeline import FileOutcome
 
-
 # Strict: a request is what the schema says or it is refused. `"top_k": "5"` is not an
 # integer and `"source": "a.md"` is not an array (lax parsing would accept both).
 

@@ -284,9 +284,7 @@ def parse_pdf(raw: bytes, max_bytes: int) -> Parsed:
         with pypdf.apply_configuration(**limits):
             reader = pypdf.PdfReader(io.BytesIO(raw))
             if reader.is_encrypted:
-                raise SkippedFileError(
-                    "is an encrypted PDF; save an unencrypted copy to ingest it"
-                )
+                raise SkippedFileError("is an encrypted PDF; save an unencrypted copy to ingest it")
             pages = [page.extract_text() or "" for page in reader.pages]
             info = reader.metadata
             title = info.title if info and info.title else None
