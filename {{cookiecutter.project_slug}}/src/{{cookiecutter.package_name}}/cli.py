@@ -333,5 +333,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ServiceError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
         return 2
+    except OSError as exc:  # a read-only, missing or full data folder: one line, not a trace
+        where = f" {exc.filename}" if exc.filename else ""
+        print(
+            f"error: cannot use{where}: {exc.strerror or exc}; RAG_DATA_DIR and RAG_MODEL_DIR "
+            "must be writable folders on a disk with free space.",
+            file=sys.stderr,
+        )
+        return 2
     except KeyboardInterrupt:
         return 130
