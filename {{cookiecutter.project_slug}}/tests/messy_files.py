@@ -86,22 +86,22 @@ def lying_zip_docx_bytes(text: str, expanded: int) -> bytes:
         for member, data in members.items():
             padded = data + b" " * (expanded - len(data)) if member == name else data
             archive.writestr(member, padded)
-    data = bytearray(out.getvalue())
+    patched = bytearray(out.getvalue())
     crc = zlib.crc32(xml).to_bytes(4, "little")
     size = len(xml).to_bytes(4, "little")
     encoded = name.encode()
     # Local file header: CRC at 14, uncompressed size at 22; central directory: 16 and 24.
-    local = data.index(b"PK\x03\x04")
-    while data[local + 30 : local + 30 + len(encoded)] != encoded:
-        local = data.index(b"PK\x03\x04", local + 4)
-    data[local + 14 : local + 18] = crc
-    data[local + 22 : local + 26] = size
-    central = data.index(b"PK\x01\x02")
-    while data[central + 46 : central + 46 + len(encoded)] != encoded:
-        central = data.index(b"PK\x01\x02", central + 4)
-    data[central + 16 : central + 20] = crc
-    data[central + 24 : central + 28] = size
-    return bytes(data)
+    local = patched.index(b"PK\x03\x04")
+    while patched[local + 30 : local + 30 + len(encoded)] != encoded:
+        local = patched.index(b"PK\x03\x04", local + 4)
+    patched[local + 14 : local + 18] = crc
+    patched[local + 22 : local + 26] = size
+    central = patched.index(b"PK\x01\x02")
+    while patched[central + 46 : central + 46 + len(encoded)] != encoded:
+        central = patched.index(b"PK\x01\x02", central + 4)
+    patched[central + 16 : central + 20] = crc
+    patched[central + 24 : central + 28] = size
+    return bytes(patched)
 
 
 def flate_bomb_pdf_bytes(expanded: int) -> bytes:
