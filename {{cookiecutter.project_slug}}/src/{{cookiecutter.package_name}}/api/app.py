@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, nullcontext
 
 from fastapi import FastAPI
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
@@ -12,6 +12,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .. import __version__
 from ..container import Services, build_services
+from ..mcp import McpEndpoint
 from ..settings import PROJECT_NAME, Settings
 from ..telemetry import current_trace_id
 from .errors import install_error_handlers
@@ -48,6 +49,8 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     settings = settings or (services.settings if services else Settings())
     built = services or build_services(settings)
     authenticator = Authenticator(built.settings)
+    # The MCP tools at /mcp: the same services, keys and limits (see docs/mcp.md).
+    mcp = McpEndpoint(built, authenticator) if built.settings.mcp_enabled else None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -55,7 +58,8 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         authenticator.announce()
         # Uploads accepted before a restart (or a crash) are in the inbox: finish them.
         built.jobs.submit_inbox()
-        yield
+        async with mcp.running() if mcp else nullcontext():
+            yield
         if services is None:  # we built them, we close them
             built.close()
 
@@ -70,6 +74,8 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app.include_router(health)
     app.include_router(v1)
     app.include_router(documents)
+    if mcp is not None:
+        mcp.install(app)
     install_error_handlers(app)
     document_limits(app, built.settings)
 
