@@ -507,7 +507,9 @@ class Settings(BaseSettings):
                 f"external OAuth tokens need all three of {', '.join(oauth)}; set {missing} "
                 "too (or unset them all to accept API keys only)"
             )
-        unsafe = [a for a in self.mcp_oauth_algorithms if not a.startswith(("RS", "PS", "ES", "Ed"))]
+        unsafe = [
+            a for a in self.mcp_oauth_algorithms if not a.startswith(("RS", "PS", "ES", "Ed"))
+        ]
         if unsafe:
             raise ValueError(
                 f"RAG_MCP_OAUTH_ALGORITHMS lists {unsafe}: only asymmetric signatures "

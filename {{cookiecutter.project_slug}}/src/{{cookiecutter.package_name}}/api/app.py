@@ -12,7 +12,6 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .. import __version__
 from ..container import Services, build_services
-from ..mcp import McpEndpoint
 from ..settings import PROJECT_NAME, Settings
 from ..telemetry import current_trace_id
 from .errors import install_error_handlers
@@ -49,7 +48,10 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     settings = settings or (services.settings if services else Settings())
     built = services or build_services(settings)
     authenticator = Authenticator(built.settings)
-    # The MCP tools at /mcp: the same services, keys and limits (see docs/mcp.md).
+    # The MCP tools at /mcp: the same services, keys and limits (see docs/mcp.md). Imported
+    # here: the MCP adapter itself builds on this package's security and schemas.
+    from ..mcp.http import McpEndpoint
+
     mcp = McpEndpoint(built, authenticator) if built.settings.mcp_enabled else None
 
     @asynccontextmanager

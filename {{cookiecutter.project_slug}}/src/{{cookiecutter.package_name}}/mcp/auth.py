@@ -259,7 +259,9 @@ class McpGuard:
         log.warning("%s %s -> %d: %s", request.method, MCP_PATH, exc.status_code, exc.message)
         headers: list[tuple[bytes, bytes]] = []
         if exc.status_code == 401:
-            challenge = f'Bearer resource_metadata="{metadata_url(resource_url(self.settings, request))}"'
+            challenge = (
+                f'Bearer resource_metadata="{metadata_url(resource_url(self.settings, request))}"'
+            )
             if token_given:  # RFC 6750 3.1: no error code when no credentials were sent
                 challenge += (
                     f', error="invalid_token", error_description="{_header_value(exc.message)}"'
@@ -313,4 +315,3 @@ async def _reply(
         }
     )
     await send({"type": "http.response.body", "body": body})
-

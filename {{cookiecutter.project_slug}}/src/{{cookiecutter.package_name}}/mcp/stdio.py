@@ -18,7 +18,7 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.server.stdio import stdio_server
 from mcp.shared.message import SessionMessage
 
-from ..api.security import Authenticator
+from ..api.security import Authenticator, Caller
 from ..container import build_services
 from ..errors import StoreInUseError, UnauthorizedError
 from ..settings import CONSOLE_SCRIPT, Settings
@@ -35,6 +35,8 @@ def _token(settings: Settings) -> str | None:
 def serve_stdio(settings: Settings, url: str | None = None) -> int:
     if url is not None:
         return bridge(url, _token(settings))
+    authenticator = Authenticator(settings)
+    caller = _caller(authenticator, _token(settings))  # before the models load: fail fast
     try:
         services = build_services(settings)
     except StoreInUseError as exc:
@@ -48,15 +50,6 @@ def serve_stdio(settings: Settings, url: str | None = None) -> int:
             "--url with the API's /mcp URL."
         ) from exc
     try:
-        authenticator = Authenticator(settings)
-        try:
-            caller = authenticator.identify(_token(settings))
-        except UnauthorizedError as exc:
-            raise UnauthorizedError(
-                f"{exc.message} `{CONSOLE_SCRIPT} mcp` acts as the key in RAG_MCP_KEY: put "
-                f"one made with `{CONSOLE_SCRIPT} keys create --tenant <t> --scopes query` in "
-                "the client's config (env) or in .env."
-            ) from exc
         server = build_server(services, authenticator, caller=caller)
         services.jobs.submit_inbox()  # as the API does at start: finish accepted uploads
         log.info("MCP over stdio as key %s (tenant %r)", caller.key_id, caller.tenant)
@@ -64,6 +57,22 @@ def serve_stdio(settings: Settings, url: str | None = None) -> int:
         return 0
     finally:
         services.close()
+
+
+def _caller(authenticator: Authenticator, token: str | None) -> Caller:
+    try:
+        return authenticator.identify(token)
+    except UnauthorizedError:
+        if token is None:
+            raise UnauthorizedError(
+                f"`{CONSOLE_SCRIPT} mcp` needs an API key to act as: set RAG_MCP_KEY (in the "
+                "MCP client's server config under `env`, or in .env) to a key made with "
+                f"`{CONSOLE_SCRIPT} keys create --tenant <tenant> --scopes query`."
+            ) from None
+        raise UnauthorizedError(
+            "RAG_MCP_KEY is not a valid API key here (mistyped, revoked, or from another "
+            f"deployment); `{CONSOLE_SCRIPT} keys list` shows the key ids that exist."
+        ) from None
 
 
 def _answers(url: str) -> bool:

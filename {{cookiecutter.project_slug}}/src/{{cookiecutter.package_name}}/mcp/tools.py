@@ -21,7 +21,7 @@ from typing import Annotated, Any, Literal, TypeVar
 
 from mcp.server import MCPServer
 from mcp.server.mcpserver import Context
-from mcp.server.mcpserver.exceptions import ToolError
+from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError, ToolError
 from mcp_types import ToolAnnotations
 from opentelemetry.trace import Span, StatusCode
 from pydantic import BaseModel, Field, StringConstraints
@@ -171,12 +171,26 @@ class ToolRunner:
         if self.fixed_caller is not None:
             return self.fixed_caller
         request = ctx.request_context.request
-        caller = request.scope.get("state", {}).get(CALLER_STATE) if isinstance(request, Request) else None
+        caller = (
+            request.scope.get("state", {}).get(CALLER_STATE)
+            if isinstance(request, Request)
+            else None
+        )
         if not isinstance(caller, Caller):  # the guard always sets it; never serve without
             raise ToolError("unauthorized: no authenticated caller for this request.")
         return caller
 
-    def run(self, ctx: Context, tool: str, scope: Scope, work: Callable[[Caller], T]) -> T:
+    def run(
+        self,
+        ctx: Context,
+        tool: str,
+        scope: Scope,
+        work: Callable[[Caller], T],
+        *,
+        resource: bool = False,
+    ) -> T:
+        """`work` as the caller, or the failure as the SDK's ToolError (an error result the
+        model reads) or, for a resource, ResourceError (a JSON-RPC error)."""
         caller = self.caller(ctx)
         with self.tracer.start_as_current_span(f"execute_tool {tool}") as span:
             span.set_attribute("gen_ai.operation.name", "execute_tool")
@@ -196,16 +210,19 @@ class ToolRunner:
                 return work(caller)
             except ServiceError as exc:
                 self._failed(span, caller, tool, exc)
-                raise ToolError(_message(exc)) from exc
-            except ToolError:
-                raise
+                if not resource:
+                    raise ToolError(_message(exc)) from exc
+                if isinstance(exc, NotFoundError):
+                    raise ResourceNotFoundError(_message(exc)) from exc
+                raise ResourceError(_message(exc)) from exc
             except Exception as exc:
                 trace_id = current_trace_id()
                 log.exception("unhandled error in MCP tool %s (trace %s)", tool, trace_id)
                 span.record_exception(exc)
                 self._failed(span, caller, tool, exc)
-                raise ToolError(
-                    f"internal: the tool failed; the server log has it under trace id {trace_id}."
+                failure = ResourceError if resource else ToolError
+                raise failure(
+                    f"internal: {tool} failed; the server log has it under trace id {trace_id}."
                 ) from exc
 
     def _failed(self, span: Span, caller: Caller, tool: str, exc: Exception) -> None:
@@ -289,7 +306,11 @@ def build_server(
         ctx: Context,
         top_k: Annotated[
             int | None,
-            Field(ge=1, le=max_top_k, description=f"Hits to return (default {settings.default_top_k})."),
+            Field(
+                ge=1,
+                le=max_top_k,
+                description=f"Hits to return (default {settings.default_top_k}).",
+            ),
         ] = None,
         sources: Annotated[
             SourceList | None,
@@ -301,9 +322,7 @@ def build_server(
         ] = None,
     ) -> SearchResult:
         def work(who: Caller) -> SearchResult:
-            question = Question(
-                query, who.tenant, top_k, sources, key_id=who.key_id, tool="search"
-            )
+            question = Question(query, who.tenant, top_k, sources, key_id=who.key_id, tool="search")
             hits = services.asker.retrieve(question)
             return SearchResult(
                 hits=[_search_hit(who.tenant, h) for h in hits], trace_id=current_trace_id()
@@ -328,7 +347,9 @@ def build_server(
         ctx: Context,
         top_k: Annotated[
             int | None,
-            Field(ge=1, le=max_top_k, description="Passages to answer from (default: the server's)."),
+            Field(
+                ge=1, le=max_top_k, description="Passages to answer from (default: the server's)."
+            ),
         ] = None,
         sources: Annotated[
             SourceList | None,
@@ -340,9 +361,7 @@ def build_server(
     ) -> QueryResponse:
         def work(who: Caller) -> QueryResponse:
             asked = services.asker.ask(
-                Question(
-                    question, who.tenant, top_k, sources, key_id=who.key_id, tool="ask"
-                )
+                Question(question, who.tenant, top_k, sources, key_id=who.key_id, tool="ask")
             )
             return QueryResponse.of(asked.answer, asked.trace_id)
 
@@ -440,7 +459,7 @@ def build_server(
             runner.read(who, "doc://", hits, document_id=document.id)
             return _joined(hits)
 
-        return runner.run(ctx, "read doc://", "query", work)
+        return runner.run(ctx, "read doc://", "query", work, resource=True)
 
     if settings.mcp_write_tools:
         _writing_tools(server, runner)
