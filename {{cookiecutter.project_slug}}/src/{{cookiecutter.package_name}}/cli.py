@@ -14,13 +14,13 @@ from pydantic import ValidationError
 from tqdm import tqdm
 
 from .api.schemas import QueryResponse
+from .ask import Question
 from .container import Services, build_services
-from .domain import Query
 from .errors import ServiceError, StoreInUseError
 from .ingest import FileOutcome
 from .keys import KeyStore, parse_scopes
 from .settings import CONSOLE_SCRIPT, Settings
-from .telemetry import configure_logging, current_trace_id
+from .telemetry import configure_logging
 
 DEMO_QUESTIONS = (
     "How many days of paid leave do employees get?",
@@ -156,11 +156,8 @@ def _answer(
 ) -> QueryResponse:
     tracer = services.tracer_provider.get_tracer(__name__)
     with tracer.start_as_current_span("cli ask"):
-        k = top_k or services.settings.default_top_k
-        query = Query(text=question, top_k=k, sources=sources, tenant=services.settings.tenant)
-        hits = services.retriever.retrieve(query)
-        answer = services.answerer.answer(question, hits)
-        return QueryResponse.of(answer, current_trace_id())
+        asked = services.asker.ask(Question(question, services.settings.tenant, top_k, sources))
+        return QueryResponse.of(asked.answer, asked.trace_id)
 
 
 def _print_answer(question: str, response: QueryResponse) -> None:
