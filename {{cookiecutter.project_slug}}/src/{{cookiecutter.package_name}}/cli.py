@@ -1,4 +1,7 @@
-"""Command line: ingest, ask, serve, mcp, eval, demo, keys. Errors print one actionable line, exit 2."""
+"""Command line: ingest, ask, serve, mcp, eval, demo, keys.
+
+Errors print one actionable line and exit 2.
+"""
 
 from __future__ import annotations
 

@@ -60,7 +60,7 @@ async def mcp_session(
     hooks = {"response": [statuses.record]} if statuses else {}
     async with (
         httpx2.AsyncClient(headers=headers, event_hooks=hooks, timeout=60) as http,
-        Client(streamable_http_client(f"{base}/mcp", http_client=http), mode=mode) as client,  # type: ignore[arg-type]
+        Client(streamable_http_client(f"{base}/mcp", http_client=http), mode=mode) as client,
     ):
         yield client
 
@@ -70,7 +70,7 @@ def structured(result: CallToolResult) -> dict[str, Any]:
     assert not result.is_error, text(result)
     assert result.structured_content is not None
     assert json.loads(text(result)) == result.structured_content
-    return result.structured_content
+    return dict(result.structured_content)
 
 
 def text(result: CallToolResult) -> str:

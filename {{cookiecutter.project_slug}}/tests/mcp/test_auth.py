@@ -255,7 +255,8 @@ def test_an_unknown_origin_is_403_naming_the_setting(served: Served) -> None:
 def test_a_jwt_from_the_authorization_server_reads_its_tenant(served: Served, jwks: Jwks) -> None:
     for kid in ("rsa-1", "ec-1"):
         hits = structured(search(served, jwks.token(kid=kid)))["hits"]
-        assert hits and hits[0]["source"] == "passwords.md", kid
+        assert hits, kid
+        assert hits[0]["source"] == "passwords.md", kid
     other = structured(search(served, jwks.token(tenant="globex")))
     assert other["hits"] == []  # tenant globex has no documents here
     audit = [json.loads(line) for line in served.settings.audit_path.read_text().splitlines()]

@@ -27,7 +27,8 @@ from mcp import Client
 from ..conftest import api_key, auth, free_port, make_settings
 from .support import running, structured
 
-QUERY = {"query": "How long must a password be?", "top_k": 2}
+QUESTION = "How long must a password be?"
+QUERY: dict[str, Any] = {"query": QUESTION, "top_k": 2}
 
 
 def _environment(settings: Settings, **extra: str) -> dict[str, str]:
@@ -86,7 +87,7 @@ def test_stdio_holds_the_store_and_acts_as_its_key(
     hits = structured(result)["hits"]
     services = build_services(indexed, tracer_provider=TracerProvider(), dense=dense, sparse=sparse)
     try:
-        expected = services.asker.retrieve(Question(QUERY["query"], "default", 2))
+        expected = services.asker.retrieve(Question(QUESTION, "default", 2))
     finally:
         services.close()
     assert [h["chunk_id"] for h in hits] == [h.chunk_id for h in expected]

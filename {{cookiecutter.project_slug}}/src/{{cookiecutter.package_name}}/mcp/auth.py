@@ -49,7 +49,7 @@ class ProtectedResource(BaseModel):
 
     resource: str
     authorization_servers: list[str] | None = None
-    scopes_supported: list[str] = Field(default_factory=lambda: list(SCOPES))
+    scopes_supported: list[str] = Field(default_factory=lambda: [str(s) for s in SCOPES])
     bearer_methods_supported: list[str] = Field(default_factory=lambda: ["header"])
     resource_name: str = PROJECT_NAME
     resource_documentation: str | None = None
@@ -60,12 +60,12 @@ class JwtVerifier:
     refreshed when a new key id appears), expiry, issuer and audience, then the tenant."""
 
     def __init__(self, settings: Settings) -> None:
-        assert settings.mcp_oauth_jwks_url and settings.mcp_oauth_issuer
-        self.issuer = settings.mcp_oauth_issuer
-        self.audience = settings.mcp_oauth_audience
+        # Settings refuse one of the three without the others.
+        self.issuer = settings.mcp_oauth_issuer or ""
+        self.audience = settings.mcp_oauth_audience or ""
+        self.jwks_url = settings.mcp_oauth_jwks_url or ""
         self.tenant_claim = settings.mcp_oauth_tenant_claim
         self.algorithms = list(settings.mcp_oauth_algorithms)
-        self.jwks_url = settings.mcp_oauth_jwks_url
         self._keys = jwt.PyJWKClient(self.jwks_url, cache_keys=True, lifespan=300, timeout=10)
 
     def caller(self, token: str) -> Caller:

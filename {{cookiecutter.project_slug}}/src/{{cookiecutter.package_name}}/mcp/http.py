@@ -11,6 +11,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from mcp.server.streamable_http_manager import StreamableHTTPASGIApp, StreamableHTTPSessionManager
 from mcp.server.transport_security import TransportSecuritySettings
+from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from ..api.limits import mcp_request_limit
@@ -75,7 +76,8 @@ class McpEndpoint:
     def install(self, app: FastAPI) -> None:
         """/mcp, and the RFC 9728 metadata at the well-known path (also with the resource
         path appended, as section 3.1 builds it, e.g. /.well-known/oauth-protected-resource/mcp)."""
-        app.add_route(MCP_PATH, self._guard, methods=["GET", "POST", "DELETE"])
+        # A plain ASGI route: the SDK's transport reads and writes the HTTP exchange itself.
+        app.router.routes.append(Route(MCP_PATH, self._guard, methods=["GET", "POST", "DELETE"]))
         settings = self.services.settings
 
         def metadata(request: Request) -> JSONResponse:
