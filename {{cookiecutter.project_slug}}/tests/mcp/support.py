@@ -13,10 +13,9 @@ from typing import Any
 import httpx2
 import uvicorn
 from fastapi import FastAPI
+from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp_types import CallToolResult
-
-from mcp import Client
 
 from ..conftest import free_port
 

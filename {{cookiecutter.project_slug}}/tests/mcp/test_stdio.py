@@ -13,6 +13,7 @@ from typing import Any
 import anyio
 import httpx
 import pytest
+from mcp import Client
 from mcp.client.stdio import StdioServerParameters
 from mcp.shared.exceptions import MCPError
 from opentelemetry.sdk.trace import TracerProvider
@@ -22,7 +23,6 @@ from {{ cookiecutter.package_name }}.ask import Question
 from {{ cookiecutter.package_name }}.container import build_services
 from {{ cookiecutter.package_name }}.embeddings import DenseEncoder, SparseEncoder
 from {{ cookiecutter.package_name }}.settings import PACKAGE_NAME, Settings
-from mcp import Client
 
 from ..conftest import api_key, auth, free_port, make_settings
 from .support import running, structured

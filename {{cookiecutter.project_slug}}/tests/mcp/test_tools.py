@@ -15,6 +15,7 @@ from typing import Any
 import anyio
 import httpx
 import pytest
+from mcp import Client
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -25,7 +26,6 @@ from {{ cookiecutter.package_name }}.api.security import Authenticator
 from {{ cookiecutter.package_name }}.container import Services, build_services
 from {{ cookiecutter.package_name }}.embeddings import DenseEncoder, SparseEncoder
 from {{ cookiecutter.package_name }}.mcp import build_server
-from mcp import Client
 
 from ..conftest import TRACE_ID, api_key, auth, make_settings
 from .support import Statuses, mcp_session, running, structured, text
