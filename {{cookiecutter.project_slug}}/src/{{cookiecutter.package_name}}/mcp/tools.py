@@ -284,8 +284,13 @@ def build_server(
     over HTTP each request's comes from the guard."""
     settings = services.settings
     runner = ToolRunner(services, authenticator, caller)
+    # log_level: the SDK calls logging.basicConfig, a no-op once our logging is configured.
     server: MCPServer = MCPServer(
-        CONSOLE_SCRIPT, title=PROJECT_NAME, version=__version__, instructions=INSTRUCTIONS
+        CONSOLE_SCRIPT,
+        title=PROJECT_NAME,
+        version=__version__,
+        instructions=INSTRUCTIONS,
+        log_level=settings.log_level,  # type: ignore[arg-type]
     )
     question_chars = settings.max_question_chars
     max_top_k = settings.max_top_k
