@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import re
 import zipfile
+import zlib
 from pathlib import Path
 
 import docx
@@ -66,3 +67,67 @@ def zip_bomb_docx_bytes(expanded: int) -> bytes:
         archive.writestr("[Content_Types].xml", "<Types/>")
         archive.writestr("word/document.xml", b"\0" * expanded)
     return buffer.getvalue()
+
+
+def lying_zip_docx_bytes(text: str, expanded: int) -> bytes:
+    """A real .docx holding `text`, whose `word/document.xml` is followed by whitespace (legal
+    after the root element) up to `expanded` bytes, while the zip directory declares only the
+    real XML's size and CRC: a directory that lies, and survives a CRC check."""
+    buffer = io.BytesIO()
+    document = docx.Document()
+    document.add_paragraph(text)
+    document.save(buffer)
+    with zipfile.ZipFile(io.BytesIO(buffer.getvalue())) as original:
+        members = {info.filename: original.read(info) for info in original.infolist()}
+    name = "word/document.xml"
+    xml = members[name]
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for member, data in members.items():
+            padded = data + b" " * (expanded - len(data)) if member == name else data
+            archive.writestr(member, padded)
+    data = bytearray(out.getvalue())
+    crc = zlib.crc32(xml).to_bytes(4, "little")
+    size = len(xml).to_bytes(4, "little")
+    encoded = name.encode()
+    # Local file header: CRC at 14, uncompressed size at 22; central directory: 16 and 24.
+    local = data.index(b"PK\x03\x04")
+    while data[local + 30 : local + 30 + len(encoded)] != encoded:
+        local = data.index(b"PK\x03\x04", local + 4)
+    data[local + 14 : local + 18] = crc
+    data[local + 22 : local + 26] = size
+    central = data.index(b"PK\x01\x02")
+    while data[central + 46 : central + 46 + len(encoded)] != encoded:
+        central = data.index(b"PK\x01\x02", central + 4)
+    data[central + 16 : central + 20] = crc
+    data[central + 24 : central + 28] = size
+    return bytes(data)
+
+
+def flate_bomb_pdf_bytes(expanded: int) -> bytes:
+    """A one-page PDF whose content stream is a small deflate stream that expands to
+    `expanded` bytes (one line of text, then spaces)."""
+    content = b"BT /F1 12 Tf 72 720 Td (Bomb page) Tj ET" + b" " * expanded
+    stream = zlib.compress(content, 9)
+    objects = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R "
+        b"/Resources << /Font << /F1 5 0 R >> >> >>",
+        b"<< /Length %d /Filter /FlateDecode >>\nstream\n" % len(stream) + stream + b"\nendstream",
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+    ]
+    out = bytearray(b"%PDF-1.4\n")
+    offsets = []
+    for number, body in enumerate(objects, start=1):
+        offsets.append(len(out))
+        out += b"%d 0 obj\n" % number + body + b"\nendobj\n"
+    xref = len(out)
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
+    for offset in offsets:
+        out += b"%010d 00000 n \n" % offset
+    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (
+        len(objects) + 1,
+        xref,
+    )
+    return bytes(out)

@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
+import io
 import json
+import tracemalloc
+import zipfile
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from {{ cookiecutter.package_name }}.ingest.chunk import Chunker
+from {{ cookiecutter.package_name }}.ingest.chunk import Chunker, chunk_document
 from {{ cookiecutter.package_name }}.ingest.load import RecordFields, SkippedFileError, load_document
-from {{ cookiecutter.package_name }}.ingest.pipeline import chunk_document
 
-from .messy_files import corrupt_pdf_bytes, write_docx, write_pdf, zip_bomb_docx_bytes
+from .messy_files import (
+    corrupt_pdf_bytes,
+    flate_bomb_pdf_bytes,
+    lying_zip_docx_bytes,
+    write_docx,
+    write_pdf,
+    zip_bomb_docx_bytes,
+)
 
 LIMIT = 1_000_000
 
@@ -82,8 +92,75 @@ def test_docx_that_expands_past_the_size_limit_is_refused(tmp_path: Path) -> Non
     bomb = zip_bomb_docx_bytes(expanded=25_000_000)
     assert len(bomb) < 100_000
     (tmp_path / "bomb.docx").write_bytes(bomb)
-    with pytest.raises(SkippedFileError, match=r"expands to 25,000,0.*zip bomb"):
+    with pytest.raises(SkippedFileError, match=r"expands to over 20,000,000 bytes.*zip bomb"):
         load_document(tmp_path / "bomb.docx", tmp_path, 1_000_000)
+
+
+def _peak_bytes_while(call: Callable[[], object]) -> int:
+    """Peak Python heap allocated while `call` runs (zlib's output buffers are counted)."""
+    tracemalloc.start()
+    try:
+        call()
+    except SkippedFileError:
+        pass
+    finally:
+        _, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+    return peak
+
+
+def test_docx_whose_zip_directory_lies_about_sizes_is_never_expanded(tmp_path: Path) -> None:
+    """The directory declares the real XML's size and CRC; the deflate stream goes on for
+    64 MB. Only the bytes actually read count, so memory stays near the file's own size
+    (python-docx alone would inflate the whole stream before truncating it)."""
+    bomb = lying_zip_docx_bytes("The pump runs at 40 bar.", expanded=64_000_000)
+    assert len(bomb) < 200_000
+    (tmp_path / "liar.docx").write_bytes(bomb)
+    document = load_document(tmp_path / "liar.docx", tmp_path, 200_000)
+    assert document.text == "The pump runs at 40 bar."
+    peak = _peak_bytes_while(lambda: load_document(tmp_path / "liar.docx", tmp_path, 200_000))
+    assert peak < 8_000_000, f"{peak:,} bytes allocated for a {len(bomb):,}-byte file"
+
+
+def test_docx_expanding_past_the_limit_is_refused_by_bytes_read_not_declared(
+    tmp_path: Path,
+) -> None:
+    """Declared sizes are honest here but the cap is counted while reading: refused at the
+    limit, without ever holding the whole expansion."""
+    (tmp_path / "bomb.docx").write_bytes(zip_bomb_docx_bytes(expanded=40_000_000))
+    peak = _peak_bytes_while(lambda: load_document(tmp_path / "bomb.docx", tmp_path, 50_000))
+    with pytest.raises(SkippedFileError, match=r"over 1,000,000 bytes.*RAG_MAX_FILE_BYTES"):
+        load_document(tmp_path / "bomb.docx", tmp_path, 50_000)
+    assert peak < 8_000_000, f"{peak:,} bytes allocated"
+
+
+def test_docx_with_a_compression_method_word_never_writes_is_refused(tmp_path: Path) -> None:
+    """zipfile expands bzip2 and lzma members in unbounded steps: not read at all."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_BZIP2) as archive:
+        archive.writestr("[Content_Types].xml", "<Types/>")
+        archive.writestr("word/document.xml", b"\0" * 1_000)
+    (tmp_path / "bz.docx").write_bytes(buffer.getvalue())
+    with pytest.raises(SkippedFileError, match=r"compression method 12.*Word does not write"):
+        load_document(tmp_path / "bz.docx", tmp_path, LIMIT)
+
+
+def test_pdf_whose_compressed_stream_expands_past_the_limit_is_refused(tmp_path: Path) -> None:
+    """A 10 KB PDF whose content stream inflates to 8 MB, with a 50 KB file limit (so 1 MB
+    of expansion allowed): refused by bytes actually decompressed."""
+    bomb = flate_bomb_pdf_bytes(expanded=8_000_000)
+    assert len(bomb) < 20_000
+    (tmp_path / "bomb.pdf").write_bytes(bomb)
+    with pytest.raises(SkippedFileError, match=r"PDF bomb"):
+        load_document(tmp_path / "bomb.pdf", tmp_path, 50_000)
+    peak = _peak_bytes_while(lambda: load_document(tmp_path / "bomb.pdf", tmp_path, 50_000))
+    assert peak < 4_000_000, f"{peak:,} bytes allocated"
+
+
+def test_pdf_with_a_small_compressed_stream_still_reads(tmp_path: Path) -> None:
+    (tmp_path / "ok.pdf").write_bytes(flate_bomb_pdf_bytes(expanded=1_000))
+    document = load_document(tmp_path / "ok.pdf", tmp_path, 50_000)
+    assert "Bomb page" in document.text
 
 
 def test_markdown_front_matter_becomes_metadata(tmp_path: Path) -> None:

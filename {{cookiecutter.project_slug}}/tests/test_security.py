@@ -189,7 +189,7 @@ def test_a_tenant_never_sees_lists_or_deletes_another_tenants_documents(
         # Beta asks for it, by question and by naming the source: nothing.
         for body in (
             {"query": "merger code name"},
-            {"query": "merger code name", "filters": {"source": "secret.md"}},
+            {"query": "merger code name", "filters": {"source": ["secret.md"]}},
         ):
             assert beta.post("/v1/retrieve", json=body).json()["hits"] == []
         refused = beta.post("/v1/query", json={"question": "What is the merger code name?"})

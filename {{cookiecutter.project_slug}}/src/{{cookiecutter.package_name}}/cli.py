@@ -21,6 +21,7 @@ from .ask import Question
 from .container import Services, build_services
 from .errors import ServiceError, StoreInUseError
 from .ingest import FileOutcome
+from .ingest.formats import formats_help
 from .keys import KeyStore, parse_scopes
 from .settings import CONSOLE_SCRIPT, Settings
 from .telemetry import configure_logging
@@ -61,10 +62,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True)
 
-    ingest = commands.add_parser("ingest", help="sync a folder of documents into the store")
-    ingest.add_argument(
-        "path", type=Path, help="folder of .md .txt .html .pdf .docx .csv .jsonl files"
+    ingest = commands.add_parser(
+        "ingest",
+        help="sync a folder of documents into the store",
+        epilog=formats_help(),  # from the formats table, so it lists what the loader reads
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    ingest.add_argument("path", type=Path, help="folder of files in the formats listed below")
     ingest.add_argument("--corpus", help="corpus name (default: the folder's name)")
     ingest.add_argument("--report", type=Path, help="also write the report as JSON here")
     ingest.add_argument(
@@ -343,6 +347,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _run(args, settings)
     except ServiceError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a read-only, missing or full data folder: one line, not a trace
+        where = f" {exc.filename}" if exc.filename else ""
+        print(
+            f"error: cannot use{where}: {exc.strerror or exc}; RAG_DATA_DIR and RAG_MODEL_DIR "
+            "must be writable folders on a disk with free space.",
+            file=sys.stderr,
+        )
         return 2
     except KeyboardInterrupt:
         return 130

@@ -72,6 +72,12 @@ class LLMUnavailableError(ServiceError):
         self.kind = kind  # error.type of the last failure: timeout, malformed, 429, ...
 
 
+class AuthUnavailableError(ServiceError):
+    """Keys cannot be checked (the keys file is unreadable); details go to the log only."""
+
+    status_code = 503
+
+
 class UnauthorizedError(ServiceError):
     status_code = 401
     headers = {"WWW-Authenticate": "Bearer"}  # noqa: RUF012 - read-only

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import unicodedata
 from collections.abc import Sequence
 from typing import Any
 
@@ -123,6 +124,61 @@ class RedactingFilter(logging.Filter):
         return True
 
 
+# A credential in a URL's query string (`?api_key=...`, `&token=...`): its value is masked in
+# every log line, whatever logger wrote it (uvicorn's access log puts the whole URL in).
+_URL_CREDENTIAL = re.compile(
+    r"(?i)([?&](?:api_?key|key|token|access_token|auth|authorization)=)[^&\s\"']*"
+)
+
+
+def mask_url_credentials(text: str) -> str:
+    return _URL_CREDENTIAL.sub(r"\1[REDACTED]", text)
+
+
+class CredentialQueryFilter(logging.Filter):
+    """Masks credential query parameters in a record's message and arguments; always on."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str):
+            record.msg = mask_url_credentials(record.msg)
+        if isinstance(record.args, tuple):
+            record.args = tuple(
+                mask_url_credentials(a) if isinstance(a, str) else a for a in record.args
+            )
+        return True
+
+
+# Characters that render as nothing: soft hyphen, zero-width spaces and joiners, bidi
+# controls, word joiner and invisible operators, BOM, interlinear annotations, and the Unicode
+# tag block (E0000-E007F, "ASCII smuggling": invisible text a model still reads).
+_INVISIBLE = re.compile(
+    "[\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180f\u200b-\u200f"
+    "\u202a-\u202e\u2060-\u206f\u3164\ufe00-\ufe0f\ufeff\uffa0\ufff9-\ufffb"
+    "\U000e0000-\U000e0fff]"
+)
+# After normalising: a `<` that starts anything tag-like (`</document>`, `<\/documents>`,
+# `< /document>`, `< document >`, `<|im_start|>`, `<start_of_turn>`, `<s>`), the `|>` that
+# ends chat-template tokens, and Llama's `[INST]` / `[/INST]`. `a < b` stays as written.
+_TAG_START = re.compile(r"<(?=[A-Za-z!?|]|\s*[/\\]+\s*[A-Za-z|]|\s+[A-Za-z|][\w:|-]*\s*>)")
+_SMUGGLED = re.compile("[\U000e0000-\U000e007f]")
+_INST = re.compile(r"\[(?=\s*/?\s*INST\s*\])", re.IGNORECASE)
+
+
+def normalise(text: str) -> str:
+    """NFKC (fullwidth and other compatibility forms of `<`, `/`, `|` become the ASCII ones)
+    with invisible characters removed, before and after (NFKC may expose new ones)."""
+    return _INVISIBLE.sub("", unicodedata.normalize("NFKC", _INVISIBLE.sub("", text)))
+
+
+def escape_for_prompt(text: str) -> str:
+    """Document text made safe to place between prompt delimiters: normalised first, so no
+    spelling of a tag survives, then every tag-like `<`, every `|>` and `[INST]` escaped.
+    The model still reads the text (`&lt;` is plain to it); it cannot close a delimiter or
+    open a chat turn."""
+    escaped = _TAG_START.sub("&lt;", normalise(text)).replace("|>", "|&gt;")
+    return _INST.sub("&#91;", escaped)
+
+
 # Phrases that address a model rather than a reader. Deliberately few and specific: a flag
 # asks a person to look; it blocks nothing.
 _SIGNALS = {
@@ -144,15 +200,57 @@ _SIGNALS = {
     "chat_markup": re.compile(r"<\|?(im_start|im_end|system|endoftext)\|?>|\[/?INST\]", re.I),
     "concealment": re.compile(
         r"\b(do not|don't|never)\b[^.\n]{0,20}\b(tell|inform|mention|reveal)\b[^.\n]{0,20}"
-        r"\b(the )?(user|human|reader)\b",
+        r"\b(the )?(user|human|reader)\b"
+        r"|\b(quietly|silently|secretly)\b[^.\n]{0,20}\b(leave out|omit|skip|drop|add|change)\b"
+        r"|\b(do not|don't|never)\b (mention|say|admit) that you\b",
+        re.IGNORECASE,
+    ),
+    # Paraphrases: text that speaks to a model by name ("Note to the assistant", "If you are
+    # a language model", "AI models reading this page", "Chatbots:") ...
+    "addresses_model": re.compile(
+        r"\b(note|message|instructions?|attention)\b[^.\n]{0,12}\b(to|for)\b[^.\n]{0,12}"
+        r"\b(assistants?|ai|chatbots?|bots?|models?|llms?|automated (readers?|systems?))\b"
+        r"|\bif (you are|you're) (an?|the) (ai|assistant|chatbot|bot|language model|llm|"
+        r"automated)\b|\bif an? (ai|assistant|chatbot|bot|language model|llm|automated \w+) "
+        r"(is|are)\b"
+        r"|\b(ai|language|large language) models?\b[^.\n]{0,20}\b(reading|processing|"
+        r"summari[sz]ing|quoting|answering)\b"
+        r"|\b(any|every|all|to any|dear|hey)\s+(ai|assistants?|chatbots?|bots?|language "
+        r"models?|llms?|automated readers?)\b"
+        r"|(^|[.!?:]\s+)(hey\s+)?(assistant|ai|chatbots?|bot|model|llm)\s*[,:]",
+        re.IGNORECASE | re.MULTILINE,
+    ),
+    # ... or declares the model's own instructions void or replaced ("the guidance you
+    # received earlier no longer applies", "your new task is", "new rule:").
+    "supersedes": re.compile(
+        r"\b(you (were|have been) (given|told|configured|set up|started|instructed)|you "
+        r"received|you run under|your (operator|setup|configuration|earlier|previous|prior|"
+        r"original) ?\w*)\b[^.\n]{0,40}\b(no longer appl(y|ies)|void|outdated|obsolete|"
+        r"expired|replaced|cancell?ed|precedence)\b"
+        r"|\b(takes?|has) precedence over (your|the assistant's|the model's)\b"
+        r"|\byour new (task|instructions?|rules?|objective|goal)\b"
+        r"|\b(new rule|new instructions?|instructions? update)\s*:",
+        re.IGNORECASE,
+    ),
+    # ... or dictates every answer ("answer every question with", "every answer must end").
+    "answer_control": re.compile(
+        r"\b(answer|respond|reply)\b[^.\n]{0,12}\b(every|each|all|any) (questions?|requests?)"
+        r"\b[^.\n]{0,12}\bwith\b"
+        r"|\b(every|each|all) (answers?|repl(y|ies)|responses?) (must|should|shall)\b"
+        r"|\brespond (only )?in \w+ (speak|language)\b",
         re.IGNORECASE,
     ),
 }
 
 
 def injection_signals(text: str) -> list[str]:
-    """Names of the instruction-like patterns the text contains (empty: none)."""
-    return [name for name, pattern in _SIGNALS.items() if pattern.search(text)]
+    """Names of the instruction-like patterns the text contains (empty: none), read after
+    normalising (a zero-width space inside "ignore" hides nothing)."""
+    clean = normalise(text)
+    found = [name for name, pattern in _SIGNALS.items() if pattern.search(clean)]
+    if _SMUGGLED.search(text):
+        found.append("invisible_text")
+    return found
 
 
 def flag_suspicious(hits: Sequence[Hit]) -> list[dict[str, Any]]:

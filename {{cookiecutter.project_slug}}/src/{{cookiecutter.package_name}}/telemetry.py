@@ -33,7 +33,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExport
 from prometheus_client import CollectorRegistry
 
 from .errors import ConfigurationError
-from .guard import RedactingFilter, RedactingSpanExporter
+from .guard import CredentialQueryFilter, RedactingFilter, RedactingSpanExporter
 from .settings import Settings
 
 # Seconds-scale buckets (the OpenTelemetry semantic-convention advice for durations).
@@ -267,6 +267,7 @@ def configure_logging(settings: Settings) -> None:
         handler.setFormatter(JsonFormatter())
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(CredentialQueryFilter())
     if settings.redact_pii:
         handler.addFilter(RedactingFilter())
     root.addHandler(handler)

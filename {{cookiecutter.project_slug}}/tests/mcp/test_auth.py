@@ -201,6 +201,14 @@ def test_a_wrong_key_is_401_invalid_token(served: Served) -> None:
         assert "not valid" in response.json()["error"]["message"]
 
 
+def test_a_key_in_the_url_is_refused(served: Served) -> None:
+    response = httpx.post(
+        f"{served.base}/mcp?api_key={served.key}", json=INITIALIZE, headers=JSON_RPC_HEADERS
+    )
+    assert response.status_code == 401
+    assert "in the URL" in response.json()["error"]["message"]
+
+
 def test_the_sdk_client_without_a_key_is_told_what_to_do(served: Served) -> None:
     with pytest.raises(BaseExceptionGroup) as caught:
         search(served, None)

@@ -14,10 +14,9 @@ import re
 from dataclasses import dataclass
 
 from ..domain import Citation, Hit
+from ..guard import escape_for_prompt
 
 _CITATION = re.compile(r"\[(\d+(?:\s*,\s*\d+)*)\]")
-# A document must not be able to close its own delimiter and speak outside it.
-_DELIMITER = re.compile(r"<(/?)\s*(documents?)\b", re.IGNORECASE)
 
 
 def approx_tokens(text: str) -> int:
@@ -33,13 +32,11 @@ class Context:
     tokens: int
 
 
-def _escape(text: str) -> str:
-    return _DELIMITER.sub(lambda m: f"&lt;{m.group(1)}{m.group(2)}", text)
-
-
 def _block(number: int, hit: Hit, text: str) -> str:
-    source = _escape(hit.source).replace('"', "'")
-    return f'<document index="{number}" source="{source}">\n{_escape(text)}\n</document>'
+    # A document must not be able to close its own delimiter and speak outside it.
+    source = escape_for_prompt(hit.source).replace('"', "'")
+    body = escape_for_prompt(text)
+    return f'<document index="{number}" source="{source}">\n{body}\n</document>'
 
 
 def build_context(hits: list[Hit], budget_tokens: int) -> Context:

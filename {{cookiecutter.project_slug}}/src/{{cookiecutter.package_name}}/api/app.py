@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, nullcontext
 
 from fastapi import FastAPI
+from opentelemetry import context as otel_context
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -19,6 +20,25 @@ from .limits import BodyLimit
 from .openapi import document_limits
 from .routes import ROUTERS
 from .security import Authenticator
+
+
+class ServiceApp(FastAPI):
+    """FastAPI, with every request started in an empty OpenTelemetry context.
+
+    Why: on a keep-alive connection uvicorn pauses reading when a body passes its 64 KiB
+    buffer, and resumes it from inside the request. asyncio then runs every later read of
+    that connection in the context of that request, and uvicorn starts each later request's
+    task from it, so the old request's span became the parent of every new one: the same trace
+    id, for any tenant, until the connection closed. Whatever the server's callbacks carry,
+    a request's trace (and so its X-Trace-Id and audit lines) starts here, from nothing but
+    the request's own `traceparent` header."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        token = otel_context.attach(otel_context.Context())
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            otel_context.detach(token)
 
 
 class TraceHeaderMiddleware:
@@ -65,7 +85,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         if services is None:  # we built them, we close them
             built.close()
 
-    app = FastAPI(
+    app = ServiceApp(
         title=PROJECT_NAME,
         version=__version__,
         description="Retrieval and cited answers over your documents.",

@@ -4,28 +4,26 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 from ..domain import Answer, Hit, IndexedDocument
 from ..ingest.jobs import IngestionJob
 from ..ingest.pipeline import FileOutcome
 
+# Strict: a request is what the schema says or it is refused. `"top_k": "5"` is not an
+# integer and `"source": "a.md"` is not an array (lax parsing would accept both).
+
 
 class Filters(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     source: list[str] | None = Field(
         None, description="Only chunks from these sources (paths relative to the ingested root)."
     )
 
-    @field_validator("source", mode="before")
-    @classmethod
-    def _one_or_many(cls, value: Any) -> Any:
-        return [value] if isinstance(value, str) else value
-
 
 class SearchOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, strict=True)
 
     top_k: int | None = Field(None, ge=1, description="Hits to use; defaults to RAG_DEFAULT_TOP_K.")
     filters: Filters | None = None

@@ -14,7 +14,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from ..errors import ForbiddenError, UnauthorizedError
+from ..errors import AuthUnavailableError, ConfigurationError, ForbiddenError, UnauthorizedError
 from ..keys import SCOPES, KeyStore, Scope
 from ..settings import Settings
 from .limits import RateLimiter
@@ -23,6 +23,11 @@ log = logging.getLogger(__name__)
 DEVELOPMENT_KEY_ID = "development"
 
 _bearer = HTTPBearer(auto_error=False, description="An API key from `keys create`.")
+# Query parameters that carry a credential: refused (URLs end up in access logs, proxies and
+# browser history), and masked in every log line (guard.CredentialQueryFilter).
+CREDENTIAL_PARAMETERS = frozenset(
+    {"api_key", "apikey", "key", "token", "access_token", "auth", "authorization"}
+)
 
 
 @dataclass(frozen=True)
@@ -75,7 +80,14 @@ class Authenticator:
                 "This endpoint needs an API key: send `Authorization: Bearer <key>` "
                 "(create a key with `keys create`)."
             )
-        key = self.keys.authenticate(token)
+        try:
+            key = self.keys.authenticate(token)
+        except ConfigurationError as exc:
+            # The operator needs the path and the fix; an unauthenticated caller gets neither.
+            log.error("%s", exc.message)
+            raise AuthUnavailableError(
+                "API keys cannot be checked right now; the service's log says why."
+            ) from None
         if key is None:
             raise UnauthorizedError(
                 "The API key is not valid (mistyped, revoked, or from another deployment); "
@@ -97,6 +109,13 @@ def require(scope: Scope) -> Callable[..., Caller]:
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     ) -> Caller:
         authenticator: Authenticator = request.app.state.authenticator
+        sent = CREDENTIAL_PARAMETERS & {name.lower() for name in request.query_params}
+        if sent:
+            raise UnauthorizedError(
+                f"A key in the URL ({', '.join(sorted(sent))}=...) is not accepted: URLs are "
+                "logged. Send `Authorization: Bearer <key>`, and revoke a key that was sent "
+                "in a URL (`keys revoke`)."
+            )
         caller = authenticator.caller(credentials)
         if not caller.allows(scope):
             raise ForbiddenError(

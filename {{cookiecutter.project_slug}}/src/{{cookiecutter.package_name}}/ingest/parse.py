@@ -1,5 +1,10 @@
 """One parser per file format: bytes or decoded text in, clean text and metadata out.
 
+Every parser has the same shape, `(content, options) -> Parsed`: `content` is the file's raw
+bytes for a binary format, its decoded text for a text format (formats.py says which), and
+`options` what the settings say about reading (record fields, the size limit). A parser is
+put to use by a row in formats.py.
+
 Parsers raise SkippedFileError with a reason a person can act on. Formats whose parts must
 never share a chunk (PDF pages, CSV rows, JSONL records) return them as segments, each with
 its own metadata (page, row, line), so a citation can say where it came from.
@@ -15,6 +20,7 @@ import logging
 import re
 import unicodedata
 import zipfile
+import zlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,7 +30,7 @@ import frontmatter
 import pypdf
 import yaml
 from bs4 import BeautifulSoup, Tag
-from pypdf.errors import PyPdfError
+from pypdf.errors import LimitReachedError, PyPdfError
 
 from ..domain import Segment
 
@@ -75,8 +81,25 @@ _HTML_FURNITURE_CLASSES = frozenset(
 # punctuation is damage (a corrupt PDF's content stream), not prose.
 _MIN_PLAUSIBLE_SHARE = 0.85
 _MAX_RECORD_PROBLEMS_LISTED = 5
-# A .docx is a zip: its XML may fairly be a few times the file limit, a zip bomb far more.
+# A .docx is a zip and a PDF holds compressed streams: what they expand to may fairly be a
+# few times the file limit, a bomb far more. Counted in bytes actually decompressed, read in
+# blocks, never taken from the sizes an archive declares (those can lie).
 _MAX_EXPANSION = 20
+_READ_BLOCK = 64 * 1024
+# Word writes deflate or stored members; zipfile decompresses bzip2 and lzma members in
+# unbounded steps, so those are refused rather than read.
+_ZIP_METHODS = frozenset({zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED})
+# pypdf's own per-stream limits, lowered to the file's expansion allowance when that is less.
+_PDF_OUTPUT_LIMITS = (
+    "zlib_maximum_output_length",
+    "lzw_maximum_output_length",
+    "run_length_maximum_output_length",
+    "jbig2_maximum_output_length",
+    "brotli_maximum_output_length",
+    "array_based_stream_maximum_output_length",
+    "stream_decoding_work_maximum_length",
+    "image_maximum_buffer_size",
+)
 
 
 class SkippedFileError(Exception):
@@ -91,6 +114,14 @@ class RecordFields:
 
     text: tuple[str, ...] = ()
     metadata: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ParseOptions:
+    """What a parser may need besides the content; each takes what it uses."""
+
+    max_bytes: int  # RAG_MAX_FILE_BYTES: a compressed format must not expand far beyond it
+    record_fields: RecordFields = field(default_factory=RecordFields)
 
 
 @dataclass(frozen=True)
@@ -120,11 +151,11 @@ def _json_safe(value: Any) -> Any:
     return str(value)
 
 
-def parse_text(text: str) -> Parsed:
+def parse_text(text: str, options: ParseOptions) -> Parsed:
     return Parsed(text=text)
 
 
-def parse_markdown(text: str) -> Parsed:
+def parse_markdown(text: str, options: ParseOptions) -> Parsed:
     """Markdown; a YAML front matter block becomes metadata (its `title` the title)."""
     try:
         post = frontmatter.loads(text)
@@ -156,7 +187,7 @@ def _is_furniture(tag: Tag) -> bool:
     return bool(tokens & _HTML_FURNITURE_CLASSES)
 
 
-def parse_html(html: str) -> Parsed:
+def parse_html(html: str, options: ParseOptions) -> Parsed:
     """Visible text of an HTML page as Markdown-like text (headings kept, code blocks fenced
     with their line breaks), and its title."""
     soup = BeautifulSoup(html, "html.parser")
@@ -207,17 +238,74 @@ def _plausible_share(text: str) -> float:
     return good / len(text)
 
 
-def parse_pdf(raw: bytes) -> Parsed:
+def _expansion_limit(max_bytes: int) -> int:
+    return _MAX_EXPANSION * max_bytes
+
+
+def _bomb(expanded: int, max_bytes: int) -> SkippedFileError:
+    return SkippedFileError(
+        f"expands to over {expanded:,} bytes, more than {_MAX_EXPANSION} times the "
+        f"{max_bytes:,}-byte limit (RAG_MAX_FILE_BYTES): a zip bomb, or a document to split"
+    )
+
+
+def read_zip_bounded(raw: bytes, max_bytes: int) -> dict[str, bytes]:
+    """Every member of a zip archive, decompressed in blocks and counted as it is read: the
+    archive is refused as soon as the bytes actually produced pass the expansion limit,
+    whatever sizes its directory declares."""
+    limit = _expansion_limit(max_bytes)
+    parts: dict[str, bytes] = {}
+    total = 0
+    with zipfile.ZipFile(io.BytesIO(raw)) as archive:
+        for info in archive.infolist():
+            if info.is_dir():
+                continue
+            if info.compress_type not in _ZIP_METHODS:
+                raise SkippedFileError(
+                    f"uses zip compression method {info.compress_type} for {info.filename!r}, "
+                    "which Word does not write; open and save it again in Word"
+                )
+            blocks: list[bytes] = []
+            with archive.open(info) as member:
+                while block := member.read(_READ_BLOCK):
+                    total += len(block)
+                    if total > limit:
+                        raise _bomb(limit, max_bytes)
+                    blocks.append(block)
+            parts[info.filename] = b"".join(blocks)
+    return parts
+
+
+def _honest_zip(parts: dict[str, bytes]) -> bytes:
+    """The members rewritten uncompressed: what python-docx then reads is exactly what was
+    counted, so its own unbounded reads cannot expand anything."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_STORED) as archive:
+        for name, data in parts.items():
+            archive.writestr(name, data)
+    return buffer.getvalue()
+
+
+def parse_pdf(raw: bytes, options: ParseOptions) -> Parsed:
     """Text per page (page number in each segment's metadata)."""
     # pypdf logs every repair it attempts; the outcome is what the report needs.
     logging.getLogger("pypdf").setLevel(logging.ERROR)
+    defaults = pypdf.Configuration()
+    limit = _expansion_limit(options.max_bytes)
+    limits = {name: min(getattr(defaults, name), limit) for name in _PDF_OUTPUT_LIMITS}
     try:
-        reader = pypdf.PdfReader(io.BytesIO(raw))
-        if reader.is_encrypted:
-            raise SkippedFileError("is an encrypted PDF; save an unencrypted copy to ingest it")
-        pages = [page.extract_text() or "" for page in reader.pages]
-        info = reader.metadata
-        title = info.title if info and info.title else None
+        with pypdf.apply_configuration(**limits):
+            reader = pypdf.PdfReader(io.BytesIO(raw))
+            if reader.is_encrypted:
+                raise SkippedFileError("is an encrypted PDF; save an unencrypted copy to ingest it")
+            pages = [page.extract_text() or "" for page in reader.pages]
+            info = reader.metadata
+            title = info.title if info and info.title else None
+    except LimitReachedError as exc:
+        raise SkippedFileError(
+            f"has a compressed stream or structure over the limits for a "
+            f"{options.max_bytes:,}-byte file ({exc}); a PDF bomb, or a document to split"
+        ) from exc
     except (PyPdfError, ValueError, KeyError, TypeError, AttributeError) as exc:
         raise SkippedFileError(
             f"is not a readable PDF ({type(exc).__name__}: {exc}); the file is truncated or "
@@ -243,22 +331,17 @@ def parse_pdf(raw: bytes) -> Parsed:
     return Parsed(text=joined, title=title, segments=segments, metadata={"pages": len(pages)})
 
 
-def parse_docx(raw: bytes, max_bytes: int) -> Parsed:
+def parse_docx(raw: bytes, options: ParseOptions) -> Parsed:
     """Paragraphs (headings as Markdown headings) and tables (rows as `a | b`) in order."""
     try:
-        with zipfile.ZipFile(io.BytesIO(raw)) as archive:
-            expanded = sum(info.file_size for info in archive.infolist())
-    except zipfile.BadZipFile as exc:
+        parts = read_zip_bounded(raw, options.max_bytes)
+    except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError) as exc:
+        # Not a zip, a member that fails its CRC (a directory that lies), encryption, ...
         raise SkippedFileError(
-            "is not a valid .docx (not a zip archive); open and save it again in Word"
+            f"is not a valid .docx ({exc}); open and save it again in Word"
         ) from exc
-    if expanded > _MAX_EXPANSION * max_bytes:
-        raise SkippedFileError(
-            f"expands to {expanded:,} bytes, over {_MAX_EXPANSION} times the "
-            f"{max_bytes:,}-byte limit (RAG_MAX_FILE_BYTES): a zip bomb, or a document to split"
-        )
     try:
-        document = docx.Document(io.BytesIO(raw))
+        document = docx.Document(io.BytesIO(_honest_zip(parts)))
     # Any exception: python-docx fails on hostile zips in many ways (e.g. AttributeError on a
     # bare [Content_Types].xml); the file is skipped with the reason, the job goes on.
     except Exception as exc:
@@ -350,7 +433,7 @@ def _records_parsed(
     )
 
 
-def parse_jsonl(text: str, fields: RecordFields) -> Parsed:
+def parse_jsonl(text: str, options: ParseOptions) -> Parsed:
     """One segment per JSON object line; a malformed line is reported with its number and
     the good lines still land."""
 
@@ -368,10 +451,10 @@ def parse_jsonl(text: str, fields: RecordFields) -> Parsed:
                 continue
             yield {"line": number}, value
 
-    return _records_parsed(records(), fields, "line")
+    return _records_parsed(records(), options.record_fields, "line")
 
 
-def parse_csv(text: str, fields: RecordFields) -> Parsed:
+def parse_csv(text: str, options: ParseOptions) -> Parsed:
     """One segment per row; the header row names the fields (delimiter sniffed)."""
     try:
         dialect: type[csv.Dialect] | csv.Dialect = csv.Sniffer().sniff(
@@ -394,4 +477,4 @@ def parse_csv(text: str, fields: RecordFields) -> Parsed:
         except csv.Error as exc:
             yield {"row": reader.line_num}, f"cannot be parsed ({exc})"
 
-    return _records_parsed(rows(), fields, "row")
+    return _records_parsed(rows(), options.record_fields, "row")

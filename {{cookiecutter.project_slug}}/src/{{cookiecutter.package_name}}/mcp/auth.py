@@ -27,7 +27,7 @@ from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ..api.security import Authenticator, Caller
+from ..api.security import CREDENTIAL_PARAMETERS, Authenticator, Caller
 from ..errors import ServiceError, StoreUnavailableError, UnauthorizedError
 from ..keys import SCOPES
 from ..settings import PROJECT_NAME, TENANT_PATTERN, Settings
@@ -246,6 +246,12 @@ class McpGuard:
             return
         token = bearer_token(request.headers)
         try:
+            in_url = CREDENTIAL_PARAMETERS & {name.lower() for name in request.query_params}
+            if in_url:  # as for REST: URLs end up in logs
+                raise UnauthorizedError(
+                    f"A key in the URL ({', '.join(sorted(in_url))}=...) is not accepted: URLs "
+                    "are logged. Send `Authorization: Bearer <key>`, and revoke that key."
+                )
             caller: Caller = await self.credentials.caller(token)
         except ServiceError as exc:
             await self._refuse(request, send, exc, token_given=token is not None)

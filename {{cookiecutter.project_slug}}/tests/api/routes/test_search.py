@@ -76,7 +76,7 @@ def test_query_refuses_what_the_documents_do_not_say(client: TestClient) -> None
 def test_filters_restrict_sources(client: TestClient) -> None:
     body = client.post(
         "/v1/retrieve",
-        json={"query": "password", "filters": {"source": "holidays.html"}},
+        json={"query": "password", "filters": {"source": ["holidays.html"]}},
     ).json()
     assert body["hits"]
     assert {hit["source"] for hit in body["hits"]} == {"holidays.html"}
