@@ -32,6 +32,7 @@ class Question:
     top_k: int | None = None  # None: RAG_DEFAULT_TOP_K
     sources: list[str] | None = None  # only these sources
     key_id: str | None = None  # the API key asking; its questions are audited under it
+    tool: str | None = None  # the MCP tool asking, audited with it
 
 
 @dataclass(frozen=True)
@@ -137,7 +138,13 @@ class Asker:
     ) -> None:
         if question.key_id is not None:
             self._audit.query(
-                question.key_id, question.tenant, trace_id, question.text, hits, answer
+                question.key_id,
+                question.tenant,
+                trace_id,
+                question.text,
+                hits,
+                answer,
+                tool=question.tool,
             )
 
 

@@ -89,6 +89,7 @@ class AuditLog:
         question: str,
         hits: Sequence[Hit],
         answer: Answer | None = None,
+        tool: str | None = None,
     ) -> None:
         """A question (or, with no answer, a retrieval): what was asked, what came back,
         and which retrieved chunks read like instructions to a model (also on the span)."""
@@ -103,18 +104,36 @@ class AuditLog:
             fields["grounded"] = not answer.refused and bool(answer.citations)
             fields["refused"] = answer.refused
             fields["cited"] = [c.chunk_id for c in answer.citations]
+        if tool is not None:  # asked through this MCP tool
+            fields["tool"] = tool
         event = "query" if answer is not None else "retrieve"
         self.write(event, key_id, tenant, trace_id, **fields)
 
     def upload(
-        self, key_id: str, tenant: str, trace_id: str, job_id: str, files: Sequence[Path]
+        self,
+        key_id: str,
+        tenant: str,
+        trace_id: str,
+        job_id: str,
+        files: Sequence[Path],
+        tool: str | None = None,
     ) -> None:
         described = [
             {"name": p.name, "bytes": p.stat().st_size, "sha256": sha256_of(p)} for p in files
         ]
-        self.write("upload", key_id, tenant, trace_id, job_id=job_id, files=described)
+        via = {"tool": tool} if tool else {}
+        self.write("upload", key_id, tenant, trace_id, job_id=job_id, files=described, **via)
 
     def delete(
-        self, key_id: str, tenant: str, trace_id: str, document_id: str, source: str
+        self,
+        key_id: str,
+        tenant: str,
+        trace_id: str,
+        document_id: str,
+        source: str,
+        tool: str | None = None,
     ) -> None:
-        self.write("delete", key_id, tenant, trace_id, document_id=document_id, source=source)
+        via = {"tool": tool} if tool else {}
+        self.write(
+            "delete", key_id, tenant, trace_id, document_id=document_id, source=source, **via
+        )

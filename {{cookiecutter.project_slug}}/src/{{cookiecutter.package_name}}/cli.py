@@ -1,4 +1,7 @@
-"""Command line: ingest, ask, serve, eval, demo, keys. Errors print one actionable line, exit 2."""
+"""Command line: ingest, ask, serve, mcp, eval, demo, keys.
+
+Errors print one actionable line and exit 2.
+"""
 
 from __future__ import annotations
 
@@ -137,6 +140,14 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--size", type=int, default=20, help="generate: questions to draft")
     evaluate.add_argument("--overwrite", action="store_true", help="generate: replace --out")
 
+    mcp = commands.add_parser(
+        "mcp",
+        help="serve the MCP tools over stdio (for desktop clients)",
+        description="Serve the MCP tools over stdin/stdout as the key in RAG_MCP_KEY. While "
+        "the API holds the embedded store, messages go through its /mcp endpoint instead.",
+    )
+    mcp.add_argument("--url", help="always go through this /mcp endpoint (e.g. a remote API)")
+
     commands.add_parser("demo", help="ingest the sample corpus and answer three questions")
     return parser
 
@@ -256,6 +267,10 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     if args.command == "eval":
         return _eval(args, settings)
+    if args.command == "mcp":
+        from .mcp import serve_stdio
+
+        return serve_stdio(settings, args.url)
 
     if args.command == "demo":
         settings = _side_collection(settings, "demo")

@@ -315,6 +315,54 @@ class Settings(BaseSettings):
         "addresses in log lines, exported spans and the audit log's question text.",
     )
 
+    # --- MCP (see docs/mcp.md) ------------------------------------------------------------
+    mcp_enabled: bool = Field(
+        True, description="Serve the MCP tools over streamable HTTP at /mcp on the API."
+    )
+    mcp_write_tools: bool = Field(
+        False,
+        description="Also offer upload_document, ingestion_status and delete_document (each "
+        "needs a key with the ingest scope). Off: MCP clients can only read.",
+    )
+    mcp_public_url: str | None = Field(
+        None,
+        description="The MCP endpoint's URL as clients reach it, e.g. "
+        "https://rag.example.com/mcp: the resource in /.well-known/oauth-protected-resource, "
+        "and its host is allowed (unset = the URL each request came in on).",
+    )
+    mcp_allowed_hosts: Annotated[list[str], NoDecode] = Field(
+        [],
+        description="Host headers /mcp answers besides 127.0.0.1, localhost and the public "
+        "URL's host (DNS-rebinding protection), comma-separated; host:* allows any port.",
+    )
+    mcp_allowed_origins: Annotated[list[str], NoDecode] = Field(
+        [],
+        description="Browser Origin headers /mcp accepts besides loopback ones, "
+        "comma-separated (e.g. https://inspector.example.com).",
+    )
+    mcp_key: SecretStr | None = Field(
+        None,
+        description="API key the stdio server (`mcp`) acts as; for a desktop client's config.",
+    )
+    mcp_oauth_issuer: str | None = Field(
+        None,
+        description="Issuer (iss) of an external OAuth 2.1 server whose JWT access tokens "
+        "/mcp also accepts; needs RAG_MCP_OAUTH_JWKS_URL and RAG_MCP_OAUTH_AUDIENCE.",
+    )
+    mcp_oauth_jwks_url: str | None = Field(
+        None, description="Where that server publishes its signing keys (JWKS)."
+    )
+    mcp_oauth_audience: str | None = Field(
+        None, description="Audience (aud) its tokens must be issued for, e.g. the public URL."
+    )
+    mcp_oauth_tenant_claim: str = Field(
+        "tenant", description="Token claim that names the caller's tenant."
+    )
+    mcp_oauth_algorithms: Annotated[list[str], NoDecode] = Field(
+        ["RS256", "ES256"],
+        description="Signature algorithms accepted, comma-separated (asymmetric only).",
+    )
+
     # --- tracing -------------------------------------------------------------------------
     trace_exporter: TraceExporter = Field(
         "none", description="none, console (stderr), or otlp (HTTP/protobuf)."
@@ -383,7 +431,14 @@ class Settings(BaseSettings):
     )
     judge_timeout_s: float = Field(60.0, gt=0, description="HTTP timeout of one judge call.")
 
-    @field_validator("record_text_fields", "record_metadata_fields", mode="before")
+    @field_validator(
+        "record_text_fields",
+        "record_metadata_fields",
+        "mcp_allowed_hosts",
+        "mcp_allowed_origins",
+        "mcp_oauth_algorithms",
+        mode="before",
+    )
     @classmethod
     def _comma_separated(cls, value: object) -> object:
         if isinstance(value, str):
@@ -440,6 +495,25 @@ class Settings(BaseSettings):
             raise ValueError(
                 "embedding_provider=openai needs RAG_EMBEDDING_BASE_URL, "
                 "e.g. RAG_EMBEDDING_BASE_URL=https://api.openai.com/v1"
+            )
+        oauth = {
+            "RAG_MCP_OAUTH_ISSUER": self.mcp_oauth_issuer,
+            "RAG_MCP_OAUTH_JWKS_URL": self.mcp_oauth_jwks_url,
+            "RAG_MCP_OAUTH_AUDIENCE": self.mcp_oauth_audience,
+        }
+        if any(oauth.values()) and not all(oauth.values()):
+            missing = ", ".join(name for name, value in oauth.items() if not value)
+            raise ValueError(
+                f"external OAuth tokens need all three of {', '.join(oauth)}; set {missing} "
+                "too (or unset them all to accept API keys only)"
+            )
+        unsafe = [
+            a for a in self.mcp_oauth_algorithms if not a.startswith(("RS", "PS", "ES", "Ed"))
+        ]
+        if unsafe:
+            raise ValueError(
+                f"RAG_MCP_OAUTH_ALGORITHMS lists {unsafe}: only asymmetric signatures "
+                "(RS256, PS256, ES256, EdDSA, ...) can be checked against a JWKS"
             )
         if self.llm_provider == "openai_like" and not self.llm_base_url:
             raise ValueError(

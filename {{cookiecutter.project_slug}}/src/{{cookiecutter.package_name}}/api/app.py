@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, nullcontext
 
 from fastapi import FastAPI
 from opentelemetry import context as otel_context
@@ -68,6 +68,11 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     settings = settings or (services.settings if services else Settings())
     built = services or build_services(settings)
     authenticator = Authenticator(built.settings)
+    # The MCP tools at /mcp: the same services, keys and limits (see docs/mcp.md). Imported
+    # here: the MCP adapter itself builds on this package's security and schemas.
+    from ..mcp.http import McpEndpoint
+
+    mcp = McpEndpoint(built, authenticator) if built.settings.mcp_enabled else None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -75,7 +80,8 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         authenticator.announce()
         # Uploads accepted before a restart (or a crash) are in the inbox: finish them.
         built.jobs.submit_inbox()
-        yield
+        async with mcp.running() if mcp else nullcontext():
+            yield
         if services is None:  # we built them, we close them
             built.close()
 
@@ -89,6 +95,8 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app.state.authenticator = authenticator
     for router in ROUTERS:
         app.include_router(router)
+    if mcp is not None:
+        mcp.install(app)
     install_error_handlers(app)
     document_limits(app, built.settings)
 

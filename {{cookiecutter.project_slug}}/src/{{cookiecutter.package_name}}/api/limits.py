@@ -42,6 +42,14 @@ def check_search_limits(settings: Settings, text: str, body: SearchOptions) -> N
         )
 
 
+def mcp_request_limit(settings: Settings) -> int:
+    """/mcp carries a file inline (base64) only when its write tools are on."""
+    if not settings.mcp_write_tools:
+        return settings.max_request_bytes
+    base64_file = 4 * -(-settings.max_file_bytes // 3)
+    return max(settings.max_request_bytes, base64_file + _MULTIPART_OVERHEAD)
+
+
 class RateLimiter:
     """A token bucket per key: `burst` requests at once, refilled at `per_minute`."""
 
@@ -79,6 +87,7 @@ class BodyLimit:
         self.upload_limit = (
             settings.max_upload_files * settings.max_file_bytes + _MULTIPART_OVERHEAD
         )
+        self.mcp_limit = mcp_request_limit(settings)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -87,6 +96,8 @@ class BodyLimit:
         headers = dict(scope.get("headers") or [])
         multipart = headers.get(b"content-type", b"").startswith(b"multipart/")
         limit = self.upload_limit if multipart else self.json_limit
+        if scope["path"] == "/mcp":
+            limit = self.mcp_limit
         what = "An upload" if multipart else "A request body"
         setting = (
             "RAG_MAX_UPLOAD_FILES x RAG_MAX_FILE_BYTES" if multipart else "RAG_MAX_REQUEST_BYTES"

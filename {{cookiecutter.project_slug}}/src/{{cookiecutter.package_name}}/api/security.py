@@ -36,6 +36,9 @@ class Caller:
     tenant: str
     scopes: tuple[Scope, ...]
 
+    def allows(self, scope: Scope) -> bool:
+        return scope in self.scopes or "admin" in self.scopes
+
 
 class Authenticator:
     def __init__(self, settings: Settings) -> None:
@@ -63,15 +66,22 @@ class Authenticator:
             log.info("API keys required; %d key(s) in %s", len(self.keys.keys()), self.keys.path)
 
     def caller(self, credentials: HTTPAuthorizationCredentials | None) -> Caller:
+        caller = self.identify(credentials.credentials if credentials else None)
+        self.limit(caller)
+        return caller
+
+    def identify(self, token: str | None) -> Caller:
+        """Who presents this key (401 for none or a bad one); not rate-limited: the MCP
+        endpoint limits tool calls, not the protocol's own requests."""
         if self.development:
             return Caller(DEVELOPMENT_KEY_ID, self.tenant, SCOPES)
-        if credentials is None:
+        if token is None:
             raise UnauthorizedError(
                 "This endpoint needs an API key: send `Authorization: Bearer <key>` "
                 "(create a key with `keys create`)."
             )
         try:
-            key = self.keys.authenticate(credentials.credentials)
+            key = self.keys.authenticate(token)
         except ConfigurationError as exc:
             # The operator needs the path and the fix; an unauthenticated caller gets neither.
             log.error("%s", exc.message)
@@ -83,8 +93,12 @@ class Authenticator:
                 "The API key is not valid (mistyped, revoked, or from another deployment); "
                 "`keys list` shows the key ids that exist."
             )
-        self.limiter.take(key.id)
         return Caller(key.id, key.tenant, key.scopes)
+
+    def limit(self, caller: Caller) -> None:
+        """One request of this caller's budget (429 when spent); development mode has none."""
+        if caller.key_id != DEVELOPMENT_KEY_ID:
+            self.limiter.take(caller.key_id)
 
 
 def require(scope: Scope) -> Callable[..., Caller]:
@@ -103,7 +117,7 @@ def require(scope: Scope) -> Callable[..., Caller]:
                 "in a URL (`keys revoke`)."
             )
         caller = authenticator.caller(credentials)
-        if scope not in caller.scopes and "admin" not in caller.scopes:
+        if not caller.allows(scope):
             raise ForbiddenError(
                 f"This key (id {caller.key_id}) lacks the {scope!r} scope; create a key with "
                 f"`keys create --scopes {scope}` or use one that has it."

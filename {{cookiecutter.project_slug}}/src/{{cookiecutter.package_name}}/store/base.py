@@ -70,6 +70,20 @@ class VectorStore(Protocol):
 
     def documents(self, *, tenant: str, corpus: str | None = None) -> list[IndexedDocument]: ...
 
+    def chunks(
+        self,
+        *,
+        tenant: str,
+        ids: Sequence[str] | None = None,
+        corpus: str | None = None,
+        source: str | None = None,
+        limit: int,
+    ) -> list[Hit]:
+        """The tenant's stored chunks with these ids, or of this corpus and source, in
+        document order (corpus, source, chunk index); score 0. Another tenant's id is not
+        found, exactly like an id that does not exist."""
+        ...
+
     def search(
         self,
         dense: list[float],

@@ -298,6 +298,45 @@ class QdrantStore:
                 found.setdefault((document.corpus, alias), alias_entry)
         return list(found.values())
 
+    def chunks(
+        self,
+        *,
+        tenant: str,
+        ids: Sequence[str] | None = None,
+        corpus: str | None = None,
+        source: str | None = None,
+        limit: int,
+    ) -> list[Hit]:
+        must: list[models.Condition] = [_tenant(tenant)]
+        if ids is not None:
+            must.append(models.HasIdCondition(has_id=list(ids)))
+        for key, value in (("corpus", corpus), ("source", source)):
+            if value is not None:
+                must.append(models.FieldCondition(key=key, match=models.MatchValue(value=value)))
+        found: list[Hit] = []
+        offset: Any = None
+        while len(found) < limit:
+            with self._guard():
+                records, offset = self._client.scroll(
+                    self.collection,
+                    scroll_filter=models.Filter(must=must),
+                    limit=min(512, limit - len(found)),
+                    offset=offset,
+                    with_payload=True,
+                    with_vectors=False,
+                )
+            found += [_hit(record) for record in records]
+            if offset is None:
+                break
+        return sorted(
+            found,
+            key=lambda h: (
+                str(h.metadata.get("corpus", "")),
+                h.source,
+                int(h.metadata.get("chunk_index", 0)),
+            ),
+        )
+
     def search(
         self,
         dense: list[float],
@@ -397,7 +436,7 @@ class QdrantStore:
 
 
 def _hit(
-    point: models.ScoredPoint,
+    point: models.ScoredPoint | models.Record,
     dense_rank: int | None = None,
     dense_score: float | None = None,
     sparse_rank: int | None = None,
@@ -408,7 +447,7 @@ def _hit(
         chunk_id=str(point.id),
         source=str(payload.get("source", "")),
         text=text,
-        score=float(point.score),
+        score=float(point.score) if isinstance(point, models.ScoredPoint) else 0.0,
         metadata=payload,
         dense_score=dense_score,
         dense_rank=dense_rank,
