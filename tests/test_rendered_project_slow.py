@@ -14,7 +14,15 @@ from pathlib import Path
 
 import pytest
 import relock
-from conftest import CHOICES, OTHER_ANSWERS, Rendered, command_env, load_hook, render
+from conftest import (
+    CHOICES,
+    LONG_ANSWERS,
+    OTHER_ANSWERS,
+    Rendered,
+    command_env,
+    load_hook,
+    render,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -170,14 +178,16 @@ def test_shipped_lock_is_fresh_for_another_slug(
     )
 
 
-def test_python_312_rendering_installs_lints_and_tests(
+def test_long_named_python_312_rendering_passes_setup_lint_and_tests(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
-    # Without the interpreter only the render-level checks of the fast tier apply to 3.12.
+    # A client's name at the length limits, on the non-default Python: its own `make setup`,
+    # `make lint` (ruff, format, mypy strict) and fast tests, as its CI runs them. Without the
+    # interpreter only the render-level checks of the fast tier apply to 3.12.
     python = python_or_skip("3.12")
     env = command_env(UV_PYTHON=python)
-    project = render({**OTHER_ANSWERS, "python_version": "3.12"}, tmp_path_factory.mktemp("py312"))
-    run(project.path, ["uv", "sync", "--locked"], timeout=20 * MINUTE, env=env)
+    project = render({**LONG_ANSWERS, "python_version": "3.12"}, tmp_path_factory.mktemp("py312"))
+    run(project.path, ["make", "setup"], timeout=20 * MINUTE, env=env)
     venv_version = run(
         project.path,
         [".venv/bin/python", "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
@@ -185,10 +195,5 @@ def test_python_312_rendering_installs_lints_and_tests(
         env=env,
     )
     assert venv_version.strip() == "3.12"
-    for command in (
-        ["ruff", "check", "."],
-        ["ruff", "format", "--check", "."],
-        ["mypy"],
-        ["pytest", "-m", "not slow"],
-    ):
-        run(project.path, ["uv", "run", "--locked", *command], timeout=15 * MINUTE, env=env)
+    run(project.path, ["make", "lint"], timeout=15 * MINUTE, env=env)
+    run(project.path, ["make", "test-fast"], timeout=20 * MINUTE, env=env)

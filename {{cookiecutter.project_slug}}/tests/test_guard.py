@@ -20,7 +20,11 @@ from {{ cookiecutter.package_name }}.guard import (
     injection_signals,
     redact,
 )
-from {{ cookiecutter.package_name }}.telemetry import JsonFormatter, build_tracer_provider, configure_logging
+from {{ cookiecutter.package_name }}.telemetry import (
+    JsonFormatter,
+    build_tracer_provider,
+    configure_logging,
+)
 
 from .conftest import keyed_client, make_settings
 from .test_api_documents import upload

@@ -6,7 +6,11 @@ from pathlib import Path
 import pytest
 
 from {{ cookiecutter.package_name }}.ingest.chunk import Chunker, chunk_id
-from {{ cookiecutter.package_name }}.ingest.load import SkippedFileError, discover, load_document
+from {{ cookiecutter.package_name }}.ingest.load import (
+    SkippedFileError,
+    discover,
+    load_document,
+)
 
 LIMIT = 1_000_000
 
