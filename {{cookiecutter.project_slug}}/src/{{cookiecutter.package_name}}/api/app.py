@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -19,6 +20,10 @@ from .limits import BodyLimit
 from .openapi import document_limits
 from .routes import documents, health, v1
 from .security import Authenticator
+
+
+# Where the vendored Swagger UI / ReDoc files are served (public, like /docs itself).
+DOCS_ASSETS = "/docs-assets"
 
 
 class TraceHeaderMiddleware:
@@ -59,11 +64,15 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         if services is None:  # we built them, we close them
             built.close()
 
-    app = FastAPI(
+    # /docs (Swagger UI) and /redoc load their scripts and styles from this service (the
+    # assets fastapi-offline vendors), never from a CDN; no validator badge call either.
+    app = FastAPIOffline(
         title=PROJECT_NAME,
         version=__version__,
         description="Retrieval and cited answers over your documents.",
         lifespan=lifespan,
+        static_url=DOCS_ASSETS,
+        swagger_ui_parameters={"validatorUrl": None},
     )
     app.state.services = built
     app.state.authenticator = authenticator
