@@ -21,7 +21,6 @@ from .openapi import document_limits
 from .routes import documents, health, v1
 from .security import Authenticator
 
-
 # Where the vendored Swagger UI / ReDoc files are served (public, like /docs itself).
 DOCS_ASSETS = "/docs-assets"
 

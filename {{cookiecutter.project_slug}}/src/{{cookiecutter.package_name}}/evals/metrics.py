@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import math
 import os
 import statistics
@@ -19,7 +19,14 @@ EVAL_GROUP_MODULES = ("ragas", "langchain_community", "rapidfuzz", "rouge_score"
 
 def require_eval_group(purpose: str) -> None:
     """One clear error, instead of an ImportError, where the eval group is not installed."""
-    missing = [name for name in EVAL_GROUP_MODULES if importlib.util.find_spec(name) is None]
+    missing = []
+    for name in EVAL_GROUP_MODULES:
+        try:
+            importlib.import_module(name)  # the caller imports them next anyway
+        except ModuleNotFoundError as error:
+            if (error.name or "").split(".")[0] != name:
+                raise  # installed but broken: that traceback is the useful message
+            missing.append(name)
     if missing:
         raise ConfigurationError(
             f"{purpose} needs the `eval` dependency group ({', '.join(missing)} not installed): "
