@@ -75,9 +75,14 @@ LONG_ANSWERS: dict[str, str] = {
 ANSWER_SETS = {"default": DEFAULT_ANSWERS, "other": OTHER_ANSWERS, "long": LONG_ANSWERS}
 
 
-def choice_combinations() -> list[dict[str, str]]:
-    keys = sorted(CHOICES)
-    return [dict(zip(keys, values, strict=True)) for values in itertools.product(*CHOICES.values())]
+def choice_combinations(choices: Mapping[str, list[str]] | None = None) -> list[dict[str, str]]:
+    """Every combination of the choice options, each value under its own option's name."""
+    choices = CHOICES if choices is None else choices
+    keys = sorted(choices)
+    return [
+        dict(zip(keys, values, strict=True))
+        for values in itertools.product(*(choices[key] for key in keys))
+    ]
 
 
 @dataclass(frozen=True)

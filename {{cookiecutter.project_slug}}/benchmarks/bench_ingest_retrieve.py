@@ -108,7 +108,9 @@ def chunk_texts(settings: Settings, corpus: Path) -> list[str]:
     return [
         chunk.embedding_text()
         for path in discover(corpus)
-        for chunk in chunker.chunk(load_document(path, corpus, settings.max_file_bytes), "raw")
+        for chunk in chunker.chunk(
+            load_document(path, corpus, settings.max_file_bytes), tenant="default", corpus="raw"
+        )
     ]
 
 
@@ -142,7 +144,7 @@ def main() -> None:
             service_latencies, raw_latencies = [], []
             for question in questions:
                 started = time.perf_counter()
-                services.retriever.retrieve(Query(text=question, top_k=top_k))
+                services.retriever.retrieve(Query(text=question, top_k=top_k, tenant="default"))
                 service_latencies.append((time.perf_counter() - started) * 1000)
                 started = time.perf_counter()
                 raw.retrieve(question, top_k, prefetch)

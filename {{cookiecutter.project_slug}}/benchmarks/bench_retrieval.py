@@ -54,7 +54,8 @@ from {{ cookiecutter.package_name }}.refusal import RefusalPolicy
 from {{ cookiecutter.package_name }}.rerank import build_reranker
 from {{ cookiecutter.package_name }}.retrieve import Retriever
 from {{ cookiecutter.package_name }}.settings import Settings
-from {{ cookiecutter.package_name }}.store import DENSE, SPARSE, QdrantStore
+from {{ cookiecutter.package_name }}.store import DENSE, SPARSE, SearchOptions
+from {{ cookiecutter.package_name }}.store.qdrant import QdrantStore
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from debian_docs import doc_root, package_version
@@ -188,7 +189,7 @@ def build_index(
     settings = Settings(data_dir=workdir / name, collection="bench")
     store = QdrantStore(settings)
     store.ensure_collection(dense.model_id, dense.dimensions, sparse.model_id)
-    chunks = [c for d in docs for c in chunker.chunk(d, "python-docs")]
+    chunks = [c for d in docs for c in chunker.chunk(d, tenant="default", corpus="python-docs")]
     for start in range(0, len(chunks), 256):
         batch = chunks[start : start + 256]
         texts = [embed_text(c) for c in batch]
@@ -196,7 +197,7 @@ def build_index(
         weights = sparse.embed_documents(texts)
         store.upsert(
             [
-                Point(chunk=c, dense=d, sparse=s, corpus="python-docs")
+                Point(chunk=c, dense=d, sparse=s, corpus="python-docs", tenant="default")
                 for c, d, s in zip(batch, vectors, weights, strict=True)
             ]
         )
@@ -393,7 +394,9 @@ def main() -> None:
             )
 
         def search_with(retriever: Retriever) -> Callable[[Question], list[Hit]]:
-            return lambda q: retriever.retrieve(Query(q.text, CANDIDATES))
+            return lambda q: retriever.retrieve(
+                Query(text=q.text, top_k=CANDIDATES, tenant="default")
+            )
 
         def describe(name: str, prefetch: int, fusion: str, k: int, weight: float) -> str:
             how = f"rrf k{k} w{weight:g}" if fusion == "rrf" else fusion
@@ -407,17 +410,22 @@ def main() -> None:
                 dense,
                 sparse,
                 tracer,
-                prefetch,
-                fusion=fusion,  # type: ignore[arg-type]
-                rrf_k=k,
-                rrf_dense_weight=weight,
+                SearchOptions(
+                    fusion=fusion,  # type: ignore[arg-type]
+                    rrf_k=k,
+                    rrf_dense_weight=weight,
+                    prefetch_limit=prefetch,
+                    evidence_limit=0,
+                ),
             )
             return describe(name, prefetch, fusion, k, weight), search_with(r)
 
         def alone(name: str, using: str) -> tuple[str, Callable[[Question], list[Hit]]]:
             def search(q: Question) -> list[Hit]:
                 vector = dense.embed_query(q.text) if using == DENSE else sparse.embed_query(q.text)
-                return indexes[name].store.search_one(using, vector, CANDIDATES)
+                return indexes[name].store.search_one(
+                    using, vector, tenant="default", top_k=CANDIDATES
+                )
 
             return f"{'dense' if using == DENSE else 'bm25'} alone [{name}]", search
 

@@ -101,11 +101,11 @@ def main() -> None:
             services.ingestor.ingest(workdir / "corpus")
             top_k = settings.default_top_k
             for retriever in variants.values():  # warm-up: first calls load lazily
-                retriever.retrieve(Query(text=questions[0], top_k=top_k))
+                retriever.retrieve(Query(text=questions[0], top_k=top_k, tenant="default"))
             for question in questions:
                 for name, retriever in variants.items():
                     started = time.perf_counter()
-                    retriever.retrieve(Query(text=question, top_k=top_k))
+                    retriever.retrieve(Query(text=question, top_k=top_k, tenant="default"))
                     latencies[name].append((time.perf_counter() - started) * 1000)
         finally:
             on.shutdown()  # flushes the batch processors: every span reaches the receiver

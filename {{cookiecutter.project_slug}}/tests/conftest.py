@@ -17,8 +17,10 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from qdrant_client import QdrantClient
 
 from {{ cookiecutter.package_name }}.container import Services, build_services
+from {{ cookiecutter.package_name }}.domain import IndexedDocument, by_source
 from {{ cookiecutter.package_name }}.embeddings import (
     DenseEncoder,
     SparseEncoder,
@@ -27,6 +29,7 @@ from {{ cookiecutter.package_name }}.embeddings import (
 )
 from {{ cookiecutter.package_name }}.keys import KeyStore, Scope
 from {{ cookiecutter.package_name }}.settings import Settings
+from {{ cookiecutter.package_name }}.store.qdrant import QdrantStore
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SAMPLE_CORPUS = PROJECT_ROOT / "data" / "sample"
@@ -211,3 +214,16 @@ def sse_events(text: str) -> list[tuple[str, Any]]:
         fields = dict(line.split(": ", 1) for line in block.splitlines())
         events.append((fields["event"], json.loads(fields["data"])))
     return events
+
+
+def indexed(
+    services: Services, *, tenant: str = "default", corpus: str | None = None
+) -> dict[str, IndexedDocument]:
+    """A tenant's stored documents by source (tests default to the `default` tenant)."""
+    return by_source(services.store.documents(tenant=tenant, corpus=corpus))
+
+
+def qdrant_client(services: Services) -> QdrantClient:
+    """The qdrant-client under a QdrantStore, for tests that inspect the engine itself."""
+    assert isinstance(services.store, QdrantStore), type(services.store)
+    return services.store.client

@@ -12,7 +12,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from {{ cookiecutter.package_name }}.api import create_app
 from {{ cookiecutter.package_name }}.container import Services
 
-from .conftest import TRACE_ID, assert_error, keyed_client, sse_events
+from .conftest import TRACE_ID, assert_error, keyed_client, qdrant_client, sse_events
 
 
 @pytest.fixture
@@ -33,7 +33,7 @@ def test_health_and_readiness(client: TestClient) -> None:
 def test_readiness_fails_when_the_collection_is_gone(
     client: TestClient, services: Services
 ) -> None:
-    services.store._client.delete_collection("test")
+    qdrant_client(services).delete_collection("test")
     ready = client.get("/readyz")
     assert ready.status_code == 503
     assert ready.json()["checks"]["collection"] == "missing: test"

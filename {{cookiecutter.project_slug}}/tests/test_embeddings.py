@@ -26,7 +26,7 @@ from {{ cookiecutter.package_name }}.embeddings import (
 )
 from {{ cookiecutter.package_name }}.errors import EmbeddingError, ModelIntegrityError
 
-from .conftest import make_settings
+from .conftest import make_settings, qdrant_client
 
 DIMENSIONS = 64
 API_KEY = "test-key"
@@ -145,9 +145,11 @@ def test_service_runs_end_to_end_on_an_openai_compatible_endpoint(
     services = build_services(settings, tracer_provider=TracerProvider(), sparse=sparse)
     try:
         services.ingestor.ingest(corpus)
-        hits = services.retriever.retrieve(Query(text="password characters long", top_k=1))
+        hits = services.retriever.retrieve(
+            Query(text="password characters long", top_k=1, tenant="default")
+        )
         assert hits[0].source == "policies/passwords.md"
-        info = services.store._client.get_collection("test")
+        info = qdrant_client(services).get_collection("test")
         assert info.config.metadata is not None
         assert info.config.metadata["dense_model"] == "test-embed"
         assert info.config.metadata["dense_dimensions"] == DIMENSIONS

@@ -39,7 +39,7 @@ pytestmark = pytest.mark.slow
 
 
 def ask(services: Services, question: str) -> tuple[str, list[str], bool]:
-    hits = services.retriever.retrieve(Query(text=question, top_k=5))
+    hits = services.retriever.retrieve(Query(text=question, top_k=5, tenant="default"))
     answer = services.answerer.answer(question, hits)
     return answer.text, [c.source for c in answer.citations], answer.refused
 
@@ -82,7 +82,9 @@ def test_sample_corpus_lifecycle(services: Services, tmp_path: Path) -> None:
     (corpus / "fleetos-release-notes.html").unlink()
     removed = services.ingestor.ingest(corpus)
     assert removed.counts["deleted"] == 1
-    hits = services.retriever.retrieve(Query(text="FleetOS REST API v1 end of life", top_k=10))
+    hits = services.retriever.retrieve(
+        Query(text="FleetOS REST API v1 end of life", top_k=10, tenant="default")
+    )
     assert "fleetos-release-notes.html" not in {hit.source for hit in hits}
 
 

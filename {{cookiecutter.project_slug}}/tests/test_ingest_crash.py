@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from {{ cookiecutter.package_name }}.settings import PACKAGE_NAME, Settings
-from {{ cookiecutter.package_name }}.store import QdrantStore
+from {{ cookiecutter.package_name }}.store.qdrant import QdrantStore
 
 from .conftest import copy_sample_corpus
 
@@ -85,7 +85,7 @@ def stored_state(data_dir: Path, model_dir: Path) -> tuple[int, set[tuple[str, s
         ids: set[tuple[str, str, int]] = set()
         offset = None
         while True:
-            records, offset = store._client.scroll(
+            records, offset = store.client.scroll(
                 store.collection, limit=256, offset=offset, with_payload=["source", "chunk_index"]
             )
             for record in records:

@@ -199,6 +199,6 @@ def test_html_theme_navigation_is_dropped_and_code_keeps_its_lines(tmp_path: Pat
         "# Loops\n\nUse a for statement to iterate.\n\n"
         "```\n# count to three\nfor i in range(3):\n    print(i)\n```"
     )
-    chunks = chunk_document(Chunker(200, 24), document, "kb")
+    chunks = chunk_document(Chunker(200, 24), document, tenant="default", corpus="kb")
     assert [c.section for c in chunks] == [""]  # the code comment is not a heading
     assert "print(i)" in chunks[0].text

@@ -5,7 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from {{ cookiecutter.package_name }}.ingest.chunk import Chunker, chunk_id
+from {{ cookiecutter.package_name }}.domain import chunk_id
+from {{ cookiecutter.package_name }}.ingest.chunk import Chunker
 from {{ cookiecutter.package_name }}.ingest.load import (
     SkippedFileError,
     discover,
@@ -90,22 +91,28 @@ def test_hidden_files_and_folders_are_not_documents(tmp_path: Path) -> None:
 def test_chunks_carry_section_and_deterministic_ids(corpus: Path) -> None:
     document = load_document(corpus / "policies" / "passwords.md", corpus, LIMIT)
     chunker = Chunker(chunk_size=200, chunk_overlap=20)
-    first = chunker.chunk(document, "kb")
-    again = chunker.chunk(document, "kb")
+    first = chunker.chunk(document, tenant="default", corpus="kb")
+    again = chunker.chunk(document, tenant="default", corpus="kb")
     assert [c.id for c in first] == [c.id for c in again]
     assert [c.section for c in first] == ["Length", "Rotation"]
-    assert first[0].id == chunk_id("kb", "policies/passwords.md", 0, first[0].content_hash)
+    assert first[0].id == chunk_id(
+        tenant="default",
+        corpus="kb",
+        source="policies/passwords.md",
+        index=0,
+        content_hash=first[0].content_hash,
+    )
     assert "14 characters" in first[0].text
     assert first[0].embedding_text().startswith("Password policy > Length\n")
     # The same document in another corpus gets other ids: corpora never overwrite each other.
-    assert chunker.chunk(document, "other")[0].id != first[0].id
+    assert chunker.chunk(document, tenant="default", corpus="other")[0].id != first[0].id
 
 
 def test_long_sections_are_split_to_the_chunk_size(tmp_path: Path) -> None:
     sentences = " ".join(f"Rule number {i} says the door must stay shut." for i in range(200))
     (tmp_path / "rules.md").write_text(f"# Rules\n\n## Doors\n\n{sentences}\n", encoding="utf-8")
     document = load_document(tmp_path / "rules.md", tmp_path, LIMIT)
-    chunks = Chunker(chunk_size=64, chunk_overlap=8).chunk(document, "kb")
+    chunks = Chunker(chunk_size=64, chunk_overlap=8).chunk(document, tenant="default", corpus="kb")
     assert len(chunks) > 10
     assert all(len(c.text.split()) < 80 for c in chunks)
     assert [c.index for c in chunks] == list(range(len(chunks)))

@@ -10,6 +10,7 @@ from typing import Any
 from {{ cookiecutter.package_name }}.container import Services
 from {{ cookiecutter.package_name }}.domain import Query
 
+from .conftest import indexed
 from .messy_files import corrupt_pdf_bytes, write_docx, write_pdf
 
 
@@ -17,7 +18,7 @@ def hits_for(services: Services, question: str, k: int = 5) -> list[tuple[str, d
     """(source, the chunk's document metadata) of each hit."""
     return [
         (hit.source, dict(hit.metadata.get("metadata") or {}))
-        for hit in services.retriever.retrieve(Query(text=question, top_k=k))
+        for hit in services.retriever.retrieve(Query(text=question, top_k=k, tenant="default"))
     ]
 
 
@@ -113,7 +114,8 @@ def test_every_messy_file_gets_an_outcome_and_the_good_ones_land(
     source, metadata = hits_for(services, "Where can I park my bike?")[0]
     assert metadata["owner"] == "facilities"
     assert "Secret salary" not in " ".join(
-        h.text for h in services.retriever.retrieve(Query("salary table", 10))
+        h.text
+        for h in services.retriever.retrieve(Query(text="salary table", top_k=10, tenant="default"))
     )
 
 
@@ -125,7 +127,9 @@ def test_exact_duplicates_are_stored_once_and_both_names_are_known(
     outcomes = {f.source: f for f in report.files}
     assert outcomes["copy-of-coffee.txt"].reason == "same content as coffee.txt: stored once"
     points_before = services.store.count()
-    hits = services.retriever.retrieve(Query("When is the espresso machine descaled?", 10))
+    hits = services.retriever.retrieve(
+        Query(text="When is the espresso machine descaled?", top_k=10, tenant="default")
+    )
     coffee = [h for h in hits if h.source in ("coffee.txt", "copy-of-coffee.txt")]
     assert len({h.text for h in coffee}) == len(coffee)  # no chunk twice
     assert coffee[0].source == "coffee.txt"
@@ -134,7 +138,7 @@ def test_exact_duplicates_are_stored_once_and_both_names_are_known(
     # Unchanged on a re-run; the copy is known by name.
     again = services.ingestor.ingest(corpus)
     assert not again.changed
-    assert {"coffee.txt", "copy-of-coffee.txt"} <= set(services.store.indexed_documents())
+    assert {"coffee.txt", "copy-of-coffee.txt"} <= set(indexed(services))
 
     # Deleting the original hands its content to the copy; nothing is lost.
     (corpus / "coffee.txt").unlink()
@@ -142,7 +146,9 @@ def test_exact_duplicates_are_stored_once_and_both_names_are_known(
     assert {f.source: f.status for f in report.files if f.status != "unchanged"} == {
         "coffee.txt": "deleted"
     }
-    hits = services.retriever.retrieve(Query("When is the espresso machine descaled?", 3))
+    hits = services.retriever.retrieve(
+        Query(text="When is the espresso machine descaled?", top_k=3, tenant="default")
+    )
     assert hits[0].source == "copy-of-coffee.txt"
     assert services.store.count() == points_before
     assert not services.ingestor.ingest(corpus).changed
@@ -158,7 +164,9 @@ def test_deleting_a_duplicate_only_forgets_its_name(services: Services, corpus: 
         ("copy-of-coffee.txt", "deleted")
     ]
     assert services.store.count() == points
-    hit = services.retriever.retrieve(Query("When is the espresso machine descaled?", 1))[0]
+    hit = services.retriever.retrieve(
+        Query(text="When is the espresso machine descaled?", top_k=1, tenant="default")
+    )[0]
     assert (hit.source, hit.metadata["aliases"]) == ("coffee.txt", [])
 
 
@@ -169,6 +177,8 @@ def test_a_duplicate_that_changes_gets_its_own_chunks(services: Services, corpus
     report = services.ingestor.ingest(corpus)
     assert {f.source: f.status for f in report.files}["copy-of-coffee.txt"] == "updated"
     assert hits_for(services, "Where is the tea kettle?")[0][0] == "copy-of-coffee.txt"
-    hit = services.retriever.retrieve(Query("When is the espresso machine descaled?", 1))[0]
+    hit = services.retriever.retrieve(
+        Query(text="When is the espresso machine descaled?", top_k=1, tenant="default")
+    )[0]
     assert (hit.source, hit.metadata["aliases"]) == ("coffee.txt", [])
     assert not services.ingestor.ingest(corpus).changed

@@ -13,13 +13,21 @@ from {{ cookiecutter.package_name }}.errors import BadRequestError
 from {{ cookiecutter.package_name }}.ingest.chunk import Chunker
 from {{ cookiecutter.package_name }}.ingest.load import load_document
 
+from .conftest import indexed
+
 
 def sources_for(services: Services, question: str, k: int = 5) -> list[str]:
-    return [hit.source for hit in services.retriever.retrieve(Query(text=question, top_k=k))]
+    return [
+        hit.source
+        for hit in services.retriever.retrieve(Query(text=question, top_k=k, tenant="default"))
+    ]
 
 
 def texts_for(services: Services, question: str, k: int = 10) -> str:
-    return " ".join(hit.text for hit in services.retriever.retrieve(Query(question, k)))
+    return " ".join(
+        hit.text
+        for hit in services.retriever.retrieve(Query(text=question, top_k=k, tenant="default"))
+    )
 
 
 def test_ingested_documents_are_retrievable(services: Services, corpus: Path) -> None:
@@ -59,7 +67,7 @@ def test_deleted_document_is_no_longer_retrievable(services: Services, corpus: P
     report = services.ingestor.ingest(corpus)
     assert report.counts["deleted"] == 1
     assert "holidays.html" not in sources_for(services, "When is the office closed?", k=10)
-    assert "holidays.html" not in services.store.indexed_documents()
+    assert "holidays.html" not in indexed(services)
 
 
 def test_bad_file_is_reported_and_the_good_ones_still_land(
@@ -96,7 +104,7 @@ def test_another_corpus_does_not_delete_this_one(
     (other / "parking.md").write_text("# Parking\n\nBikes park in the basement.", encoding="utf-8")
     report = services.ingestor.ingest(other)
     assert report.counts["deleted"] == 0
-    assert {"coffee.txt", "parking.md"} <= set(services.store.indexed_documents())
+    assert {"coffee.txt", "parking.md"} <= set(indexed(services))
 
 
 def test_missing_folder_is_a_clear_error(services: Services, tmp_path: Path) -> None:
@@ -123,7 +131,7 @@ def test_update_interrupted_before_old_chunks_were_deleted_is_repaired(
     # Crash simulation: the new version's chunks are written, the old ones never deleted.
     document = load_document(corpus / "coffee.txt", corpus, 10_000)
     services.ingestor.write_chunks(services.ingestor.chunk(document, "kb"), "kb")
-    assert len(services.store.indexed_documents()["coffee.txt"].stored) == 2
+    assert len(indexed(services)["coffee.txt"].stored) == 2
 
     report = services.ingestor.ingest(corpus)
     outcome = next(f for f in report.files if f.source == "coffee.txt")
@@ -148,7 +156,7 @@ def test_document_interrupted_halfway_through_its_chunks_is_written_again(
     report = services.ingestor.ingest(corpus)
     outcome = next(f for f in report.files if f.source == "manual.md")
     assert outcome.status == "updated"
-    assert services.store.indexed_documents()["manual.md"].chunks == len(chunks)
+    assert indexed(services)["manual.md"].chunks == len(chunks)
 
 
 def test_changed_chunk_settings_rechunk_every_document(services: Services, corpus: Path) -> None:
@@ -169,7 +177,7 @@ def test_dry_run_reports_the_changes_and_writes_nothing(services: Services, corp
     assert report.counts == {"added": 1, "updated": 1, "unchanged": 1, "deleted": 1, "skipped": 0}
     assert report.summary().startswith("Dry run of ")
     assert services.store.count() == points
-    assert "holidays.html" in services.store.indexed_documents()
+    assert "holidays.html" in indexed(services)
     assert services.ingestor.ingest(corpus).counts["added"] == 1  # the real run still has work
 
 
@@ -188,9 +196,9 @@ def test_the_same_source_in_two_corpora_is_listed_as_two_documents(
 ) -> None:
     first = services.ingestor.ingest(corpus, "handbook")
     services.ingestor.ingest(corpus, "archive")
-    listed = [(d.corpus, d.source, d.chunks) for d in services.store.stored_documents()]
+    listed = [(d.corpus, d.source, d.chunks) for d in services.store.documents(tenant="default")]
     chunks = {f.source: f.chunks for f in first.files}
     assert sorted(listed) == sorted(
         (name, source, n) for name in ("handbook", "archive") for source, n in chunks.items()
     )
-    assert len({d.id for d in services.store.stored_documents()}) == len(listed)
+    assert len({d.id for d in services.store.documents(tenant="default")}) == len(listed)

@@ -36,7 +36,7 @@ CHUNK_PHRASE = "at least 14 characters"
 
 
 def ask(services: Services, question: str = QUESTION) -> str:
-    hits = services.retriever.retrieve(Query(text=question, top_k=3))
+    hits = services.retriever.retrieve(Query(text=question, top_k=3, tenant="default"))
     return services.answerer.answer(question, hits).text
 
 
@@ -139,7 +139,7 @@ def test_an_exception_in_a_stage_is_recorded_on_its_span(
 
     monkeypatch.setattr(services.store, "search", broken_search)
     with pytest.raises(RuntimeError, match="store exploded"):
-        services.retriever.retrieve(Query(text=QUESTION, top_k=2))
+        services.retriever.retrieve(Query(text=QUESTION, top_k=2, tenant="default"))
     retrieval = by_name(spans)["retrieval test"]
     assert retrieval.status.status_code is StatusCode.ERROR
     event = next(e for e in retrieval.events if e.name == "exception")

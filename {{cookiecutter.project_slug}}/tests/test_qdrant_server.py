@@ -13,7 +13,7 @@ from {{ cookiecutter.package_name }}.container import build_services
 from {{ cookiecutter.package_name }}.domain import Query
 from {{ cookiecutter.package_name }}.embeddings import DenseEncoder, SparseEncoder
 
-from .conftest import make_settings
+from .conftest import indexed, make_settings, qdrant_client
 
 SERVER_URL = os.environ.get("QDRANT_TEST_URL")
 
@@ -36,17 +36,19 @@ def test_sync_and_retrieval_work_against_a_server(
     )
     try:
         assert services.ingestor.ingest(corpus).counts["added"] == 3
-        hits = services.retriever.retrieve(Query(text="How long must a password be?", top_k=1))
+        hits = services.retriever.retrieve(
+            Query(text="How long must a password be?", top_k=1, tenant="default")
+        )
         assert hits[0].source == "policies/passwords.md"
         (corpus / "coffee.txt").unlink()
         assert services.ingestor.ingest(corpus).counts["deleted"] == 1
-        assert "coffee.txt" not in services.store.indexed_documents()
+        assert "coffee.txt" not in indexed(services)
         # Tenants: an indexed tenant field, and another tenant sees nothing of these.
-        schema = services.store._client.get_collection(collection).payload_schema
+        schema = qdrant_client(services).get_collection(collection).payload_schema
         assert {"tenant", "source", "corpus"} <= set(schema)
         other = Query(text="How long must a password be?", top_k=3, tenant="other")
         assert services.retriever.retrieve(other) == []
-        assert services.store.indexed_documents(tenant="other") == {}
+        assert indexed(services, tenant="other") == {}
     finally:
-        services.store._client.delete_collection(collection)
+        qdrant_client(services).delete_collection(collection)
         services.close()

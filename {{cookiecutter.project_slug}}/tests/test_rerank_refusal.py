@@ -24,6 +24,8 @@ from {{ cookiecutter.package_name }}.embeddings import DenseEncoder, SparseEncod
 from {{ cookiecutter.package_name }}.errors import RerankError
 from {{ cookiecutter.package_name }}.refusal import RefusalPolicy
 from {{ cookiecutter.package_name }}.rerank import HostedReranker
+from {{ cookiecutter.package_name }}.store import SearchOptions
+from {{ cookiecutter.package_name }}.store.qdrant import QdrantStore
 
 from .conftest import make_settings
 
@@ -91,14 +93,18 @@ def test_with_a_reranker_its_score_decides() -> None:
 
 def test_retrieved_hits_carry_dense_and_bm25_evidence(services: Services, corpus: Path) -> None:
     services.ingestor.ingest(corpus)
-    top = services.retriever.retrieve(Query("How long must passwords be?", 3))[0]
+    top = services.retriever.retrieve(
+        Query(text="How long must passwords be?", top_k=3, tenant="default")
+    )[0]
     assert top.source == "policies/passwords.md"
     assert top.dense_rank == 1
     assert top.sparse_rank == 1
     assert top.dense_score is not None
     assert 0.3 < top.dense_score <= 1.0
     assert top.unmatched_share == 0.0  # "long" and "password" are both in the BM25 top hits
-    zebra = services.retriever.retrieve(Query("How long must zebra passwords be?", 3))[0]
+    zebra = services.retriever.retrieve(
+        Query(text="How long must zebra passwords be?", top_k=3, tenant="default")
+    )[0]
     # terms: long, must, zebra, password; no document mentions a zebra
     assert zebra.unmatched_share == pytest.approx(1 / 4)
 
@@ -138,7 +144,9 @@ def test_both_fusions_find_the_answer(
     )
     try:
         built.ingestor.ingest(corpus)
-        hits = built.retriever.retrieve(Query("When is the espresso machine descaled?", 2))
+        hits = built.retriever.retrieve(
+            Query(text="When is the espresso machine descaled?", top_k=2, tenant="default")
+        )
         assert hits[0].source == "coffee.txt"
     finally:
         built.close()
@@ -154,19 +162,33 @@ def test_rrf_weights_decide_which_ranking_leads(
     try:
         built.ingestor.ingest(corpus)
         store = built.store
-        by_bm25 = [h.source for h in store.search_one("bm25", sparse.embed_query(question), 3)]
-        by_dense = [h.source for h in store.search_one("dense", dense.embed_query(question), 3)]
+        assert isinstance(store, QdrantStore)  # search_one: the single-retriever baseline
+        by_bm25 = [
+            h.source
+            for h in store.search_one(
+                "bm25", sparse.embed_query(question), tenant="default", top_k=3
+            )
+        ]
+        by_dense = [
+            h.source
+            for h in store.search_one(
+                "dense", dense.embed_query(question), tenant="default", top_k=3
+            )
+        ]
         assert len(by_bm25) >= 2
         assert by_bm25[:2] != by_dense[:2]
 
         def fused(weight: float) -> list[str]:
+            options = SearchOptions(
+                fusion="rrf", rrf_k=1, rrf_dense_weight=weight, prefetch_limit=30, evidence_limit=0
+            )
             hits = store.search(
                 dense.embed_query(question),
                 sparse.embed_query(question),
-                3,
-                30,
-                rrf_k=1,
-                rrf_dense_weight=weight,
+                tenant="default",
+                top_k=3,
+                sources=None,
+                options=options,
             )
             return [h.source for h in hits]
 
@@ -283,7 +305,9 @@ def test_service_reranks_candidates_to_top_k(
         built = build_services(settings, tracer_provider=provider, dense=dense, sparse=sparse)
         try:
             built.ingestor.ingest(corpus)
-            hits = built.retriever.retrieve(Query("when is the espresso machine descaled", 1))
+            hits = built.retriever.retrieve(
+                Query(text="when is the espresso machine descaled", top_k=1, tenant="default")
+            )
         finally:
             built.close()
     assert len(requests[0]["body"]["documents"]) == 4

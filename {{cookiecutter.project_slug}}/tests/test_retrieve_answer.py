@@ -13,13 +13,15 @@ from {{ cookiecutter.package_name }}.domain import Query
 
 def test_top_k_limits_the_hits(services: Services, corpus: Path) -> None:
     services.ingestor.ingest(corpus)
-    assert len(services.retriever.retrieve(Query(text="office", top_k=2))) == 2
+    assert len(services.retriever.retrieve(Query(text="office", top_k=2, tenant="default"))) == 2
 
 
 def test_source_filter_is_applied_in_the_engine(services: Services, corpus: Path) -> None:
     services.ingestor.ingest(corpus)
     hits = services.retriever.retrieve(
-        Query(text="How long must a password be?", top_k=5, sources=["coffee.txt"])
+        Query(
+            text="How long must a password be?", top_k=5, sources=["coffee.txt"], tenant="default"
+        )
     )
     assert hits
     assert {hit.source for hit in hits} == {"coffee.txt"}
@@ -30,7 +32,7 @@ def test_retrieval_span_carries_genai_attributes(
 ) -> None:
     services.ingestor.ingest(corpus)
     spans.clear()
-    hits = services.retriever.retrieve(Query(text="password rotation", top_k=2))
+    hits = services.retriever.retrieve(Query(text="password rotation", top_k=2, tenant="default"))
     span = next(s for s in spans.get_finished_spans() if s.name == "retrieval test")
     attributes = dict(span.attributes or {})
     assert attributes["gen_ai.operation.name"] == "retrieval"
@@ -42,7 +44,9 @@ def test_retrieval_span_carries_genai_attributes(
 def test_answer_quotes_the_evidence_and_cites_it(services: Services, corpus: Path) -> None:
     services.ingestor.ingest(corpus)
     question = "How many characters must a password have?"
-    answer = services.answerer.answer(question, services.retriever.retrieve(Query(question, 5)))
+    answer = services.answerer.answer(
+        question, services.retriever.retrieve(Query(text=question, top_k=5, tenant="default"))
+    )
     assert not answer.refused
     assert "at least 14 characters" in answer.text
     numbers = {int(n) for n in re.findall(r"\[(\d+)\]", answer.text)}
@@ -55,7 +59,9 @@ def test_answer_quotes_the_evidence_and_cites_it(services: Services, corpus: Pat
 def test_question_the_documents_cannot_answer_is_refused(services: Services, corpus: Path) -> None:
     services.ingestor.ingest(corpus)
     question = "What was the revenue of the company in 2019?"
-    answer = services.answerer.answer(question, services.retriever.retrieve(Query(question, 5)))
+    answer = services.answerer.answer(
+        question, services.retriever.retrieve(Query(text=question, top_k=5, tenant="default"))
+    )
     assert answer.refused
     assert answer.text == REFUSAL
     assert answer.citations == []

@@ -13,11 +13,13 @@ from {{ cookiecutter.package_name }}.container import Services
 from {{ cookiecutter.package_name }}.domain import Query
 from {{ cookiecutter.package_name }}.errors import ConfigurationError, StoreInUseError
 from {{ cookiecutter.package_name }}.settings import Settings
-from {{ cookiecutter.package_name }}.store import QdrantStore
+from {{ cookiecutter.package_name }}.store.qdrant import QdrantStore
+
+from .conftest import qdrant_client
 
 
 def test_collection_has_named_dense_and_idf_sparse_vectors(services: Services) -> None:
-    info = services.store._client.get_collection("test")
+    info = qdrant_client(services).get_collection("test")
     vectors = info.config.params.vectors
     assert isinstance(vectors, dict)
     assert vectors["dense"].size == 384
@@ -47,7 +49,7 @@ def test_store_held_by_another_process_names_that_process(settings: Settings) ->
                 f"""
                 import sys, time
                 from {{ cookiecutter.package_name }}.settings import Settings
-                from {{ cookiecutter.package_name }}.store import QdrantStore
+                from {{ cookiecutter.package_name }}.store.qdrant import QdrantStore
                 store = QdrantStore(Settings(_env_file=None, data_dir={str(settings.data_dir)!r}))
                 print("holding", flush=True)
                 time.sleep(60)
@@ -82,7 +84,9 @@ def test_mixed_concurrent_reads_and_writes_are_serialised(services: Services, co
     def reader() -> None:
         try:
             for _ in range(15):
-                services.retriever.retrieve(Query(text="password length", top_k=3))
+                services.retriever.retrieve(
+                    Query(text="password length", top_k=3, tenant="default")
+                )
         except BaseException as exc:
             errors.append(exc)
 
@@ -102,4 +106,4 @@ def test_mixed_concurrent_reads_and_writes_are_serialised(services: Services, co
         thread.join(timeout=max(0.0, deadline - time.monotonic()))
     assert not errors
     assert services.store.count() > 0
-    assert services.retriever.retrieve(Query(text="password length", top_k=1))
+    assert services.retriever.retrieve(Query(text="password length", top_k=1, tenant="default"))

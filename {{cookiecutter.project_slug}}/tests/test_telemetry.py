@@ -92,7 +92,7 @@ def test_spans_are_exported_over_otlp_http(
     )
     services = build_services(settings, dense=dense, sparse=sparse)
     services.ingestor.ingest(corpus)
-    services.retriever.retrieve(Query(text="password length", top_k=2))
+    services.retriever.retrieve(Query(text="password length", top_k=2, tenant="default"))
     services.close()  # flushes the batch processor
 
     spans = {
@@ -127,7 +127,7 @@ def test_metrics_are_exported_over_otlp_http(
     )
     services = build_services(settings, dense=dense, sparse=sparse)
     services.ingestor.ingest(corpus)
-    services.retriever.retrieve(Query(text="password length", top_k=2))
+    services.retriever.retrieve(Query(text="password length", top_k=2, tenant="default"))
     services.close()  # the periodic reader exports once more on shutdown
 
     names = {
@@ -194,7 +194,7 @@ def test_spans_are_exported_over_otlp_grpc(
             otlp_endpoint=f"http://127.0.0.1:{port}",
         )
         services = build_services(settings, dense=dense, sparse=sparse)
-        services.retriever.retrieve(Query(text="password length", top_k=2))
+        services.retriever.retrieve(Query(text="password length", top_k=2, tenant="default"))
         services.close()
     finally:
         server.stop(grace=None)

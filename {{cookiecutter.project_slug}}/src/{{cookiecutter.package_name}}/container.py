@@ -27,7 +27,8 @@ from .refusal import RefusalPolicy
 from .rerank import build_reranker
 from .retrieve import Retriever
 from .settings import Settings
-from .store import QdrantStore
+from .store import VectorStore
+from .store.qdrant import QdrantStore
 from .telemetry import RagMetrics, SpanContent, build_meter_provider, build_tracer_provider
 
 
@@ -37,7 +38,7 @@ class Services:
     tracer_provider: TracerProvider
     meter_provider: MeterProvider
     prometheus_registry: CollectorRegistry | None
-    store: QdrantStore
+    store: VectorStore
     dense: DenseEncoder
     sparse: SparseEncoder
     ingestor: Ingestor
@@ -78,7 +79,7 @@ def build_services(
     # Models first: a store opened before a failing model load would stay locked for nothing.
     dense = dense or build_dense_encoder(settings)
     sparse = sparse or build_sparse_encoder(settings)
-    store = QdrantStore(settings)
+    store: VectorStore = QdrantStore(settings)
     try:
         store.ensure_collection(dense.model_id, dense.dimensions, sparse.model_id)
         answerer, llm_http = _build_answerer(settings, dense, tracer, metrics, content)

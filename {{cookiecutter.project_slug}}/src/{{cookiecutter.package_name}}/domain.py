@@ -5,8 +5,21 @@ In: Document -> Chunk -> Point.  Out: Query -> Hit -> Answer(citations).
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
+
+# Fixed forever: changing either would give every stored chunk or document a new id.
+CHUNK_NAMESPACE = uuid.UUID("6f1c2a52-3f8e-4d0b-9a57-2b3f3c1d9e10")
+DOCUMENT_NAMESPACE = uuid.UUID("0d5b0c64-5d0e-4f43-9a0e-6b1f0e3c7a21")
+
+
+def chunk_id(*, tenant: str, corpus: str, source: str, index: int, content_hash: str) -> str:
+    """Deterministic: the same content at the same place is the same point. The tenant is in
+    it, so two tenants' identical files never share a point."""
+    key = f"{tenant}/{corpus}/{source}#{index}:{content_hash}"
+    return str(uuid.uuid5(CHUNK_NAMESPACE, key))
 
 
 @dataclass(frozen=True)
@@ -75,16 +88,16 @@ class Point:
     dense: list[float]
     sparse: SparseVector
     corpus: str
+    tenant: str
     aliases: tuple[str, ...] = ()  # other names of the same exact content
-    tenant: str = "default"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Query:
     text: str
     top_k: int
+    tenant: str  # retrieval only ever sees this tenant's chunks
     sources: list[str] | None = None
-    tenant: str = "default"  # retrieval only ever sees this tenant's chunks
 
 
 @dataclass(frozen=True)
@@ -136,3 +149,36 @@ class Answer:
     model: str | None = None
     prompt_version: str | None = None
     fallback_used: bool = False
+
+
+@dataclass
+class IndexedDocument:
+    """A document as the store holds it, version by version. A clean store holds one
+    complete version; more than one, or fewer chunks than the version declares, means an
+    ingest was interrupted, and the next one repairs it."""
+
+    tenant: str
+    corpus: str
+    source: str
+    chunks: int = 0
+    ingested_at: str = ""
+    stored: dict[str, int] = field(default_factory=dict)  # version -> chunks present
+    declared: dict[str, int] = field(default_factory=dict)  # version -> chunks it should have
+    # Exact duplicates are stored once: the first name holds the chunks, the others are aliases.
+    aliases: list[str] = field(default_factory=list)
+    alias_of: str | None = None
+    sha256: str = ""  # of the file's bytes
+
+    @property
+    def id(self) -> str:
+        """Stable id of the document in the API (sources may hold slashes)."""
+        return str(uuid.uuid5(DOCUMENT_NAMESPACE, f"{self.tenant}/{self.corpus}/{self.source}"))
+
+    def holds_only(self, version: str) -> bool:
+        """True when exactly this version is stored, with all of its chunks."""
+        return set(self.stored) == {version} and self.stored[version] == self.declared[version]
+
+
+def by_source(documents: Iterable[IndexedDocument]) -> dict[str, IndexedDocument]:
+    """One corpus's documents keyed by source: what a sync compares its folder against."""
+    return {document.source: document for document in documents}

@@ -11,24 +11,20 @@ from opentelemetry.trace import Span, Tracer
 from .domain import Hit, Query
 from .embeddings import DenseEncoder, SparseEncoder
 from .rerank import HostedReranker
-from .settings import Fusion, Settings
-from .store import QdrantStore
+from .settings import Settings
+from .store import SearchOptions, VectorStore
 from .telemetry import RagMetrics, SpanContent
 
 
 class Retriever:
     def __init__(
         self,
-        store: QdrantStore,
+        store: VectorStore,
         dense: DenseEncoder,
         sparse: SparseEncoder,
         tracer: Tracer,
-        prefetch_limit: int,
+        options: SearchOptions,
         *,
-        fusion: Fusion = "rrf",
-        rrf_k: int = 2,
-        rrf_dense_weight: float = 1.0,
-        evidence_limit: int = 0,
         reranker: HostedReranker | None = None,
         rerank_candidates: int = 30,
         metrics: RagMetrics | None = None,
@@ -38,11 +34,7 @@ class Retriever:
         self._dense = dense
         self._sparse = sparse
         self._tracer = tracer
-        self._prefetch_limit = prefetch_limit
-        self._fusion: Fusion = fusion
-        self._rrf_k = rrf_k
-        self._rrf_dense_weight = rrf_dense_weight
-        self._evidence_limit = evidence_limit
+        self.options = options
         self._reranker = reranker
         self._rerank_candidates = rerank_candidates
         self._metrics = metrics or RagMetrics.noop()
@@ -52,7 +44,7 @@ class Retriever:
     def from_settings(
         cls,
         settings: Settings,
-        store: QdrantStore,
+        store: VectorStore,
         dense: DenseEncoder,
         sparse: SparseEncoder,
         tracer: Tracer,
@@ -67,11 +59,7 @@ class Retriever:
             dense,
             sparse,
             tracer,
-            settings.prefetch_limit,
-            fusion=settings.fusion,
-            rrf_k=settings.rrf_k,
-            rrf_dense_weight=settings.rrf_dense_weight,
-            evidence_limit=settings.refusal_evidence_limit,
+            SearchOptions.from_settings(settings),
             reranker=reranker,
             rerank_candidates=settings.rerank_candidates,
             metrics=metrics,
@@ -99,10 +87,10 @@ class Retriever:
             span.set_attribute("gen_ai.data_source.id", self._store.collection)
             span.set_attribute("gen_ai.request.model", self._dense.model_id)
             span.set_attribute("gen_ai.request.top_k", query.top_k)
-            span.set_attribute("retrieval.fusion", self._fusion)
-            if self._fusion == "rrf":
-                span.set_attribute("retrieval.rrf.k", self._rrf_k)
-                span.set_attribute("retrieval.rrf.dense_weight", self._rrf_dense_weight)
+            span.set_attribute("retrieval.fusion", self.options.fusion)
+            if self.options.fusion == "rrf":
+                span.set_attribute("retrieval.rrf.k", self.options.rrf_k)
+                span.set_attribute("retrieval.rrf.dense_weight", self.options.rrf_dense_weight)
             if self._content.record_content:
                 span.set_attribute("gen_ai.retrieval.query.text", query.text)
             if query.sources:
@@ -111,14 +99,10 @@ class Retriever:
             hits = self._store.search(
                 dense,
                 sparse,
-                limit,
-                self._prefetch_limit,
-                query.sources,
-                query.tenant,
-                fusion=self._fusion,
-                rrf_k=self._rrf_k,
-                rrf_dense_weight=self._rrf_dense_weight,
-                evidence_limit=self._evidence_limit,
+                tenant=query.tenant,
+                top_k=limit,
+                sources=query.sources,
+                options=self.options,
             )
             if self._reranker is not None:
                 hits = self._rerank(self._reranker, query, hits)

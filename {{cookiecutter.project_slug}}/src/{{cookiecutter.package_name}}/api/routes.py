@@ -187,7 +187,7 @@ def upload_documents(
         services.jobs.inbox(caller.tenant).save(name, _blocks(upload))
         for name, upload in zip(names, files, strict=True)
     ]
-    job = services.jobs.submit(saved, caller.tenant)
+    job = services.jobs.submit(saved, tenant=caller.tenant)
     services.audit.upload(caller.key_id, caller.tenant, current_trace_id(), job.id, saved)
     response.headers["Location"] = f"/v1/ingestions/{job.id}"
     return IngestionJobOut.of(job)
@@ -196,7 +196,7 @@ def upload_documents(
 @documents.get("/ingestions/{job_id}", response_model=IngestionJobOut)
 def ingestion_job(job_id: str, services: ServicesDep, caller: IngestCaller) -> IngestionJobOut:
     """Progress of an ingestion job and the outcome of each of its files."""
-    return IngestionJobOut.of(services.jobs.get(job_id, caller.tenant))
+    return IngestionJobOut.of(services.jobs.get(job_id, tenant=caller.tenant))
 
 
 @documents.get("/documents", response_model=DocumentList)
@@ -206,7 +206,7 @@ def list_documents(
     corpus: Annotated[str | None, QueryParam(description="Only this corpus.")] = None,
 ) -> DocumentList:
     """Every stored document of your tenant: source, hash, chunk count, when it was ingested."""
-    stored = services.store.stored_documents(caller.tenant, corpus)
+    stored = services.store.documents(tenant=caller.tenant, corpus=corpus)
     return DocumentList(documents=[DocumentOut.of(d) for d in sorted(stored, key=lambda d: d.id)])
 
 
@@ -215,7 +215,7 @@ def delete_document(
     document_id: str, services: ServicesDep, caller: IngestCaller
 ) -> DocumentDeleted:
     """Delete a document's chunks (and, for an upload, its file)."""
-    found, outcome = services.jobs.delete_document(document_id, caller.tenant)
+    found, outcome = services.jobs.delete_document(document_id, tenant=caller.tenant)
     trace = current_trace_id()
     services.audit.delete(caller.key_id, caller.tenant, trace, document_id, found.source)
     return DocumentDeleted(

@@ -6,10 +6,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from ..domain import Answer, Hit
+from ..domain import Answer, Hit, IndexedDocument
 from ..ingest.jobs import IngestionJob
 from ..ingest.pipeline import FileOutcome
-from ..store import IndexedDocument
 
 
 class Filters(BaseModel):

@@ -112,7 +112,8 @@ def _knowledge_graph(
         )
         nodes.append(parent)
         previous = None
-        for chunk in chunker.chunk(document, corpus):
+        # Chunk ids are not stored here; only the texts become graph nodes.
+        for chunk in chunker.chunk(document, tenant="drafts", corpus=corpus):
             child = Node(
                 type=NodeType.CHUNK,
                 properties={

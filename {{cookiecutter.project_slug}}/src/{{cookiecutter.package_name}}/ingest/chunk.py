@@ -4,23 +4,16 @@ from __future__ import annotations
 
 import hashlib
 import re
-import uuid
 from dataclasses import dataclass
 
 from llama_index.core import Document as LlamaDocument
 from llama_index.core.node_parser import MarkdownNodeParser, SentenceSplitter
 from llama_index.core.utils import get_tokenizer
 
-from ..domain import Chunk, Document
+from ..domain import Chunk, Document, chunk_id
 
-# Fixed forever: changing it would give every stored chunk a new id.
-CHUNK_NAMESPACE = uuid.UUID("6f1c2a52-3f8e-4d0b-9a57-2b3f3c1d9e10")
 # Bump when chunking logic changes, so the next ingest re-chunks every document.
 CHUNKER_VERSION = 2  # 2: the version recipe records block packing
-
-
-def chunk_id(corpus: str, source: str, index: int, content_hash: str) -> str:
-    return str(uuid.uuid5(CHUNK_NAMESPACE, f"{corpus}/{source}#{index}:{content_hash}"))
 
 
 # Blocks are separated by blank lines: a paragraph, a run of list items or table rows, code.
@@ -105,7 +98,7 @@ class Chunker:
             sections.append((" > ".join(path), text if heading else body))
         return sections
 
-    def chunk(self, document: Document, corpus: str) -> list[Chunk]:
+    def chunk(self, document: Document, *, tenant: str, corpus: str) -> list[Chunk]:
         version = self.version(document)
         pieces = [
             (section, piece.strip())
@@ -118,7 +111,13 @@ class Chunker:
             content_hash = hashlib.sha256(piece.encode("utf-8")).hexdigest()
             chunks.append(
                 Chunk(
-                    id=chunk_id(corpus, document.source, index, content_hash),
+                    id=chunk_id(
+                        tenant=tenant,
+                        corpus=corpus,
+                        source=document.source,
+                        index=index,
+                        content_hash=content_hash,
+                    ),
                     source=document.source,
                     index=index,
                     text=piece,

@@ -18,8 +18,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
+from ..domain import IndexedDocument, by_source
 from ..errors import ConflictError, NotFoundError, ServiceError
-from ..store import IndexedDocument
 from .pipeline import FileOutcome, Ingestor
 from .uploads import UploadInbox
 
@@ -39,7 +39,7 @@ class IngestionJob:
     id: str
     corpus: str
     files: list[str]
-    tenant: str = "default"
+    tenant: str
     status: JobStatus = "queued"
     total: int = 0
     done: int = 0
@@ -73,9 +73,9 @@ class IngestionJobs:
     def inbox(self, tenant: str) -> UploadInbox:
         return UploadInbox(self._inbox.folder / tenant, self._inbox.max_bytes)
 
-    def submit(self, paths: list[Path], tenant: str = "default") -> IngestionJob:
+    def submit(self, paths: list[Path], *, tenant: str) -> IngestionJob:
         job = IngestionJob(
-            id=uuid.uuid4().hex, corpus=self.corpus, files=[p.name for p in paths], tenant=tenant
+            id=uuid.uuid4().hex, tenant=tenant, corpus=self.corpus, files=[p.name for p in paths]
         )
         with self._jobs_lock:
             self._jobs[job.id] = job
@@ -92,14 +92,14 @@ class IngestionJobs:
             inbox = self.inbox(tenant)
             if not inbox.files():
                 continue
-            job = IngestionJob(id=uuid.uuid4().hex, corpus=self.corpus, files=["*"], tenant=tenant)
+            job = IngestionJob(id=uuid.uuid4().hex, tenant=tenant, corpus=self.corpus, files=["*"])
             with self._jobs_lock:
                 self._jobs[job.id] = job
             self._executor.submit(self._run, job, inbox.files)
             jobs.append(job)
         return jobs
 
-    def get(self, job_id: str, tenant: str = "default") -> IngestionJob:
+    def get(self, job_id: str, *, tenant: str) -> IngestionJob:
         with self._jobs_lock:
             job = self._jobs.get(job_id)
         if job is None or job.tenant != tenant:  # another tenant's job does not exist for you
@@ -110,7 +110,7 @@ class IngestionJobs:
         return job
 
     def delete_document(
-        self, document_id: str, tenant: str = "default"
+        self, document_id: str, *, tenant: str
     ) -> tuple[IndexedDocument, FileOutcome]:
         """Delete a document by its id (and its uploaded file); refuses while a job is
         writing. The lookup happens under the writer lock, so it is what gets deleted."""
@@ -134,7 +134,7 @@ class IngestionJobs:
                 found.corpus,
                 found.source,
                 root=inbox.folder if uploaded else None,
-                indexed={d.source: d for d in documents if d.corpus == found.corpus},
+                indexed=by_source(d for d in documents if d.corpus == found.corpus),
             )
             if outcome is None:  # cannot happen: found in the same read, under the lock
                 raise missing

@@ -18,13 +18,13 @@ from typing import Literal, Protocol
 
 from opentelemetry.trace import Tracer
 
-from ..domain import Chunk, Document, Point
+from ..domain import Chunk, Document, IndexedDocument, Point, by_source, chunk_id
 from ..embeddings import DenseEncoder, SparseEncoder
 from ..errors import BadRequestError
 from ..settings import TENANT_PATTERN
-from ..store import IndexedDocument, QdrantStore
+from ..store import VectorStore
 from ..telemetry import RagMetrics
-from .chunk import Chunker, chunk_id
+from .chunk import Chunker
 from .load import RecordFields, SkippedFileError, discover, load_document
 
 Status = Literal["added", "updated", "unchanged", "deleted", "skipped"]
@@ -101,7 +101,7 @@ _READ_DETAILS = frozenset({"encoding"})
 
 
 def chunk_document(
-    chunker: Chunker, document: Document, corpus: str, tenant: str = "default"
+    chunker: Chunker, document: Document, *, tenant: str, corpus: str
 ) -> list[Chunk]:
     """Chunk each part (a page, a row) on its own, so no chunk crosses a page or a record,
     then number the chunks across the whole document and give each its part's metadata.
@@ -109,13 +109,19 @@ def chunk_document(
     pieces = [
         (chunk, {k: v for k, v in part.metadata.items() if k not in _READ_DETAILS})
         for part in document.parts()
-        for chunk in chunker.chunk(part, corpus)
+        for chunk in chunker.chunk(part, tenant=tenant, corpus=corpus)
     ]
     return [
         replace(
             chunk,
             index=index,
-            id=chunk_id(f"{tenant}/{corpus}", document.source, index, chunk.content_hash),
+            id=chunk_id(
+                tenant=tenant,
+                corpus=corpus,
+                source=document.source,
+                index=index,
+                content_hash=chunk.content_hash,
+            ),
             doc_chunks=len(pieces),
             metadata=metadata,
         )
@@ -126,7 +132,7 @@ def chunk_document(
 class Ingestor:
     def __init__(
         self,
-        store: QdrantStore,
+        store: VectorStore,
         dense: DenseEncoder,
         sparse: SparseEncoder,
         chunker: Chunker,
@@ -137,7 +143,7 @@ class Ingestor:
         metrics: RagMetrics | None = None,
         legacy_encoding: str = "cp1252",
         record_fields: RecordFields | None = None,
-        tenant: str = "default",
+        tenant: str,
     ) -> None:
         self.tenant = tenant  # every document this ingestor reads, writes or deletes
         self._store = store
@@ -168,7 +174,7 @@ class Ingestor:
         )
 
     def chunk(self, document: Document, corpus: str) -> list[Chunk]:
-        return chunk_document(self.chunker, document, corpus, self.tenant)
+        return chunk_document(self.chunker, document, tenant=self.tenant, corpus=corpus)
 
     def write_chunks(
         self, chunks: Iterable[Chunk], corpus: str, aliases: Sequence[str] = ()
@@ -194,8 +200,8 @@ class Ingestor:
                             dense=d,
                             sparse=s,
                             corpus=corpus,
-                            aliases=tuple(aliases),
                             tenant=self.tenant,
+                            aliases=tuple(aliases),
                         )
                         for c, d, s in zip(batch, dense, sparse, strict=True)
                     ]
@@ -226,7 +232,7 @@ class Ingestor:
 
     def documents(self) -> list[IndexedDocument]:
         """Every stored document of this ingestor's tenant, in every corpus."""
-        return self._store.stored_documents(self.tenant)
+        return self._store.documents(tenant=self.tenant)
 
     def delete(
         self,
@@ -239,7 +245,7 @@ class Ingestor:
         `root` is where its duplicates' files are, should one have to take over; `indexed`
         is the corpus's documents by source, when the caller has just read them."""
         if indexed is None:
-            indexed = self._store.indexed_documents(corpus, self.tenant)
+            indexed = by_source(self._store.documents(tenant=self.tenant, corpus=corpus))
         if source not in indexed:
             return None
         with self._tracer.start_as_current_span("ingest") as span:
@@ -266,7 +272,7 @@ class Ingestor:
         with self._tracer.start_as_current_span("ingest") as run_span:
             run_span.set_attribute("ingest.corpus", corpus)
             run_span.set_attribute("ingest.root", str(root))
-            indexed = self._store.indexed_documents(corpus, self.tenant)
+            indexed = by_source(self._store.documents(tenant=self.tenant, corpus=corpus))
             seen = {path.relative_to(root).as_posix() for path in files}
             # Duplicates' names first, so a holder that goes hands over to a name that stays.
             gone = sorted(set(indexed) - seen, key=lambda s: (indexed[s].alias_of is None, s))
@@ -313,7 +319,12 @@ class Ingestor:
                 if holder is not None:
                     holder.aliases = remaining
                 if not dry_run:
-                    self._store.set_aliases(corpus, document.alias_of, remaining, self.tenant)
+                    self._store.set_aliases(
+                        tenant=self.tenant,
+                        corpus=corpus,
+                        source=document.alias_of,
+                        aliases=remaining,
+                    )
                 return FileOutcome(
                     source, "deleted", reason=f"was a duplicate of {document.alias_of}"
                 )
@@ -326,7 +337,7 @@ class Ingestor:
                     self._promote(corpus, heir, others, root)
                 indexed[heir] = replace(document, source=heir, aliases=others, alias_of=None)
             if not dry_run:
-                self._store.delete_document(corpus, source, tenant=self.tenant)
+                self._store.delete_document(tenant=self.tenant, corpus=corpus, source=source)
             return FileOutcome(source, "deleted", document.chunks, reason=reason)
 
     def _promote(self, corpus: str, heir: str, others: list[str], root: Path | None) -> None:
@@ -399,9 +410,9 @@ class Ingestor:
                 self._delete(corpus, source, indexed, root=root, dry_run=dry_run)
                 previous = None
             indexed[source] = IndexedDocument(
-                source=source,
-                corpus=corpus,
                 tenant=self.tenant,
+                corpus=corpus,
+                source=source,
                 chunks=len(chunks),
                 stored={version: len(chunks)},
                 declared={version: len(chunks)},
@@ -414,7 +425,7 @@ class Ingestor:
             if previous is not None:
                 # The new version is complete; only now drop the chunks of every other one.
                 self._store.delete_document(
-                    corpus, source, keep_doc_hash=version, tenant=self.tenant
+                    tenant=self.tenant, corpus=corpus, source=source, keep_doc_hash=version
                 )
             return outcome
 
@@ -444,4 +455,6 @@ class Ingestor:
         holder.aliases = sorted({*holder.aliases, source})
         indexed[source] = replace(holder, source=source, aliases=[], alias_of=holder.source)
         if not dry_run:
-            self._store.set_aliases(corpus, holder.source, holder.aliases, self.tenant)
+            self._store.set_aliases(
+                tenant=self.tenant, corpus=corpus, source=holder.source, aliases=holder.aliases
+            )

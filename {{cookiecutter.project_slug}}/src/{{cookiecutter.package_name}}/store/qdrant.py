@@ -1,4 +1,5 @@
-"""Qdrant: collection schema, hybrid query, and the rules embedded mode needs.
+"""Qdrant through qdrant-client (a server, or local mode): schema, hybrid query, and the rules
+local mode needs.
 
 Embedded (local) mode is not thread-safe under mixed reads and writes and allows one client
 per storage folder, so every call goes through one process-wide lock, and a second process
@@ -12,9 +13,8 @@ import json
 import os
 import sys
 import threading
-import uuid
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -22,15 +22,12 @@ from typing import Any
 from qdrant_client import QdrantClient, models
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
-from .domain import Hit, Point, SparseVector
-from .errors import ConfigurationError, StoreInUseError, StoreUnavailableError
-from .settings import Fusion, Settings
+from ..domain import Hit, IndexedDocument, Point, SparseVector
+from ..errors import ConfigurationError, StoreInUseError, StoreUnavailableError
+from ..settings import Settings
+from .base import DENSE, SCHEMA_VERSION, SPARSE, SearchOptions
 
-DENSE = "dense"
-SPARSE = "bm25"
-SCHEMA_VERSION = 2  # 2: every chunk carries its tenant
 _HOLDER_FILE = "holder.json"
-_DOCUMENT_NAMESPACE = uuid.UUID("0d5b0c64-5d0e-4f43-9a0e-6b1f0e3c7a21")
 
 # RRF fuses ranks; DBSF fuses scores normalised by each list's mean and spread.
 
@@ -39,39 +36,11 @@ _DOCUMENT_NAMESPACE = uuid.UUID("0d5b0c64-5d0e-4f43-9a0e-6b1f0e3c7a21")
 _EMBEDDED_LOCK = threading.RLock()
 
 
-@dataclass
-class IndexedDocument:
-    """A document as the store holds it, version by version. A clean store holds one
-    complete version; more than one, or fewer chunks than the version declares, means an
-    ingest was interrupted, and the next one repairs it."""
-
-    source: str
-    corpus: str
-    tenant: str = "default"
-    chunks: int = 0
-    ingested_at: str = ""
-    stored: dict[str, int] = field(default_factory=dict)  # version -> chunks present
-    declared: dict[str, int] = field(default_factory=dict)  # version -> chunks it should have
-    # Exact duplicates are stored once: the first name holds the chunks, the others are aliases.
-    aliases: list[str] = field(default_factory=list)
-    alias_of: str | None = None
-    sha256: str = ""  # of the file's bytes
-
-    @property
-    def id(self) -> str:
-        """Stable id of the document in the API (sources may hold slashes)."""
-        return str(uuid.uuid5(_DOCUMENT_NAMESPACE, f"{self.tenant}/{self.corpus}/{self.source}"))
-
-    def holds_only(self, version: str) -> bool:
-        """True when exactly this version is stored, with all of its chunks."""
-        return set(self.stored) == {version} and self.stored[version] == self.declared[version]
-
-
 def _tenant(tenant: str) -> models.FieldCondition:
     return models.FieldCondition(key="tenant", match=models.MatchValue(value=tenant))
 
 
-def _document(corpus: str, source: str, tenant: str) -> list[models.Condition]:
+def _document(tenant: str, corpus: str, source: str) -> list[models.Condition]:
     return [
         _tenant(tenant),
         models.FieldCondition(key="corpus", match=models.MatchValue(value=corpus)),
@@ -79,7 +48,7 @@ def _document(corpus: str, source: str, tenant: str) -> list[models.Condition]:
     ]
 
 
-def _source_filter(sources: Sequence[str] | None, tenant: str) -> models.Filter:
+def _source_filter(tenant: str, sources: Sequence[str] | None) -> models.Filter:
     must: list[models.Condition] = [_tenant(tenant)]
     if sources:
         must.append(models.FieldCondition(key="source", match=models.MatchAny(any=list(sources))))
@@ -96,6 +65,11 @@ class QdrantStore:
             _EMBEDDED_LOCK if self.embedded else contextlib.nullcontext()
         )
         self._client = self._open(settings)
+
+    @property
+    def client(self) -> QdrantClient:
+        """The engine's own client, for tooling that goes below the interface (tests, copies)."""
+        return self._client
 
     # --- opening and closing -----------------------------------------------------------
     def _open(self, settings: Settings) -> QdrantClient:
@@ -246,12 +220,10 @@ class QdrantStore:
         with self._guard():
             self._client.upsert(self.collection, points=structs, wait=True)
 
-    def set_aliases(
-        self, corpus: str, source: str, aliases: Sequence[str], tenant: str = "default"
-    ) -> None:
+    def set_aliases(self, *, tenant: str, corpus: str, source: str, aliases: Sequence[str]) -> None:
         """Record the other names under which a document's exact content was found."""
         selector = models.FilterSelector(
-            filter=models.Filter(must=_document(corpus, source, tenant))
+            filter=models.Filter(must=_document(tenant, corpus, source))
         )
         with self._guard():
             self._client.set_payload(
@@ -259,14 +231,10 @@ class QdrantStore:
             )
 
     def delete_document(
-        self,
-        corpus: str,
-        source: str,
-        keep_doc_hash: str | None = None,
-        tenant: str = "default",
+        self, *, tenant: str, corpus: str, source: str, keep_doc_hash: str | None = None
     ) -> None:
         """Delete a document's chunks; with `keep_doc_hash`, only those of older versions."""
-        must = _document(corpus, source, tenant)
+        must = _document(tenant, corpus, source)
         must_not: list[models.Condition] = []
         if keep_doc_hash is not None:
             must_not.append(
@@ -281,16 +249,7 @@ class QdrantStore:
         with self._guard():
             return int(self._client.count(self.collection, exact=True).count)
 
-    def indexed_documents(
-        self, corpus: str | None = None, tenant: str = "default"
-    ) -> dict[str, IndexedDocument]:
-        """One corpus's documents by source: what a sync compares its folder against.
-        (Without a corpus, sources of every corpus; see stored_documents.)"""
-        return {d.source: d for d in self.stored_documents(tenant, corpus)}
-
-    def stored_documents(
-        self, tenant: str = "default", corpus: str | None = None
-    ) -> list[IndexedDocument]:
+    def documents(self, *, tenant: str, corpus: str | None = None) -> list[IndexedDocument]:
         """One tenant's documents, from chunk payloads (the store is the sync state). The
         same source in two corpora is two documents; duplicates' names are listed too."""
         must: list[models.Condition] = [_tenant(tenant)]
@@ -322,7 +281,7 @@ class QdrantStore:
                 source, in_corpus = str(payload["source"]), str(payload["corpus"])
                 document = found.setdefault(
                     (in_corpus, source),
-                    IndexedDocument(source=source, corpus=in_corpus, tenant=tenant),
+                    IndexedDocument(tenant=tenant, corpus=in_corpus, source=source),
                 )
                 version = str(payload["doc_hash"])
                 document.chunks += 1
@@ -343,23 +302,19 @@ class QdrantStore:
         self,
         dense: list[float],
         sparse: SparseVector,
-        top_k: int,
-        prefetch_limit: int,
-        sources: Sequence[str] | None = None,
-        tenant: str = "default",
         *,
-        fusion: Fusion = "rrf",
-        rrf_k: int = 2,
-        rrf_dense_weight: float = 1.0,
-        evidence_limit: int = 0,
+        tenant: str,
+        top_k: int,
+        sources: Sequence[str] | None,
+        options: SearchOptions,
     ) -> list[Hit]:
         """Hybrid search in the engine, only ever over the tenant's chunks: dense and BM25
         prefetch, fused by Qdrant (RRF, weighted by `rrf_dense_weight` against BM25's 1, or
-        DBSF). With `evidence_limit`, the dense-only and
-        BM25-only top lists come back in the same request, and each hit carries its cosine and
-        ranks in them (for refusal)."""
-        query_filter = _source_filter(sources, tenant)
-        limit = max(prefetch_limit, top_k)
+        DBSF). With an `evidence_limit`, the dense-only and BM25-only top lists come back in
+        the same request, and each hit carries its cosine and ranks in them (for refusal)."""
+        query_filter = _source_filter(tenant, sources)
+        limit = max(options.prefetch_limit, top_k)
+        evidence_limit = options.evidence_limit
         sparse_query = models.SparseVector(indices=sparse.indices, values=sparse.values)
         prefetch = [
             models.Prefetch(query=dense, using=DENSE, limit=limit, filter=query_filter),
@@ -368,8 +323,10 @@ class QdrantStore:
         fused = models.QueryRequest(
             prefetch=prefetch,
             query=(
-                models.RrfQuery(rrf=models.Rrf(k=rrf_k, weights=[rrf_dense_weight, 1.0]))
-                if fusion == "rrf"
+                models.RrfQuery(
+                    rrf=models.Rrf(k=options.rrf_k, weights=[options.rrf_dense_weight, 1.0])
+                )
+                if options.fusion == "rrf"
                 else models.FusionQuery(fusion=models.Fusion.DBSF)
             ),
             filter=query_filter,
@@ -416,9 +373,10 @@ class QdrantStore:
         self,
         using: str,
         vector: list[float] | SparseVector,
+        *,
+        tenant: str,
         top_k: int,
         sources: Sequence[str] | None = None,
-        tenant: str = "default",
     ) -> list[Hit]:
         """One retriever alone (`DENSE` or `SPARSE`): the baselines hybrid search must beat."""
         query: list[float] | models.SparseVector = (
@@ -431,7 +389,7 @@ class QdrantStore:
                 self.collection,
                 query=query,
                 using=using,
-                query_filter=_source_filter(sources, tenant),
+                query_filter=_source_filter(tenant, sources),
                 limit=top_k,
                 with_payload=True,
             )

@@ -1,0 +1,84 @@
+"""What the rest of the service may ask of a vector store, and how a search is tuned.
+
+Ingestion, retrieval and the API call only these methods; each engine (Qdrant server or local
+mode through qdrant-client, ...) is one module beside this one, chosen in the composition root.
+Every read and write that concerns documents takes the tenant as a required keyword, so no new
+caller can forget it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from ..domain import Hit, IndexedDocument, Point, SparseVector
+from ..settings import Fusion, Settings
+
+DENSE = "dense"  # the named vectors of every collection
+SPARSE = "bm25"
+SCHEMA_VERSION = 2  # 2: every chunk carries its tenant
+
+
+@dataclass(frozen=True)
+class SearchOptions:
+    """How hybrid search fuses and what evidence it returns; built once from Settings, with
+    no defaults here, so no caller can silently run another retriever."""
+
+    fusion: Fusion
+    rrf_k: int
+    rrf_dense_weight: float  # BM25's weight is 1
+    prefetch_limit: int  # candidates each of dense and BM25 bring to fusion
+    evidence_limit: int  # dense-only and BM25-only top lists for refusal; 0: none
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> SearchOptions:
+        return cls(
+            fusion=settings.fusion,
+            rrf_k=settings.rrf_k,
+            rrf_dense_weight=settings.rrf_dense_weight,
+            prefetch_limit=settings.prefetch_limit,
+            evidence_limit=settings.refusal_evidence_limit,
+        )
+
+
+class VectorStore(Protocol):
+    collection: str
+    location: str  # a path or URL, for messages
+    embedded: bool  # runs in this process (one process per storage folder)
+
+    # --- schema
+    def collection_exists(self) -> bool: ...
+
+    def ensure_collection(
+        self, dense_model: str, dense_dimensions: int, sparse_model: str
+    ) -> None: ...
+
+    # --- writes
+    def upsert(self, points: Sequence[Point]) -> None: ...
+
+    def set_aliases(
+        self, *, tenant: str, corpus: str, source: str, aliases: Sequence[str]
+    ) -> None: ...
+
+    def delete_document(
+        self, *, tenant: str, corpus: str, source: str, keep_doc_hash: str | None = None
+    ) -> None: ...
+
+    # --- reads
+    def count(self) -> int: ...
+
+    def documents(self, *, tenant: str, corpus: str | None = None) -> list[IndexedDocument]: ...
+
+    def search(
+        self,
+        dense: list[float],
+        sparse: SparseVector,
+        *,
+        tenant: str,
+        top_k: int,
+        sources: Sequence[str] | None,
+        options: SearchOptions,
+    ) -> list[Hit]: ...
+
+    def close(self) -> None: ...
