@@ -42,6 +42,7 @@ DEPENDENCY_IMPORT_NAMES = frozenset(
         "datasets",
         "docx",
         "fastapi",
+        "fastapi_offline",
         "fastembed",
         "fpdf",
         "frontmatter",
