@@ -13,7 +13,7 @@ from llama_index.core.utils import get_tokenizer
 from ..domain import Chunk, Document, chunk_id
 
 # Bump when chunking logic changes, so the next ingest re-chunks every document.
-CHUNKER_VERSION = 3  # 2: the version recipe records block packing; 3: lone headings kept
+CHUNKER_VERSION = 3  # 2: recipe records block packing; 3: lone headings, PDF lines joined
 
 
 # Blocks are separated by blank lines: a paragraph, a run of list items or table rows, code.
