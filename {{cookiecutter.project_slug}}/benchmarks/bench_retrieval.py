@@ -254,11 +254,23 @@ class Result:
         return total
 
 
+@dataclass(frozen=True)
+class Answering:
+    """The extractive answerer, after the refusal policy the ask use case applies (if any)."""
+
+    answerer: ExtractiveAnswerer
+    refusal: RefusalPolicy | None = None
+
+    def refused(self, text: str, hits: list[Hit]) -> bool:
+        decision = self.refusal.decide(hits) if self.refusal is not None else None
+        return self.answerer.answer(text, hits, decision=decision).refused
+
+
 def run(
     label: str,
     questions: list[Question],
     search: Callable[[Question], list[Hit]],
-    answerer: ExtractiveAnswerer | None = None,
+    answerer: Answering | None = None,
     keep_evidence: bool = False,
     top_k: int = 5,
 ) -> Result:
@@ -279,9 +291,9 @@ def run(
             result.by_split[q.split].add(pages, q.gold)
         if answerer is None or result.refusals is None:
             continue
-        result.refusals[q.split].add(q, answerer.answer(q.text, hits[:top_k]).refused)
+        result.refusals[q.split].add(q, answerer.refused(q.text, hits[:top_k]))
         if keep_evidence:
-            best = answerer.best_similarity(q.text, hits[:top_k])
+            best = answerer.answerer.best_similarity(q.text, hits[:top_k])
             result.evidence.append(Evidence(q, hits[:top_k], best))
     return result
 
@@ -358,16 +370,11 @@ def main() -> None:
     sparse = build_sparse_encoder(Settings(data_dir=CACHE / "models"))
     tracer = TracerProvider().get_tracer("bench")
     # The extractive answerer as it shipped before (sentence cosine only) and as it ships now.
-    answerer_before = ExtractiveAnswerer(
+    extractive = ExtractiveAnswerer(
         dense, tracer, shipped.answer_min_similarity, shipped.answer_max_sentences
     )
-    answerer_now = ExtractiveAnswerer(
-        dense,
-        tracer,
-        shipped.answer_min_similarity,
-        shipped.answer_max_sentences,
-        refusal=RefusalPolicy.from_settings(shipped),
-    )
+    answerer_before = Answering(extractive)
+    answerer_now = Answering(extractive, RefusalPolicy.from_settings(shipped))
 
     # name -> (chunker, what gets embedded). "s": sentence splitting (the default), "b": whole
     # blocks packed (structure-aware); the number is chunk_size; nohdr: no contextual header.
@@ -432,7 +439,7 @@ def main() -> None:
         weight = shipped.rrf_dense_weight
         k, prefetch = shipped.rrf_k, shipped.prefetch_limit
         before_label, before_search = hybrid(ship, 30)
-        plans: list[tuple[str, Callable[[Question], list[Hit]], ExtractiveAnswerer | None]] = [
+        plans: list[tuple[str, Callable[[Question], list[Hit]], Answering | None]] = [
             (*alone(ship, SPARSE), None),
             (*alone(ship, DENSE), None),
             (f"BEFORE: {before_label}", before_search, answerer_before),

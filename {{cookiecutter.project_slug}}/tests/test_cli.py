@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -18,6 +19,10 @@ from {{ cookiecutter.package_name }}.ingest import FileOutcome
 from {{ cookiecutter.package_name }}.settings import CONSOLE_SCRIPT, PACKAGE_NAME, Settings
 
 from .conftest import free_port, keyed_client
+from .fake_openai import FakeOpenAI, Reply
+
+LLM_KEY = "sk-api-test-key"
+QUESTION = "How long must a password be?"
 
 
 def test_ingest_prints_every_file_and_a_summary(
@@ -213,4 +218,69 @@ def test_ingest_while_the_store_is_held_says_to_upload_through_the_api(
     err = capsys.readouterr().err
     assert "is in use by" in err
     assert "curl -F files=@report.pdf http://127.0.0.1:8000/v1/documents" in err
+    assert "Traceback" not in err
+
+
+# --- with the LLM answerer -------------------------------------------------------------------
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeOpenAI]:
+    server = FakeOpenAI(api_key=LLM_KEY).start()
+    yield server
+    server.stop()
+
+
+def test_ask_json_prints_what_the_api_returns_with_the_llm_answerer(
+    cli_env: Path,
+    corpus: Path,
+    fake: FakeOpenAI,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from {{ cookiecutter.package_name }}.cli import main
+
+    for name, value in {
+        "RAG_ANSWERER": "llm",
+        "RAG_LLM_PROVIDER": "openai_like",
+        "RAG_LLM_BASE_URL": fake.base_url,
+        "RAG_LLM_API_KEY": LLM_KEY,
+        "RAG_LLM_MODEL": "fake-chat",
+        "RAG_LLM_PRICES": '{"fake-chat": [0.5, 1.5]}',
+    }.items():
+        monkeypatch.setenv(name, value)
+    fake.replies = [Reply(content="At least 14 characters [1].")] * 3
+    main(["ingest", str(corpus)])
+    capsys.readouterr()
+    assert main(["ask", QUESTION, "--json"]) == 0
+    from_cli = json.loads(capsys.readouterr().out)
+    app = create_app()
+    with keyed_client(app, app.state.services.settings) as client:
+        from_api = client.post("/v1/query", json={"question": QUESTION}).json()
+    assert from_cli.pop("trace_id") != from_api.pop("trace_id")
+    assert from_cli == from_api
+    assert from_cli["grounded"] is True
+    assert from_cli["cost_usd"] > 0
+    assert main(["ask", QUESTION]) == 0
+    out = capsys.readouterr().out
+    assert "model fake-chat" in out
+    assert "5 out tokens, cost $0.000" in out
+
+
+def test_ask_with_an_unreachable_model_prints_one_line(
+    cli_env: Path, corpus: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from {{ cookiecutter.package_name }}.cli import main
+
+    monkeypatch.setenv("RAG_ANSWERER", "llm")
+    monkeypatch.setenv("RAG_LLM_PROVIDER", "openai_like")
+    monkeypatch.setenv("RAG_LLM_BASE_URL", f"http://127.0.0.1:{free_port()}/v1")  # nobody there
+    monkeypatch.setenv("RAG_LLM_MAX_RETRIES", "0")
+    main(["ingest", str(corpus)])
+    capsys.readouterr()
+    assert main(["ask", QUESTION]) == 2
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1
+    assert "cannot reach http://127.0.0.1:" in lines[0]
     assert "Traceback" not in err

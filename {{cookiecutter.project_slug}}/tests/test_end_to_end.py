@@ -10,6 +10,7 @@ import pytest
 from opentelemetry.sdk.trace import TracerProvider
 
 from {{ cookiecutter.package_name }}.answer import ExtractiveAnswerer
+from {{ cookiecutter.package_name }}.ask import Question
 from {{ cookiecutter.package_name }}.container import Services, build_services
 from {{ cookiecutter.package_name }}.domain import Query
 from {{ cookiecutter.package_name }}.embeddings import SparseEncoder
@@ -39,8 +40,7 @@ pytestmark = pytest.mark.slow
 
 
 def ask(services: Services, question: str) -> tuple[str, list[str], bool]:
-    hits = services.retriever.retrieve(Query(text=question, top_k=5, tenant="default"))
-    answer = services.answerer.answer(question, hits)
+    answer = services.asker.ask(Question(question, services.settings.tenant, top_k=5)).answer
     return answer.text, [c.source for c in answer.citations], answer.refused
 
 

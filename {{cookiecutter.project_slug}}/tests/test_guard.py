@@ -26,8 +26,8 @@ from {{ cookiecutter.package_name }}.telemetry import (
     configure_logging,
 )
 
+from .api.routes.test_documents import upload
 from .conftest import keyed_client, make_settings
-from .test_api_documents import upload
 
 PERSONAL = (
     "Mail jan.devries@example.com or call +31 6 1234 5678; IBAN NL91 ABNA 0417 1643 00; "

@@ -7,13 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from {{ cookiecutter.package_name }}.ingest.chunk import Chunker
+from {{ cookiecutter.package_name }}.ingest.chunk import Chunker, chunk_document
 from {{ cookiecutter.package_name }}.ingest.load import (
     RecordFields,
     SkippedFileError,
     load_document,
 )
-from {{ cookiecutter.package_name }}.ingest.pipeline import chunk_document
 
 from .messy_files import corrupt_pdf_bytes, write_docx, write_pdf, zip_bomb_docx_bytes
 

@@ -31,12 +31,15 @@ from {{ cookiecutter.package_name }}.answer.grounding import (
     check_citations,
 )
 from {{ cookiecutter.package_name }}.answer.prompt import load_prompt
-from {{ cookiecutter.package_name }}.container import build_llm_answerer
+from {{ cookiecutter.package_name }}.container import build_llm_answerer, build_services
 from {{ cookiecutter.package_name }}.domain import Hit
+from {{ cookiecutter.package_name }}.embeddings import DenseEncoder, SparseEncoder
 from {{ cookiecutter.package_name }}.errors import ConfigurationError, LLMUnavailableError
+from {{ cookiecutter.package_name }}.refusal import RefusalPolicy
 from {{ cookiecutter.package_name }}.settings import Settings
 from {{ cookiecutter.package_name }}.telemetry import RagMetrics, SpanContent
 
+from .conftest import make_settings
 from .fake_anthropic import FakeAnthropic
 from .fake_openai import FakeOpenAI, Reply
 
@@ -737,12 +740,31 @@ def test_no_model_call_when_the_evidence_says_the_corpus_has_no_answer(
     fake: FakeOpenAI, make: Callable[..., Harness]
 ) -> None:
     """The shared refusal policy runs before generation: a question whose terms no BM25
-    result contains, with no close dense match, is refused without paying for a call."""
+    result contains, with no close dense match, is refused without paying for a call. (The
+    ask use case decides, once, and hands the decision to the answerer.)"""
     weak = [replace(COFFEE, unmatched_share=0.8)]
     harness = make()
-    answer = harness.answerer.answer("What is the capital of Mongolia?", weak)
+    decision = RefusalPolicy.from_settings(Settings(_env_file=None)).decide(weak)
+    answer = harness.answerer.answer("What is the capital of Mongolia?", weak, decision=decision)
     assert answer.refused
     assert answer.cost_usd == 0.0
     assert fake.chat_requests() == []
     (span,) = [s for s in harness.spans.get_finished_spans() if s.name.startswith("chat ")]
     assert "BM25" in str((span.attributes or {})["answer.refusal.reason"])
+
+
+def test_a_bad_llm_setting_stops_startup_without_holding_the_store(
+    tmp_path: Path,
+    model_dir: Path,
+    dense: DenseEncoder,
+    sparse: SparseEncoder,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from {{ cookiecutter.package_name }}.errors import ConfigurationError
+
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    settings = make_settings(tmp_path, model_dir, answerer="llm", llm_provider="openai")
+    with pytest.raises(ConfigurationError, match="needs an API key"):
+        build_services(settings, dense=dense, sparse=sparse)
+    # The embedded store was released: the next start opens it.
+    build_services(make_settings(tmp_path, model_dir), dense=dense, sparse=sparse).close()

@@ -17,6 +17,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import StatusCode
 
 from {{ cookiecutter.package_name }}.api import create_app
+from {{ cookiecutter.package_name }}.ask import Question
 from {{ cookiecutter.package_name }}.cli import main
 from {{ cookiecutter.package_name }}.container import Services, build_services
 from {{ cookiecutter.package_name }}.domain import Query
@@ -36,8 +37,7 @@ CHUNK_PHRASE = "at least 14 characters"
 
 
 def ask(services: Services, question: str = QUESTION) -> str:
-    hits = services.retriever.retrieve(Query(text=question, top_k=3, tenant="default"))
-    return services.answerer.answer(question, hits).text
+    return services.asker.ask(Question(question, services.settings.tenant, top_k=3)).answer.text
 
 
 def by_name(spans: InMemorySpanExporter) -> dict[str, ReadableSpan]:

@@ -113,10 +113,10 @@ def test_extractive_answerer_refuses_on_the_policy_before_quoting(dense: DenseEn
     tracer = TracerProvider().get_tracer("t")
     hits = [Hit("a", "a.md", "Passwords must be at least 14 characters long.", 0.5, {}, 0.45, 1)]
     question = "How long must passwords be?"
-    without = ExtractiveAnswerer(dense, tracer, 0.2, 3)
-    with_policy = ExtractiveAnswerer(dense, tracer, 0.2, 3, refusal=POLICY)
-    assert not without.answer(question, hits).refused
-    answer = with_policy.answer(question, hits)
+    answerer = ExtractiveAnswerer(dense, tracer, 0.2, 3)
+    assert not answerer.answer(question, hits).refused
+    # The ask use case decides once and hands the decision over (ask.py).
+    answer = answerer.answer(question, hits, decision=POLICY.decide(hits))
     assert answer.refused
     assert answer.text == REFUSAL
 

@@ -44,7 +44,7 @@ def test_retrieval_span_carries_genai_attributes(
 def test_answer_quotes_the_evidence_and_cites_it(services: Services, corpus: Path) -> None:
     services.ingestor.ingest(corpus)
     question = "How many characters must a password have?"
-    answer = services.answerer.answer(
+    answer = services.asker.answer(
         question, services.retriever.retrieve(Query(text=question, top_k=5, tenant="default"))
     )
     assert not answer.refused
@@ -59,7 +59,7 @@ def test_answer_quotes_the_evidence_and_cites_it(services: Services, corpus: Pat
 def test_question_the_documents_cannot_answer_is_refused(services: Services, corpus: Path) -> None:
     services.ingestor.ingest(corpus)
     question = "What was the revenue of the company in 2019?"
-    answer = services.answerer.answer(
+    answer = services.asker.answer(
         question, services.retriever.retrieve(Query(text=question, top_k=5, tenant="default"))
     )
     assert answer.refused
@@ -68,7 +68,7 @@ def test_question_the_documents_cannot_answer_is_refused(services: Services, cor
 
 
 def test_no_hits_means_refusal(services: Services) -> None:
-    assert services.answerer.answer("Anything at all?", []).refused
+    assert services.asker.answer("Anything at all?", []).refused
 
 
 def test_sentences_skip_headings_and_table_rules() -> None:

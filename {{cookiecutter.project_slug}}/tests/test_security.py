@@ -20,9 +20,9 @@ from {{ cookiecutter.package_name }}.embeddings import DenseEncoder, SparseEncod
 from {{ cookiecutter.package_name }}.keys import KeyStore
 from {{ cookiecutter.package_name }}.settings import Settings
 
+from .api.routes.test_documents import upload
 from .conftest import TRACE_ID, api_key, assert_error, auth, keyed_client, make_settings
 from .messy_files import pdf_bytes, zip_bomb_docx_bytes
-from .test_api_documents import upload
 
 QUESTION = {"question": "Where do visitors park?"}
 PARKING = ("parking.md", b"# Parking\n\nVisitor parking is on level -2 of the east garage.\n")

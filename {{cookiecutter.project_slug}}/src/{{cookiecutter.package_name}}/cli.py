@@ -14,13 +14,14 @@ from pydantic import ValidationError
 from tqdm import tqdm
 
 from .api.schemas import QueryResponse
+from .ask import Question
 from .container import Services, build_services
-from .domain import Query
 from .errors import ServiceError, StoreInUseError
 from .ingest import FileOutcome
+from .ingest.formats import formats_help
 from .keys import KeyStore, parse_scopes
 from .settings import CONSOLE_SCRIPT, Settings
-from .telemetry import configure_logging, current_trace_id
+from .telemetry import configure_logging
 
 DEMO_QUESTIONS = (
     "How many days of paid leave do employees get?",
@@ -58,10 +59,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True)
 
-    ingest = commands.add_parser("ingest", help="sync a folder of documents into the store")
-    ingest.add_argument(
-        "path", type=Path, help="folder of .md .txt .html .pdf .docx .csv .jsonl files"
+    ingest = commands.add_parser(
+        "ingest",
+        help="sync a folder of documents into the store",
+        epilog=formats_help(),  # from the formats table, so it lists what the loader reads
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    ingest.add_argument("path", type=Path, help="folder of files in the formats listed below")
     ingest.add_argument("--corpus", help="corpus name (default: the folder's name)")
     ingest.add_argument("--report", type=Path, help="also write the report as JSON here")
     ingest.add_argument(
@@ -148,11 +152,8 @@ def _answer(
 ) -> QueryResponse:
     tracer = services.tracer_provider.get_tracer(__name__)
     with tracer.start_as_current_span("cli ask"):
-        k = top_k or services.settings.default_top_k
-        query = Query(text=question, top_k=k, sources=sources, tenant=services.settings.tenant)
-        hits = services.retriever.retrieve(query)
-        answer = services.answerer.answer(question, hits)
-        return QueryResponse.of(answer, current_trace_id())
+        asked = services.asker.ask(Question(question, services.settings.tenant, top_k, sources))
+        return QueryResponse.of(asked.answer, asked.trace_id)
 
 
 def _print_answer(question: str, response: QueryResponse) -> None:

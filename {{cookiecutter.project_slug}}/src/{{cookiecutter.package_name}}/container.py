@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 import httpx
@@ -14,10 +13,10 @@ from prometheus_client import CollectorRegistry
 from .answer import Answerer, ExtractiveAnswerer, LLMAnswerer, LLMOptions
 from .answer.cache import AnswerCache
 from .answer.prompt import load_prompt
-from .answer.providers import AnthropicChat, ChatProvider, OpenAIChat
+from .answer.providers import ChatProvider, build_provider
+from .ask import Asker
 from .audit import AuditLog
 from .embeddings import DenseEncoder, SparseEncoder, build_dense_encoder, build_sparse_encoder
-from .errors import ConfigurationError
 from .ingest import Ingestor
 from .ingest.chunk import Chunker
 from .ingest.jobs import IngestionJobs
@@ -51,8 +50,23 @@ class Services:
     jobs: IngestionJobs
     retriever: Retriever
     answerer: Answerer
+    refusal: RefusalPolicy
     audit: AuditLog
     llm_http: httpx.Client | None = None  # the LLM answerer's connection pool
+
+    @property
+    def asker(self) -> Asker:
+        """The ask use case over these services' retriever, answerer, refusal policy and audit
+        log. It holds only references, so it is made on use: a component replaced here (as
+        tests do) is the one asked."""
+        return Asker(
+            self.retriever,
+            self.answerer,
+            self.refusal,
+            self.audit,
+            default_top_k=self.settings.default_top_k,
+            max_top_k=self.settings.max_top_k,
+        )
 
     def close(self) -> None:
         if self.llm_http is not None:
@@ -133,6 +147,7 @@ def build_services(
             content=content,
         ),
         answerer=answerer,
+        refusal=RefusalPolicy.from_settings(settings),
         llm_http=llm_http,
         audit=AuditLog(settings.audit_path, settings.audit_content, settings.redact_pii),
     )
@@ -153,36 +168,20 @@ def _build_answerer(
         tracer,
         settings.answer_min_similarity,
         settings.answer_max_sentences,
-        refusal=RefusalPolicy.from_settings(settings),
         metrics=metrics,
         content=content,
     )
     return extractive, None
 
 
-_PUBLIC_BASE_URLS = {
-    "openai": "https://api.openai.com/v1",
-    "anthropic": "https://api.anthropic.com/v1",
-}
-_KEY_VARIABLES = {"openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY"}
-
-
 def build_llm_provider(settings: Settings, client: httpx.Client) -> ChatProvider:
-    """The chat endpoint named by RAG_LLM_PROVIDER. The key comes from RAG_LLM_API_KEY or the
-    provider's usual variable, and is only ever put in request headers."""
-    provider = settings.llm_provider
-    key = settings.llm_api_key.get_secret_value() if settings.llm_api_key else None
-    if key is None and provider in _KEY_VARIABLES:
-        key = os.environ.get(_KEY_VARIABLES[provider]) or None
-    if key is None and provider != "openai_like":
-        raise ConfigurationError(
-            f"RAG_LLM_PROVIDER={provider} needs an API key: set RAG_LLM_API_KEY or "
-            f"{_KEY_VARIABLES[provider]}."
-        )
-    base_url = settings.llm_base_url or _PUBLIC_BASE_URLS[provider]
-    if provider == "anthropic":
-        return AnthropicChat(client, base_url, key)
-    return OpenAIChat(client, base_url, key, official=provider == "openai")
+    """The chat endpoint RAG_LLM_PROVIDER names, from the providers table."""
+    return build_provider(
+        settings.llm_provider,
+        client,
+        base_url=settings.llm_base_url,
+        api_key=settings.llm_api_key.get_secret_value() if settings.llm_api_key else None,
+    )
 
 
 def build_llm_answerer(
@@ -216,6 +215,5 @@ def build_llm_answerer(
         cache,
         metrics=metrics,
         content=content,
-        refusal=RefusalPolicy.from_settings(settings),
     )
     return answerer, client

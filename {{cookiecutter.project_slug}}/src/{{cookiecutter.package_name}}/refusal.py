@@ -5,8 +5,9 @@ not the corpus answers it. What does carry meaning is the dense cosine (the embe
 model's own scale) and whether two unrelated retrievers, dense and BM25, agree on a chunk.
 A third signal is lexical: a question about something the corpus never mentions
 (a product, a library) has terms that no BM25 top result contains. The retriever puts all of
-it on each hit (`Hit.dense_score`, `dense_rank`, `sparse_rank`, `unmatched_share`); any
-answerer (extractive or LLM) calls `RefusalPolicy.decide(hits)` before answering. Thresholds
+it on each hit (`Hit.dense_score`, `dense_rank`, `sparse_rank`, `unmatched_share`); the ask
+use case (ask.py) calls `RefusalPolicy.decide(hits)` once, before any answerer runs, and hands
+the decision to it. Thresholds
 were chosen on the retrieval benchmark (docs/decisions, retrieval defaults by measurement).
 """
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from ..domain import Answer, Hit
+from ..refusal import RefusalDecision
 
 
 @dataclass(frozen=True)
@@ -27,8 +28,17 @@ AnswerEvent = Token | Final
 
 
 class Answerer(Protocol):
-    def answer(self, question: str, hits: list[Hit]) -> Answer: ...
+    """Writes answers; does not decide whether to answer. `decision` is the refusal policy's
+    verdict on these hits, made once by the ask use case (ask.py): when it refuses, the
+    answerer writes its refusal without further work (an LLM answerer without calling the
+    model); either way its reason goes on the answer's span. None: answer the hits as given."""
 
-    def stream(self, question: str, hits: list[Hit]) -> Iterator[AnswerEvent]:
+    def answer(
+        self, question: str, hits: list[Hit], *, decision: RefusalDecision | None = None
+    ) -> Answer: ...
+
+    def stream(
+        self, question: str, hits: list[Hit], *, decision: RefusalDecision | None = None
+    ) -> Iterator[AnswerEvent]:
         """Tokens, then exactly one Final. Closing the iterator early stops generation."""
         ...

@@ -3,8 +3,9 @@
 Each quoted sentence is cited as [n], where n points at `Answer.citations[n - 1]`. Refusal
 rests on the cosine similarity between question and sentence embeddings, which has an
 absolute meaning (unlike a fused RRF score): when no sentence reaches the threshold the
-answerer says it does not know instead of quoting noise. Before that, the shared refusal
-policy (refusal.py) checks that the retrievers' evidence says the corpus answers at all.
+answerer says it does not know instead of quoting noise. Before that, the ask use case
+(ask.py) has asked the refusal policy (refusal.py) whether the retrievers' evidence says the
+corpus answers at all; a refusing decision is written as the refusal, without quoting.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from opentelemetry.trace import Tracer
 
 from ..domain import Answer, Citation, Hit
 from ..embeddings import DenseEncoder
-from ..refusal import RefusalPolicy
+from ..refusal import RefusalDecision
 from ..telemetry import RagMetrics, SpanContent
 from .base import AnswerEvent, Final, Token
 
@@ -67,39 +68,40 @@ class ExtractiveAnswerer:
         min_similarity: float,
         max_sentences: int,
         *,
-        refusal: RefusalPolicy | None = None,
         metrics: RagMetrics | None = None,
         content: SpanContent | None = None,
     ) -> None:
         self._dense = dense
-        self._refusal = refusal
         self._tracer = tracer
         self._min_similarity = min_similarity
         self._max_sentences = max_sentences
         self._metrics = metrics or RagMetrics.noop()
         self._content = content or SpanContent()
 
-    def answer(self, question: str, hits: list[Hit]) -> Answer:
+    def answer(
+        self, question: str, hits: list[Hit], *, decision: RefusalDecision | None = None
+    ) -> Answer:
         started = time.perf_counter()
         try:
-            answer = self._answer(question, hits)
+            answer = self._answer(question, hits, decision)
         finally:
             self._metrics.answer_duration.record(time.perf_counter() - started)
         self._metrics.answers.add(1, {"refused": answer.refused})
         return answer
 
-    def stream(self, question: str, hits: list[Hit]) -> Iterator[AnswerEvent]:
+    def stream(
+        self, question: str, hits: list[Hit], *, decision: RefusalDecision | None = None
+    ) -> Iterator[AnswerEvent]:
         """The whole answer as one token: quoting is not generated word by word."""
-        answer = self.answer(question, hits)
+        answer = self.answer(question, hits, decision=decision)
         yield Token(answer.text)
         yield Final(answer)
 
-    def _answer(self, question: str, hits: list[Hit]) -> Answer:
+    def _answer(self, question: str, hits: list[Hit], decision: RefusalDecision | None) -> Answer:
         with self._tracer.start_as_current_span("answer extractive") as span:
             span.set_attribute("gen_ai.operation.name", "extract")
             span.set_attribute("answer.hits", len(hits))
-            if self._refusal is not None:
-                decision = self._refusal.decide(hits)
+            if decision is not None:
                 span.set_attribute("answer.refusal.reason", decision.reason)
                 if decision.refuse:
                     span.set_attribute("answer.refused", True)

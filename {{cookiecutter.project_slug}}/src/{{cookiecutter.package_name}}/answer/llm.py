@@ -2,9 +2,10 @@
 
 Flow: numbered context within a token budget -> exact-match cache -> the primary model, with
 retries on 429/5xx and the fallback model on error or timeout -> citation check -> usage and
-cost. Everything lands on one `chat {model}` span (retries and fallbacks as events) and a
-child `citation check` span. Streaming yields tokens as they arrive; retries and fallback are
-possible only until the first token has been sent.
+cost. A refusing decision from the ask use case, or no context at all, is answered with the
+prompt's refusal and no model call. Everything lands on one `chat {model}` span (retries and
+fallbacks as events) and a child `citation check` span. Streaming yields tokens as they
+arrive; retries and fallback are possible only until the first token has been sent.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer
 
 from ..domain import Answer, Hit, Usage
 from ..errors import LLMUnavailableError
-from ..refusal import RefusalPolicy
+from ..refusal import RefusalDecision
 from ..telemetry import RagMetrics, SpanContent
 from .base import AnswerEvent, Final, Token
 from .cache import AnswerCache, cache_key
@@ -58,11 +59,9 @@ class LLMAnswerer:
         *,
         metrics: RagMetrics | None = None,
         content: SpanContent | None = None,
-        refusal: RefusalPolicy | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self._provider = provider
-        self._refusal = refusal
         self._prompt = prompt
         self._options = options
         self._tracer = tracer
@@ -76,18 +75,29 @@ class LLMAnswerer:
     def model(self) -> str:
         return self._options.model
 
-    def answer(self, question: str, hits: list[Hit]) -> Answer:
-        for event in self._run(question, hits, streaming=False):
+    def answer(
+        self, question: str, hits: list[Hit], *, decision: RefusalDecision | None = None
+    ) -> Answer:
+        for event in self._run(question, hits, decision, streaming=False):
             if isinstance(event, Final):
                 return event.answer
         raise AssertionError("the answer run ended without a final event")  # pragma: no cover
 
-    def stream(self, question: str, hits: list[Hit]) -> Iterator[AnswerEvent]:
-        return self._run(question, hits, streaming=True)
+    def stream(
+        self, question: str, hits: list[Hit], *, decision: RefusalDecision | None = None
+    ) -> Iterator[AnswerEvent]:
+        return self._run(question, hits, decision, streaming=True)
 
     # -- the run -----------------------------------------------------------------------------
 
-    def _run(self, question: str, hits: list[Hit], *, streaming: bool) -> Iterator[AnswerEvent]:
+    def _run(
+        self,
+        question: str,
+        hits: list[Hit],
+        decision: RefusalDecision | None,
+        *,
+        streaming: bool,
+    ) -> Iterator[AnswerEvent]:
         started = time.perf_counter()
         options = self._options
         span = self._tracer.start_span(
@@ -107,9 +117,9 @@ class LLMAnswerer:
             context = build_context(hits, options.context_tokens)
             span.set_attribute("rag.context.chunks", len(context.hits))
             span.set_attribute("rag.context.tokens_estimated", context.tokens)
-            # The retrievers' evidence says the corpus has no answer: no call, no cost.
-            decision = self._refusal.decide(hits) if self._refusal and context.hits else None
-            if decision is not None:
+            # Nothing to give the model, or the retrievers' evidence says the corpus has no
+            # answer: no call, no cost.
+            if decision is not None and context.hits:
                 span.set_attribute("answer.refusal.reason", decision.reason)
             if not context.hits or (decision is not None and decision.refuse):
                 answer = self._no_context_refusal()

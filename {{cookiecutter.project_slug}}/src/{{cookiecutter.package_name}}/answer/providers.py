@@ -3,13 +3,18 @@
 One call, no retries here: the answerer retries and falls back so that each attempt is
 visible on its trace. Errors say whether a retry can help (429, 5xx, dropped connections;
 not timeouts, which go to the fallback model) and never include the API key.
+
+`PROVIDERS` at the end is the table RAG_LLM_PROVIDER picks from: each provider with its
+public base URL and the variable its key is usually in. A new provider is a class here and a
+row in that table (and its name in settings.LLMProvider, which validates the setting).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -17,6 +22,7 @@ from typing import Any, Protocol
 import httpx
 
 from ..domain import Usage
+from ..errors import ConfigurationError
 
 RETRYABLE_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504, 529})
 
@@ -340,3 +346,70 @@ class AnthropicChat(_HttpChat):
                     break
             usage = Usage(input_tokens, output_tokens) if seen_usage else None
             yield Completion("".join(parts), model, usage, finish)
+
+
+# --- the table RAG_LLM_PROVIDER picks from -------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ProviderSpec:
+    """One provider: how to build it, where it is by default, where its key usually is."""
+
+    build: Callable[[httpx.Client, str, str | None], ChatProvider]  # (client, base URL, key)
+    base_url: str | None  # its public API; None: RAG_LLM_BASE_URL must say where it is
+    key_variable: str | None  # read when RAG_LLM_API_KEY is unset
+    needs_key: bool
+
+
+PROVIDERS: Mapping[str, ProviderSpec] = {
+    "openai": ProviderSpec(
+        lambda client, url, key: OpenAIChat(client, url, key, official=True),
+        base_url="https://api.openai.com/v1",
+        key_variable="OPENAI_API_KEY",
+        needs_key=True,
+    ),
+    # vLLM, Ollama, LM Studio, Azure OpenAI's /openai/v1: a local server may want no key.
+    "openai_like": ProviderSpec(
+        lambda client, url, key: OpenAIChat(client, url, key, official=False),
+        base_url=None,
+        key_variable=None,
+        needs_key=False,
+    ),
+    "anthropic": ProviderSpec(
+        AnthropicChat,
+        base_url="https://api.anthropic.com/v1",
+        key_variable="ANTHROPIC_API_KEY",
+        needs_key=True,
+    ),
+}
+
+
+def build_provider(
+    name: str,
+    client: httpx.Client,
+    *,
+    base_url: str | None,
+    api_key: str | None,
+    environ: Mapping[str, str] = os.environ,
+) -> ChatProvider:
+    """The provider named `name` (RAG_LLM_PROVIDER). The key is `api_key` (RAG_LLM_API_KEY)
+    or the provider's usual variable, and is only ever put in request headers."""
+    spec = PROVIDERS.get(name)
+    if spec is None:
+        raise ConfigurationError(
+            f"RAG_LLM_PROVIDER={name} is not a provider; choose one of {', '.join(PROVIDERS)}."
+        )
+    key = api_key
+    if key is None and spec.key_variable is not None:
+        key = environ.get(spec.key_variable) or None
+    if key is None and spec.needs_key:
+        where = f" or {spec.key_variable}" if spec.key_variable else ""
+        raise ConfigurationError(
+            f"RAG_LLM_PROVIDER={name} needs an API key: set RAG_LLM_API_KEY{where}."
+        )
+    url = base_url or spec.base_url
+    if url is None:
+        raise ConfigurationError(
+            f"RAG_LLM_PROVIDER={name} has no public endpoint: set RAG_LLM_BASE_URL."
+        )
+    return spec.build(client, url, key)

@@ -18,7 +18,7 @@ from ..telemetry import current_trace_id
 from .errors import install_error_handlers
 from .limits import BodyLimit
 from .openapi import document_limits
-from .routes import documents, health, v1
+from .routes import ROUTERS
 from .security import Authenticator
 
 # Where the vendored Swagger UI / ReDoc files are served (public, like /docs itself).
@@ -75,9 +75,8 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     )
     app.state.services = built
     app.state.authenticator = authenticator
-    app.include_router(health)
-    app.include_router(v1)
-    app.include_router(documents)
+    for router in ROUTERS:
+        app.include_router(router)
     install_error_handlers(app)
     document_limits(app, built.settings)
 

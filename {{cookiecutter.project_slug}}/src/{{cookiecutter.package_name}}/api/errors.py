@@ -21,6 +21,12 @@ log = logging.getLogger(__name__)
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 
 
+def problem_responses(*statuses: int) -> dict[int | str, dict[str, object]]:
+    """OpenAPI `responses` for these error statuses: problem details, of media type
+    application/problem+json (see openapi.py)."""
+    return {status: {"model": Problem, "content": {PROBLEM_MEDIA_TYPE: {}}} for status in statuses}
+
+
 def _phrase(status: int, kind: str) -> str:
     try:
         return HTTPStatus(status).phrase

@@ -1,7 +1,7 @@
 """Who is calling: an API key (tenant + scopes) or, only when set explicitly, development mode.
 
-Routes declare the scope they need (`Depends(require("query"))`) and get the `Caller`, whose
-tenant every store call is filtered by.
+Routes declare the scope they need (`Depends(require("query"))`, aliased in `deps.py` as
+`QueryCaller` and so on) and get the `Caller`, whose tenant every store call is filtered by.
 """
 
 from __future__ import annotations
@@ -93,8 +93,3 @@ def require(scope: Scope) -> Callable[..., Caller]:
         return caller
 
     return dependency
-
-
-QueryCaller = Annotated[Caller, Depends(require("query"))]
-IngestCaller = Annotated[Caller, Depends(require("ingest"))]
-AdminCaller = Annotated[Caller, Depends(require("admin"))]

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import math
-import time
 import tomllib
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
 
+from ..ask import Question
 from ..container import Services
-from ..domain import Query
 from ..errors import BadRequestError
 from .baseline import Delta, compare, golden_fingerprint, load_baseline, save_baseline
 from .golden import GoldenItem, load_golden_set
@@ -78,13 +77,10 @@ def evaluate(
     judge: AnswerJudge | None = None,
 ) -> list[QuestionResult]:
     results = []
+    asker = services.asker
     for item in items:
-        started = time.perf_counter()
-        query = Query(text=item.question, top_k=k, tenant=services.settings.tenant)
-        hits = services.retriever.retrieve(query)
-        retrieved_at = time.perf_counter()
-        answer = services.answerer.answer(item.question, hits)
-        answered_at = time.perf_counter()
+        asked = asker.ask(Question(item.question, services.settings.tenant, top_k=k))
+        hits, answer = asked.hits, asked.answer
         retrieved = list(dict.fromkeys(hit.source for hit in hits))  # ranked, de-duplicated
         result = QuestionResult(
             id=item.id,
@@ -95,8 +91,8 @@ def evaluate(
             retrieved_sources=retrieved,
             gold_sources=item.gold_sources,
             tags=item.tags,
-            retrieve_ms=(retrieved_at - started) * 1000,
-            answer_ms=(answered_at - retrieved_at) * 1000,
+            retrieve_ms=asked.retrieve_ms,
+            answer_ms=asked.answer_ms,
             cost_usd=math.nan if answer.cost_usd is None else answer.cost_usd,
         )
         if item.answerable:

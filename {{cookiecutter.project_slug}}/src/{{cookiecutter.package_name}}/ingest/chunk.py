@@ -1,10 +1,11 @@
-"""Structure-aware chunking with llama-index node parsers, and deterministic chunk ids."""
+"""Structure-aware chunking with llama-index node parsers, and deterministic chunk ids:
+`Document -> [Chunk]`."""
 
 from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from llama_index.core import Document as LlamaDocument
 from llama_index.core.node_parser import MarkdownNodeParser, SentenceSplitter
@@ -137,3 +138,36 @@ class Chunker:
                 )
             )
         return chunks
+
+
+# Document metadata that describes how the file was read, not what it says.
+_READ_DETAILS = frozenset({"encoding"})
+
+
+def chunk_document(
+    chunker: Chunker, document: Document, *, tenant: str, corpus: str
+) -> list[Chunk]:
+    """Chunk each part (a page, a row) on its own, so no chunk crosses a page or a record,
+    then number the chunks across the whole document and give each its part's metadata.
+    Ids include the tenant: two tenants' identical files must never share a point."""
+    pieces = [
+        (chunk, {k: v for k, v in part.metadata.items() if k not in _READ_DETAILS})
+        for part in document.parts()
+        for chunk in chunker.chunk(part, tenant=tenant, corpus=corpus)
+    ]
+    return [
+        replace(
+            chunk,
+            index=index,
+            id=chunk_id(
+                tenant=tenant,
+                corpus=corpus,
+                source=document.source,
+                index=index,
+                content_hash=chunk.content_hash,
+            ),
+            doc_chunks=len(pieces),
+            metadata=metadata,
+        )
+        for index, (chunk, metadata) in enumerate(pieces)
+    ]

@@ -20,7 +20,8 @@ from typing import Literal
 
 from ..domain import IndexedDocument, by_source
 from ..errors import ConflictError, NotFoundError, ServiceError
-from .pipeline import FileOutcome, Ingestor
+from .pipeline import Ingestor
+from .report import FileOutcome
 from .uploads import UploadInbox
 
 JobStatus = Literal["queued", "running", "succeeded", "failed"]

@@ -1,42 +1,23 @@
 """Find files under a root, check and decode each, and parse it into a `Document` (or say
-why not). The format parsers live in parse.py."""
+why not). Which parser reads a file is formats.py's table; the parsers live in parse.py."""
 
 from __future__ import annotations
 
 import codecs
 import hashlib
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import charset_normalizer
 
 from ..domain import Document
-from .parse import (
-    Parsed,
-    RecordFields,
-    SkippedFileError,
-    parse_csv,
-    parse_docx,
-    parse_html,
-    parse_jsonl,
-    parse_markdown,
-    parse_pdf,
-    parse_text,
-)
+from .formats import BY_SUFFIX, BinaryFormat, format_for, supported
+from .parse import ParseOptions, RecordFields, SkippedFileError
 
-SUPPORTED_SUFFIXES = {
-    ".md": "markdown",
-    ".markdown": "markdown",
-    ".txt": "text",
-    ".html": "html",
-    ".htm": "html",
-    ".pdf": "pdf",
-    ".docx": "docx",
-    ".csv": "csv",
-    ".jsonl": "jsonl",
-}
+# Suffix -> format name, for callers that only check a name (uploads).
+SUPPORTED_SUFFIXES = {suffix: f.name for suffix, f in BY_SUFFIX.items()}
 
 
 def discover(root: Path) -> Iterator[Path]:
@@ -139,11 +120,10 @@ def load_document(
     """Read one file; raise SkippedFileError with a reason a person can act on."""
     source = path.relative_to(root).as_posix()
     suffix = path.suffix.lower()
-    kind = SUPPORTED_SUFFIXES.get(suffix)
-    if kind is None:
-        supported = ", ".join(sorted(SUPPORTED_SUFFIXES))
+    file_format = format_for(suffix)
+    if file_format is None:
         raise SkippedFileError(
-            f"unsupported file type {suffix or '(none)'!r}; supported: {supported}"
+            f"unsupported file type {suffix or '(none)'!r}; supported: {supported()}"
         )
     if path.is_symlink():
         target = path.resolve()
@@ -162,24 +142,14 @@ def load_document(
         raise SkippedFileError("has no text (empty or whitespace only)")
     metadata: dict[str, Any] = {}
     decode_warnings: tuple[str, ...] = ()
-    if kind == "pdf":
-        parsed = parse_pdf(raw)
-    elif kind == "docx":
-        parsed = parse_docx(raw, max_bytes)
+    options = ParseOptions(max_bytes=max_bytes, record_fields=record_fields or RecordFields())
+    if isinstance(file_format, BinaryFormat):
+        parsed = file_format.parse(raw, options)
     else:
         text, encoding = _decode(raw, legacy_encoding)
         text, decode_warnings = _without_control_characters(text)
-        text = text.replace("\r\n", "\n").replace("\r", "\n")
         metadata["encoding"] = encoding
-        fields = record_fields or RecordFields()
-        parsers: dict[str, Callable[[str], Parsed]] = {
-            "markdown": parse_markdown,
-            "html": parse_html,
-            "text": parse_text,
-            "csv": lambda t: parse_csv(t, fields),
-            "jsonl": lambda t: parse_jsonl(t, fields),
-        }
-        parsed = parsers[kind](text)
+        parsed = file_format.parse(text.replace("\r\n", "\n").replace("\r", "\n"), options)
     text = parsed.text.strip()
     if not text:
         raise SkippedFileError("has no text (empty or whitespace only)")
@@ -189,7 +159,7 @@ def load_document(
         text=text,
         title=parsed.title or _title_from_name(path),
         content_hash=sha256,
-        format=kind,
+        format=file_format.name,
         metadata={**parsed.metadata, **metadata, "sha256": sha256},
         segments=parsed.segments,
         warnings=(*decode_warnings, *parsed.warnings),

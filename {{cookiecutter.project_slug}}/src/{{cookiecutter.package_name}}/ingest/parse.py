@@ -1,5 +1,10 @@
 """One parser per file format: bytes or decoded text in, clean text and metadata out.
 
+Every parser has the same shape, `(content, options) -> Parsed`: `content` is the file's raw
+bytes for a binary format, its decoded text for a text format (formats.py says which), and
+`options` what the settings say about reading (record fields, the size limit). A parser is
+put to use by a row in formats.py.
+
 Parsers raise SkippedFileError with a reason a person can act on. Formats whose parts must
 never share a chunk (PDF pages, CSV rows, JSONL records) return them as segments, each with
 its own metadata (page, row, line), so a citation can say where it came from.
@@ -94,6 +99,14 @@ class RecordFields:
 
 
 @dataclass(frozen=True)
+class ParseOptions:
+    """What a parser may need besides the content; each takes what it uses."""
+
+    max_bytes: int  # RAG_MAX_FILE_BYTES: a compressed format must not expand far beyond it
+    record_fields: RecordFields = field(default_factory=RecordFields)
+
+
+@dataclass(frozen=True)
 class Parsed:
     text: str
     title: str | None = None
@@ -120,11 +133,11 @@ def _json_safe(value: Any) -> Any:
     return str(value)
 
 
-def parse_text(text: str) -> Parsed:
+def parse_text(text: str, options: ParseOptions) -> Parsed:
     return Parsed(text=text)
 
 
-def parse_markdown(text: str) -> Parsed:
+def parse_markdown(text: str, options: ParseOptions) -> Parsed:
     """Markdown; a YAML front matter block becomes metadata (its `title` the title)."""
     try:
         post = frontmatter.loads(text)
@@ -156,7 +169,7 @@ def _is_furniture(tag: Tag) -> bool:
     return bool(tokens & _HTML_FURNITURE_CLASSES)
 
 
-def parse_html(html: str) -> Parsed:
+def parse_html(html: str, options: ParseOptions) -> Parsed:
     """Visible text of an HTML page as Markdown-like text (headings kept, code blocks fenced
     with their line breaks), and its title."""
     soup = BeautifulSoup(html, "html.parser")
@@ -243,7 +256,7 @@ def reflow_pdf_lines(text: str) -> str:
     return "\n".join(out)
 
 
-def parse_pdf(raw: bytes) -> Parsed:
+def parse_pdf(raw: bytes, options: ParseOptions) -> Parsed:
     """Text per page (page number in each segment's metadata), wrapped lines joined."""
     # pypdf logs every repair it attempts; the outcome is what the report needs.
     logging.getLogger("pypdf").setLevel(logging.ERROR)
@@ -279,7 +292,7 @@ def parse_pdf(raw: bytes) -> Parsed:
     return Parsed(text=joined, title=title, segments=segments, metadata={"pages": len(pages)})
 
 
-def parse_docx(raw: bytes, max_bytes: int) -> Parsed:
+def parse_docx(raw: bytes, options: ParseOptions) -> Parsed:
     """Paragraphs (headings as Markdown headings) and tables (rows as `a | b`) in order."""
     try:
         with zipfile.ZipFile(io.BytesIO(raw)) as archive:
@@ -288,10 +301,11 @@ def parse_docx(raw: bytes, max_bytes: int) -> Parsed:
         raise SkippedFileError(
             "is not a valid .docx (not a zip archive); open and save it again in Word"
         ) from exc
-    if expanded > _MAX_EXPANSION * max_bytes:
+    if expanded > _MAX_EXPANSION * options.max_bytes:
         raise SkippedFileError(
             f"expands to {expanded:,} bytes, over {_MAX_EXPANSION} times the "
-            f"{max_bytes:,}-byte limit (RAG_MAX_FILE_BYTES): a zip bomb, or a document to split"
+            f"{options.max_bytes:,}-byte limit (RAG_MAX_FILE_BYTES): a zip bomb, or a document "
+            "to split"
         )
     try:
         document = docx.Document(io.BytesIO(raw))
@@ -386,7 +400,7 @@ def _records_parsed(
     )
 
 
-def parse_jsonl(text: str, fields: RecordFields) -> Parsed:
+def parse_jsonl(text: str, options: ParseOptions) -> Parsed:
     """One segment per JSON object line; a malformed line is reported with its number and
     the good lines still land."""
 
@@ -404,10 +418,10 @@ def parse_jsonl(text: str, fields: RecordFields) -> Parsed:
                 continue
             yield {"line": number}, value
 
-    return _records_parsed(records(), fields, "line")
+    return _records_parsed(records(), options.record_fields, "line")
 
 
-def parse_csv(text: str, fields: RecordFields) -> Parsed:
+def parse_csv(text: str, options: ParseOptions) -> Parsed:
     """One segment per row; the header row names the fields (delimiter sniffed)."""
     try:
         dialect: type[csv.Dialect] | csv.Dialect = csv.Sniffer().sniff(
@@ -430,4 +444,4 @@ def parse_csv(text: str, fields: RecordFields) -> Parsed:
         except csv.Error as exc:
             yield {"row": reader.line_num}, f"cannot be parsed ({exc})"
 
-    return _records_parsed(rows(), fields, "row")
+    return _records_parsed(rows(), options.record_fields, "row")

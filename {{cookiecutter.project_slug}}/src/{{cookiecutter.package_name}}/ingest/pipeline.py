@@ -1,132 +1,48 @@
-"""Sync a folder into the store: add new files, replace changed ones, delete removed ones.
+"""The executor of ingestion: load -> chunk -> embed -> upsert, carrying out the planner's
+decisions (plan.py) for each file and reporting the outcome (report.py).
+
+The module keeps its name, `pipeline`: it is the stage loop, what llama-index calls its
+IngestionPipeline, and the docstore strategy (what to do with a file) lives apart from it, in
+the planner. Each file is loaded, decided and written before the next is read, so memory
+follows one file.
 
 Order of writes keeps accepted data safe: a changed document's new chunks are written before
-its old ones are deleted, so a crash in between leaves the old or both versions, never none.
+its old ones are deleted, and a duplicate that takes over a deleted holder's content gets its
+own chunks before the holder's are deleted, so a crash in between leaves the old or both
+versions, never none.
 """
 
 from __future__ import annotations
 
 import copy
-import json
 import logging
 import re
-from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Literal, Protocol
 
-from opentelemetry.trace import Tracer
+from opentelemetry.trace import Span, Tracer
 
-from ..domain import Chunk, Document, IndexedDocument, Point, by_source, chunk_id
+from ..domain import Chunk, Document, IndexedDocument, Point, by_source
 from ..embeddings import DenseEncoder, SparseEncoder
 from ..errors import BadRequestError
 from ..settings import TENANT_PATTERN
 from ..store import VectorStore
 from ..telemetry import RagMetrics
-from .chunk import Chunker
+from .chunk import Chunker, chunk_document
 from .load import RecordFields, SkippedFileError, discover, load_document
+from .plan import Alias, Delete, ForgetAlias, Promote, Removal, Skip, SyncPlanner, Unchanged
+from .report import FileOutcome, IngestReport, ProgressListener
 
-Status = Literal["added", "updated", "unchanged", "deleted", "skipped"]
-STATUSES: tuple[Status, ...] = ("added", "updated", "unchanged", "deleted", "skipped")
+# FileOutcome is re-exported for callers that still import it from here (api/schemas.py);
+# its home is report.py.
+__all__ = ["FileOutcome", "Ingestor"]
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class FileOutcome:
-    source: str
-    status: Status
-    chunks: int = 0
-    reason: str = ""
-    warnings: tuple[str, ...] = ()  # parts dropped from a file that still landed
-
-
-class ProgressListener(Protocol):
-    """Told how many files a run has, then each file's outcome as it happens."""
-
-    def start(self, total: int) -> None: ...
-
-    def advance(self, outcome: FileOutcome) -> None: ...
-
-
-@dataclass
-class IngestReport:
-    corpus: str
-    root: str
-    files: list[FileOutcome] = field(default_factory=list)
-    dry_run: bool = False
-
-    @property
-    def counts(self) -> dict[str, int]:
-        counted = Counter(outcome.status for outcome in self.files)
-        return {status: counted.get(status, 0) for status in STATUSES}
-
-    @property
-    def warnings(self) -> int:
-        return sum(len(outcome.warnings) for outcome in self.files)
-
-    @property
-    def changed(self) -> bool:
-        counts = self.counts
-        return any(counts[s] for s in ("added", "updated", "deleted"))
-
-    def summary(self) -> str:
-        counts = ", ".join(f"{n} {status}" for status, n in self.counts.items())
-        if self.dry_run:
-            return f"Dry run of {self.root} as corpus {self.corpus!r}, nothing written: {counts}"
-        verdict = "" if self.changed else " (nothing changed)"
-        warned = f"; {self.warnings} warning(s)" if self.warnings else ""
-        return f"Ingested {self.root} as corpus {self.corpus!r}: {counts}{warned}{verdict}"
-
-    def to_json(self) -> str:
-        return json.dumps(
-            {
-                "corpus": self.corpus,
-                "root": self.root,
-                "counts": self.counts,
-                "files": [asdict(f) for f in self.files],
-            },
-            indent=2,
-        )
 
 
 def _batched(items: list[Chunk], size: int) -> Iterator[list[Chunk]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
-
-
-# Document metadata that describes how the file was read, not what it says.
-_READ_DETAILS = frozenset({"encoding"})
-
-
-def chunk_document(
-    chunker: Chunker, document: Document, *, tenant: str, corpus: str
-) -> list[Chunk]:
-    """Chunk each part (a page, a row) on its own, so no chunk crosses a page or a record,
-    then number the chunks across the whole document and give each its part's metadata.
-    Ids include the tenant: two tenants' identical files must never share a point."""
-    pieces = [
-        (chunk, {k: v for k, v in part.metadata.items() if k not in _READ_DETAILS})
-        for part in document.parts()
-        for chunk in chunker.chunk(part, tenant=tenant, corpus=corpus)
-    ]
-    return [
-        replace(
-            chunk,
-            index=index,
-            id=chunk_id(
-                tenant=tenant,
-                corpus=corpus,
-                source=document.source,
-                index=index,
-                content_hash=chunk.content_hash,
-            ),
-            doc_chunks=len(pieces),
-            metadata=metadata,
-        )
-        for index, (chunk, metadata) in enumerate(pieces)
-    ]
 
 
 class Ingestor:
@@ -250,7 +166,8 @@ class Ingestor:
             return None
         with self._tracer.start_as_current_span("ingest") as span:
             span.set_attribute("ingest.corpus", corpus)
-            return self._delete(corpus, source, indexed, root=root, dry_run=False)
+            plan = SyncPlanner(indexed, tenant=self.tenant, corpus=corpus)
+            return self._remove(corpus, source, plan, root=root, dry_run=False)
 
     def _run(
         self,
@@ -267,23 +184,25 @@ class Ingestor:
             raise BadRequestError(f"{root} is a file; give the folder that contains it.")
         corpus = corpus or root.resolve().name
         report = IngestReport(corpus=corpus, root=str(root), dry_run=dry_run)
-        sync = paths is None
         files = list(discover(root)) if paths is None else paths
         with self._tracer.start_as_current_span("ingest") as run_span:
             run_span.set_attribute("ingest.corpus", corpus)
             run_span.set_attribute("ingest.root", str(root))
-            indexed = by_source(self._store.documents(tenant=self.tenant, corpus=corpus))
-            seen = {path.relative_to(root).as_posix() for path in files}
-            # Duplicates' names first, so a holder that goes hands over to a name that stays.
-            gone = sorted(set(indexed) - seen, key=lambda s: (indexed[s].alias_of is None, s))
-            gone = gone if sync else []
+            plan = SyncPlanner(
+                by_source(self._store.documents(tenant=self.tenant, corpus=corpus)),
+                tenant=self.tenant,
+                corpus=corpus,
+                # A sync removes what is no longer in the folder; an upload only adds.
+                on_disk=[p.relative_to(root).as_posix() for p in files] if paths is None else None,
+            )
+            gone = plan.removals()
             if progress is not None:
                 progress.start(len(files) + len(gone))
             for path in files:
-                outcome = self._ingest_file(path, root, corpus, indexed, dry_run=dry_run)
+                outcome = self._ingest_file(path, root, corpus, plan, dry_run=dry_run)
                 self._record(report, outcome, progress)
             for source in gone:
-                outcome = self._delete(corpus, source, indexed, root=root, dry_run=dry_run)
+                outcome = self._remove(corpus, source, plan, root=root, dry_run=dry_run)
                 self._record(report, outcome, progress)
             for status, n in report.counts.items():
                 run_span.set_attribute(f"ingest.files.{status}", n)
@@ -299,49 +218,99 @@ class Ingestor:
         if progress is not None:
             progress.advance(outcome)
 
-    def _delete(
-        self,
-        corpus: str,
-        source: str,
-        indexed: dict[str, IndexedDocument],
-        *,
-        root: Path | None,
-        dry_run: bool,
+    def _ingest_file(
+        self, path: Path, root: Path, corpus: str, plan: SyncPlanner, *, dry_run: bool
     ) -> FileOutcome:
-        """Delete a document, or just forget a duplicate's name. When the name holding a
-        duplicated content goes, a remaining duplicate takes over its chunks."""
-        document = indexed.pop(source)
+        """Load one file, ask the plan what to do with it, do it."""
+        source = path.relative_to(root).as_posix()
+        with self._tracer.start_as_current_span("ingest.file") as span:
+            span.set_attribute("ingest.source", source)
+            try:
+                with self._tracer.start_as_current_span("parse"):
+                    document = self.load(path, root)
+            except SkippedFileError as exc:
+                skip = plan.unreadable(source, str(exc))
+                span.set_attribute("ingest.outcome", skip.status)
+                span.set_attribute("ingest.reason", skip.reason)
+                return FileOutcome(source, skip.status, reason=skip.reason)
+            decided = plan.file(source, self.chunker.version(document))
+            if isinstance(decided, Unchanged):
+                span.set_attribute("ingest.outcome", decided.status)
+                return FileOutcome(
+                    source, decided.status, decided.chunks, decided.reason, document.warnings
+                )
+            if isinstance(decided, Alias):
+                self._alias(corpus, decided, span, dry_run=dry_run)
+                return FileOutcome(
+                    source, decided.status, reason=decided.reason, warnings=document.warnings
+                )
+            with self._tracer.start_as_current_span("chunk") as chunk_span:
+                chunks = self.chunk(document, corpus)
+                chunk_span.set_attribute("ingest.chunks", len(chunks))
+            write = plan.chunked(decided, len(chunks))
+            if isinstance(write, Skip):
+                span.set_attribute("ingest.outcome", write.status)
+                return FileOutcome(source, write.status, reason=write.reason)
+            encoding = document.metadata.get("encoding", "utf-8")
+            notes = [] if encoding == "utf-8" else [f"read as {encoding}"]
+            notes += [write.reason] if write.reason else []
+            span.set_attribute("ingest.outcome", write.status)
+            outcome = FileOutcome(
+                source, write.status, len(chunks), "; ".join(notes), document.warnings
+            )
+            if write.forget is not None:
+                self._forget(corpus, write.forget, dry_run=dry_run)
+            if dry_run:
+                return outcome
+            # Upserts are idempotent (deterministic ids), so a partly written version is
+            # simply written again.
+            self.write_chunks(chunks, corpus)
+            if write.replaces:
+                # The new version is complete; only now drop the chunks of every other one.
+                self._store.delete_document(
+                    tenant=self.tenant, corpus=corpus, source=source, keep_doc_hash=write.version
+                )
+            return outcome
+
+    def _alias(self, corpus: str, alias: Alias, span: Span, *, dry_run: bool) -> None:
+        """Record a new name for stored content: the holder's points get it as an alias."""
+        if alias.forget is not None:
+            self._forget(corpus, alias.forget, dry_run=dry_run)
+        span.set_attribute("ingest.outcome", alias.status)
+        if not dry_run:
+            self._set_aliases(corpus, alias.holder, alias.aliases)
+
+    def _remove(
+        self, corpus: str, source: str, plan: SyncPlanner, *, root: Path | None, dry_run: bool
+    ) -> FileOutcome:
+        """Carry out the removal of a document that is gone: forget a duplicate's name, or
+        promote its heir and delete it."""
         with self._tracer.start_as_current_span("ingest.delete") as span:
             span.set_attribute("ingest.source", source)
-            if document.alias_of is not None:
-                holder = indexed.get(document.alias_of)
-                remaining = [a for a in (holder.aliases if holder else []) if a != source]
-                if holder is not None:
-                    holder.aliases = remaining
+            removal: Removal = plan.remove(source)
+            if isinstance(removal, ForgetAlias):
                 if not dry_run:
-                    self._store.set_aliases(
-                        tenant=self.tenant,
-                        corpus=corpus,
-                        source=document.alias_of,
-                        aliases=remaining,
-                    )
-                return FileOutcome(
-                    source, "deleted", reason=f"was a duplicate of {document.alias_of}"
-                )
-            reason = ""
-            heir = next((a for a in document.aliases if a in indexed), None)
-            if heir is not None:
-                others = [a for a in document.aliases if a != heir and a in indexed]
-                reason = f"its duplicate {heir} now holds the content"
-                if not dry_run:
-                    self._promote(corpus, heir, others, root)
-                indexed[heir] = replace(document, source=heir, aliases=others, alias_of=None)
-            if not dry_run:
-                self._store.delete_document(tenant=self.tenant, corpus=corpus, source=source)
-            return FileOutcome(source, "deleted", document.chunks, reason=reason)
+                    self._set_aliases(corpus, removal.holder, removal.remaining)
+                return FileOutcome(source, removal.status, reason=removal.reason)
+            self._delete(corpus, removal, root, dry_run=dry_run)
+            return FileOutcome(source, removal.status, removal.chunks, reason=removal.reason)
 
-    def _promote(self, corpus: str, heir: str, others: list[str], root: Path | None) -> None:
+    def _forget(self, corpus: str, forget: ForgetAlias, *, dry_run: bool) -> None:
+        """A name leaves its holder's aliases (before the name is stored anew)."""
+        with self._tracer.start_as_current_span("ingest.delete") as span:
+            span.set_attribute("ingest.source", forget.source)
+            if not dry_run:
+                self._set_aliases(corpus, forget.holder, forget.remaining)
+
+    def _delete(self, corpus: str, delete: Delete, root: Path | None, *, dry_run: bool) -> None:
+        if delete.promote is not None and not dry_run:
+            self._promote(corpus, delete.promote, root)
+        if not dry_run:
+            self._store.delete_document(tenant=self.tenant, corpus=corpus, source=delete.source)
+
+    def _promote(self, corpus: str, promote: Promote, root: Path | None) -> None:
         """Write a duplicate's own chunks (from its file) before the holder's are deleted."""
+        heir = promote.heir
         if root is None or not (root / heir).is_file():
             raise BadRequestError(
                 f"Cannot delete this document alone: {heir} has the same content and is "
@@ -349,112 +318,9 @@ class Ingestor:
                 "the folder that holds them."
             )
         document = self.load(root / heir, root)
-        self.write_chunks(self.chunk(document, corpus), corpus, aliases=others)
+        self.write_chunks(self.chunk(document, corpus), corpus, aliases=promote.aliases)
 
-    def _ingest_file(
-        self,
-        path: Path,
-        root: Path,
-        corpus: str,
-        indexed: dict[str, IndexedDocument],
-        *,
-        dry_run: bool,
-    ) -> FileOutcome:
-        source = path.relative_to(root).as_posix()
-        with self._tracer.start_as_current_span("ingest.file") as span:
-            span.set_attribute("ingest.source", source)
-            previous = indexed.get(source)
-            try:
-                with self._tracer.start_as_current_span("parse"):
-                    document = self.load(path, root)
-            except SkippedFileError as exc:
-                reason = str(exc) + (
-                    "; the previously ingested version is kept" if previous else ""
-                )
-                span.set_attribute("ingest.outcome", "skipped")
-                span.set_attribute("ingest.reason", reason)
-                return FileOutcome(source, "skipped", reason=reason)
-            version = self.chunker.version(document)
-            if previous is not None and previous.holds_only(version):
-                span.set_attribute("ingest.outcome", "unchanged")
-                note = f"same content as {previous.alias_of}" if previous.alias_of else ""
-                return FileOutcome(source, "unchanged", previous.chunks, note, document.warnings)
-            status: Status = "added" if previous is None else "updated"
-            holder = self._holder_of(version, indexed, exclude=source)
-            if holder is not None and (previous is None or previous.alias_of is not None):
-                # A new name (or a duplicate that changed) for content already stored.
-                if previous is not None:
-                    self._delete(corpus, source, indexed, root=root, dry_run=dry_run)
-                span.set_attribute("ingest.outcome", status)
-                self._alias(corpus, holder, source, indexed, dry_run=dry_run)
-                return FileOutcome(
-                    source,
-                    status,
-                    reason=f"same content as {holder.source}: stored once",
-                    warnings=document.warnings,
-                )
-            with self._tracer.start_as_current_span("chunk") as chunk_span:
-                chunks = self.chunk(document, corpus)
-                chunk_span.set_attribute("ingest.chunks", len(chunks))
-            if not chunks:
-                span.set_attribute("ingest.outcome", "skipped")
-                return FileOutcome(source, "skipped", reason="produced no text chunks")
-            encoding = document.metadata.get("encoding", "utf-8")
-            notes = [] if encoding == "utf-8" else [f"read as {encoding}"]
-            if previous is not None and version in previous.stored and not previous.alias_of:
-                notes.append("repaired an interrupted ingest")
-            span.set_attribute("ingest.outcome", status)
-            outcome = FileOutcome(source, status, len(chunks), "; ".join(notes), document.warnings)
-            if previous is not None and previous.alias_of is not None:
-                # A duplicate whose file changed: it stops being an alias, gets its own chunks.
-                self._delete(corpus, source, indexed, root=root, dry_run=dry_run)
-                previous = None
-            indexed[source] = IndexedDocument(
-                tenant=self.tenant,
-                corpus=corpus,
-                source=source,
-                chunks=len(chunks),
-                stored={version: len(chunks)},
-                declared={version: len(chunks)},
-            )
-            if dry_run:
-                return outcome
-            # Upserts are idempotent (deterministic ids), so a partly written version is
-            # simply written again.
-            self.write_chunks(chunks, corpus)
-            if previous is not None:
-                # The new version is complete; only now drop the chunks of every other one.
-                self._store.delete_document(
-                    tenant=self.tenant, corpus=corpus, source=source, keep_doc_hash=version
-                )
-            return outcome
-
-    @staticmethod
-    def _holder_of(
-        version: str, indexed: dict[str, IndexedDocument], exclude: str
-    ) -> IndexedDocument | None:
-        """The document already holding exactly this content (same bytes, same chunking)."""
-        return next(
-            (
-                doc
-                for doc in indexed.values()
-                if doc.source != exclude and doc.alias_of is None and doc.holds_only(version)
-            ),
-            None,
+    def _set_aliases(self, corpus: str, holder: str, aliases: Sequence[str]) -> None:
+        self._store.set_aliases(
+            tenant=self.tenant, corpus=corpus, source=holder, aliases=list(aliases)
         )
-
-    def _alias(
-        self,
-        corpus: str,
-        holder: IndexedDocument,
-        source: str,
-        indexed: dict[str, IndexedDocument],
-        *,
-        dry_run: bool,
-    ) -> None:
-        holder.aliases = sorted({*holder.aliases, source})
-        indexed[source] = replace(holder, source=source, aliases=[], alias_of=holder.source)
-        if not dry_run:
-            self._store.set_aliases(
-                tenant=self.tenant, corpus=corpus, source=holder.source, aliases=holder.aliases
-            )

@@ -13,8 +13,8 @@ from fastapi.testclient import TestClient
 from {{ cookiecutter.package_name }}.api import create_app
 from {{ cookiecutter.package_name }}.container import Services
 
-from .conftest import assert_error, keyed_client
-from .messy_files import pdf_bytes
+from ...conftest import assert_error, keyed_client
+from ...messy_files import pdf_bytes
 
 
 @pytest.fixture

@@ -1,0 +1,157 @@
+"""Asking, the one use case: question -> Query -> retrieve -> refuse or answer -> audit.
+
+The API (`/v1/retrieve`, `/v1/query`), the CLI (`ask`, `demo`) and the eval gate all ask
+through an `Asker`, so the top_k rules, the tenant, the refusal decision and the audit line
+are the same whichever way a question comes in. The answerers only write answers: whether the
+retrieved evidence is good enough to answer at all is decided here, once, by `RefusalPolicy`,
+and handed to the answerer, which writes the refusal in its own words (an LLM answerer
+without calling the model) and puts the reason on its span.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from .answer import Answerer, AnswerEvent, Final
+from .audit import AuditLog
+from .domain import Answer, Hit, Query
+from .errors import BadRequestError
+from .refusal import RefusalPolicy
+from .retrieve import Retriever
+from .telemetry import current_trace_id
+
+
+@dataclass(frozen=True)
+class Question:
+    """What a caller asks, before the service's rules are applied."""
+
+    text: str
+    tenant: str  # whose documents answer it; required, so no caller can forget it
+    top_k: int | None = None  # None: RAG_DEFAULT_TOP_K
+    sources: list[str] | None = None  # only these sources
+    key_id: str | None = None  # the API key asking; its questions are audited under it
+
+
+@dataclass(frozen=True)
+class Asked:
+    """One answered question: what was searched, what was found, what was said."""
+
+    query: Query
+    hits: list[Hit]
+    answer: Answer
+    trace_id: str
+    retrieve_ms: float
+    answer_ms: float
+
+
+@dataclass(frozen=True)
+class Streamed:
+    """A question being answered: the hits now, the answer as `events` (tokens, then one
+    Final, audited as it passes). Closing `events` early stops generation."""
+
+    query: Query
+    hits: list[Hit]
+    events: Iterator[AnswerEvent]
+    trace_id: str
+
+
+class Asker:
+    def __init__(
+        self,
+        retriever: Retriever,
+        answerer: Answerer,
+        refusal: RefusalPolicy,
+        audit: AuditLog,
+        *,
+        default_top_k: int,
+        max_top_k: int,
+    ) -> None:
+        self._retriever = retriever
+        self._answerer = answerer
+        self._refusal = refusal
+        self._audit = audit
+        self._default_top_k = default_top_k
+        self._max_top_k = max_top_k
+
+    def query(self, question: Question) -> Query:
+        """The top_k rules live here and nowhere else: the default, and the limit."""
+        top_k = question.top_k or self._default_top_k
+        if top_k > self._max_top_k:
+            raise BadRequestError(
+                f"top_k={top_k} is over the limit of {self._max_top_k} "
+                "(RAG_MAX_TOP_K); ask for fewer hits."
+            )
+        return Query(
+            text=question.text, top_k=top_k, sources=question.sources, tenant=question.tenant
+        )
+
+    def retrieve(self, question: Question) -> list[Hit]:
+        """Hits only, no answer (audited as a retrieval)."""
+        hits = self._retriever.retrieve(self.query(question))
+        self._record(question, current_trace_id(), hits, None)
+        return hits
+
+    def ask(self, question: Question) -> Asked:
+        query = self.query(question)
+        started = time.perf_counter()
+        hits = self._retriever.retrieve(query)
+        retrieved = time.perf_counter()
+        answer = self.answer(question.text, hits)
+        answered = time.perf_counter()
+        trace_id = current_trace_id()
+        self._record(question, trace_id, hits, answer)
+        return Asked(
+            query,
+            hits,
+            answer,
+            trace_id,
+            retrieve_ms=(retrieved - started) * 1000,
+            answer_ms=(answered - retrieved) * 1000,
+        )
+
+    def stream(self, question: Question) -> Streamed:
+        """Retrieval happens now (its errors are the caller's to report before streaming);
+        the answer is written as the events are read."""
+        query = self.query(question)
+        hits = self._retriever.retrieve(query)
+        # Taken now: the events may be read where the request's span is no longer current.
+        trace_id = current_trace_id()
+
+        def audit(answer: Answer) -> None:
+            self._record(question, trace_id, hits, answer)
+
+        events = _audited(self.answer_events(question.text, hits), audit)
+        return Streamed(query, hits, events, trace_id)
+
+    def answer(self, text: str, hits: list[Hit]) -> Answer:
+        """The refusal decision, then the answerer (for callers that hold hits already)."""
+        return self._answerer.answer(text, hits, decision=self._refusal.decide(hits))
+
+    def answer_events(self, text: str, hits: list[Hit]) -> Iterator[AnswerEvent]:
+        return self._answerer.stream(text, hits, decision=self._refusal.decide(hits))
+
+    def _record(
+        self, question: Question, trace_id: str, hits: list[Hit], answer: Answer | None
+    ) -> None:
+        if question.key_id is not None:
+            self._audit.query(
+                question.key_id, question.tenant, trace_id, question.text, hits, answer
+            )
+
+
+def _audited(
+    events: Iterator[AnswerEvent], audit: Callable[[Answer], None]
+) -> Iterator[AnswerEvent]:
+    """The events as they come, the final answer audited before it is passed on; closing
+    this closes the answerer's stream (and with it the model's HTTP stream)."""
+    try:
+        for event in events:
+            if isinstance(event, Final):
+                audit(event.answer)
+            yield event
+    finally:
+        close = getattr(events, "close", None)
+        if close is not None:
+            close()
