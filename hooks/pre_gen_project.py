@@ -42,6 +42,7 @@ DEPENDENCY_IMPORT_NAMES = frozenset(
         "datasets",
         "docx",
         "fastapi",
+        "fastapi_offline",
         "fastembed",
         "fpdf",
         "frontmatter",
@@ -132,17 +133,35 @@ SLUG_PATTERN = re.compile(r"[a-z][a-z0-9]*(-[a-z0-9]+)*")
 PACKAGE_PATTERN = re.compile(r"[a-z][a-z0-9_]*")
 EMAIL_PATTERN = re.compile(r"[^@\s]+@[^@\s]+")
 CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
+# The package name is written into Python imports and the project lints at 100 columns; the
+# template is laid out (wrapped imports, no name in long lines) so that every name up to this
+# length stays lint-clean, and the template's tests render one of exactly this length.
+MAX_PACKAGE_LENGTH = 40
+# The slug names a folder, a distribution, a command and a container image.
+MAX_SLUG_LENGTH = 64
+
+
+def _shorten(words: list[str], separator: str, limit: int) -> str:
+    """Join whole words while the result stays within limit (the first word is cut if alone)."""
+    joined = words[0][:limit] if words else ""
+    for word in words[1:]:
+        if len(joined) + len(separator) + len(word) > limit:
+            break
+        joined += separator + word
+    return joined
 
 
 def _suggest_slug(value: str) -> str:
-    slug = "-".join(re.findall(r"[a-z0-9]+", value.lower()))
+    slug = _shorten(re.findall(r"[a-z0-9]+", value.lower()), "-", MAX_SLUG_LENGTH)
     return slug if SLUG_PATTERN.fullmatch(slug) else "acme-rag-pilot"
 
 
 def _suggest_package(value: str) -> str:
-    name = "_".join(re.findall(r"[a-z0-9]+", value.lower()))
+    words = re.findall(r"[a-z0-9]+", value.lower())
+    name = _shorten(words, "_", MAX_PACKAGE_LENGTH)
     if PACKAGE_PATTERN.fullmatch(name) and not _package_name_conflict(name):
         return name
+    name = _shorten(words, "_", MAX_PACKAGE_LENGTH - len("_service"))
     if name and PACKAGE_PATTERN.fullmatch(f"{name}_service"):
         return f"{name}_service"
     return "acme_rag_pilot"
@@ -204,6 +223,13 @@ def problems(answers: dict[str, str]) -> list[str]:
             f"{what}; it names the folder, distribution and command",
             _suggest_slug(slug),
         )
+    elif len(slug) > MAX_SLUG_LENGTH:
+        bad(
+            "project_slug",
+            f"is {len(slug)} characters long; at most {MAX_SLUG_LENGTH} (it names the folder, "
+            "distribution, command and container image)",
+            _suggest_slug(slug),
+        )
 
     package = answers["package_name"]
     if not PACKAGE_PATTERN.fullmatch(package):
@@ -213,6 +239,13 @@ def problems(answers: dict[str, str]) -> list[str]:
             else "must start with a lowercase letter"
         )
         bad("package_name", what, _suggest_package(package))
+    elif len(package) > MAX_PACKAGE_LENGTH:
+        bad(
+            "package_name",
+            f"is {len(package)} characters long; at most {MAX_PACKAGE_LENGTH} keep the generated "
+            "imports within the project's 100-column lint limit",
+            _suggest_package(package),
+        )
     else:
         conflict = _package_name_conflict(package)
         if conflict:

@@ -1,8 +1,9 @@
 """Render the template the way users do and hand the results to the tests.
 
 Scenarios come from cookiecutter.json: every combination of its choice options
-(itertools.product), each rendered with the default answers and with a second answer set
-that changes every name and puts quotes and backslashes into the free-text answers.
+(itertools.product), each rendered with the default answers, with a second answer set
+that changes every name and puts quotes and backslashes into the free-text answers, and with
+the longest names the pre-gen hook accepts.
 Renders are cached per session; a render takes well under a second.
 """
 
@@ -34,6 +35,17 @@ CHOICES: dict[str, list[str]] = {
     if isinstance(value, list) and not key.startswith("_")
 }
 
+
+def load_hook(name: str) -> ModuleType:
+    """Import an unrendered hook: its Jinja lives only in strings that main() reads."""
+    spec = importlib.util.spec_from_file_location(name, REPO / "hooks" / f"{name}.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 DEFAULT_ANSWERS: dict[str, str] = {}
 # Every name differs from the default and the free text carries quotes, a backslash and
 # markup, which must survive into TOML, Python and YAML files unchanged.
@@ -45,7 +57,22 @@ OTHER_ANSWERS: dict[str, str] = {
     "author_name": 'Dana O\'Neil "DJ" \\ Smith',
     "author_email": "dana.o'neil@globex.example",
 }
-ANSWER_SETS = {"default": DEFAULT_ANSWERS, "other": OTHER_ANSWERS}
+# The longest names the pre-gen hook accepts (a long client name, the slug and package at their
+# length limits): a name is substituted into imports and commands, and the project's own lint
+# (100 columns, import sorting, formatting) must pass for every valid length.
+_LIMITS = load_hook("pre_gen_project")
+LONG_ANSWERS: dict[str, str] = {
+    "project_name": "Northwind Claims Assistant for the Regional Property and Casualty Division",
+    "project_slug": ("northwind-claims-assistant-" + "x" * _LIMITS.MAX_SLUG_LENGTH)[
+        : _LIMITS.MAX_SLUG_LENGTH
+    ],
+    "package_name": ("northwind_claims_assistant_" + "x" * _LIMITS.MAX_PACKAGE_LENGTH)[
+        : _LIMITS.MAX_PACKAGE_LENGTH
+    ],
+    "description": "Answers claims handlers' questions over the policy wordings and the "
+    "claims manual, with citations to the page, row or line it quotes from.",
+}
+ANSWER_SETS = {"default": DEFAULT_ANSWERS, "other": OTHER_ANSWERS, "long": LONG_ANSWERS}
 
 
 def choice_combinations(choices: Mapping[str, list[str]] | None = None) -> list[dict[str, str]]:
@@ -142,16 +169,6 @@ def cookiecutter_cli(
     )
 
 
-def load_hook(name: str) -> ModuleType:
-    """Import an unrendered hook: its Jinja lives only in strings that main() reads."""
-    spec = importlib.util.spec_from_file_location(name, REPO / "hooks" / f"{name}.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="session", autouse=True)
 def isolated_cookiecutter_config(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """Ignore the user's ~/.cookiecutterrc (it could change the default answers) and keep
@@ -209,14 +226,35 @@ def parse_python(text: str, filename: str) -> None:
         ast.parse(text, filename=filename)
 
 
+def uv_only_bin() -> Path:
+    """A folder holding only the template's pinned uv, to put first on PATH.
+
+    A rendered project writes `.python-version`, which pyenv reads too: inside a 3.12
+    rendering a pyenv shim for a uv installed under another Python fails. The template's own
+    uv (the `uv` package of its dev environment) runs whatever the folder says.
+    """
+    from uv import find_uv_bin
+
+    folder = REPO / ".cache" / "uv-bin"
+    link = folder / "uv"
+    target = Path(find_uv_bin()).resolve()
+    if not link.is_symlink() or link.resolve() != target:
+        folder.mkdir(parents=True, exist_ok=True)
+        link.unlink(missing_ok=True)
+        link.symlink_to(target)
+    return folder
+
+
 def command_env(**overrides: str) -> dict[str, str]:
     """Environment for commands run inside a rendered project.
 
     The parent `uv run` exports VIRTUAL_ENV for the template tooling; the rendered project
     must use its own. UV_CACHE_DIR is passed through when set, else uv's default user cache
-    is shared by every render (an install is about 1 GB; never a per-test cache).
+    is shared by every render (an install is about 1 GB; never a per-test cache). The
+    template's uv comes first on PATH (see uv_only_bin).
     """
     env = {key: value for key, value in os.environ.items() if key != "VIRTUAL_ENV"}
     env.update(UV_PYTHON_DOWNLOADS="never", UV_NO_PROGRESS="1", NO_COLOR="1")
+    env["PATH"] = os.pathsep.join([str(uv_only_bin()), env.get("PATH", "")])
     env.update(overrides)
     return env

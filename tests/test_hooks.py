@@ -47,6 +47,8 @@ def test_hook_knows_exactly_the_python_versions_cookiecutter_offers() -> None:
         ("package_name", "_private", "lowercase letter"),
         ("package_name", "9lives", "identifier"),
         ("package_name", "café", "identifier"),
+        ("package_name", "northwind_claims_assistant_for_the_casualty_division", "characters"),
+        ("package_name", "p" * 41, "at most 40"),
         ("project_slug", "my/app", "path separator"),
         ("project_slug", "my\\app", "path separator"),
         ("project_slug", "../app", "path separator"),
@@ -55,6 +57,7 @@ def test_hook_knows_exactly_the_python_versions_cookiecutter_offers() -> None:
         ("project_slug", "my_app", "distribution name"),
         ("project_slug", "my--app", "distribution name"),
         ("project_slug", "-app", "distribution name"),
+        ("project_slug", "s" * 65, "at most 64"),
         ("author_email", "dana.example.com", "email"),
         ("author_email", "@example.com", "email"),
         ("author_email", "dana@", "email"),
@@ -100,6 +103,26 @@ def test_every_bad_answer_gets_its_own_line() -> None:
 def test_slug_suggestion_is_the_normalized_answer(slug: str, suggestion: str) -> None:
     [message] = problems_for(project_slug=slug)
     assert message.endswith(f"Example of a valid value: {suggestion!r}")
+
+
+def test_longest_valid_names_are_accepted() -> None:
+    assert problems_for(project_slug="s" * 64, package_name="p" * 40) == []
+
+
+def test_a_long_project_name_gets_shortened_slug_and_package_suggestions() -> None:
+    name = "Northwind Claims Assistant for the Regional Property and Casualty Insurance Division"
+    answers = effective_answers({"project_name": name})
+    found = pre_gen.problems(answers)
+    assert [line.split("=", 1)[0] for line in found] == ["project_slug", "package_name"]
+    suggestions = {
+        line.split("=", 1)[0]: ast.literal_eval(line.rsplit("valid value: ", 1)[1])
+        for line in found
+    }
+    assert suggestions == {
+        "project_slug": "northwind-claims-assistant-for-the-regional-property-and",
+        "package_name": "northwind_claims_assistant_for_the",
+    }
+    assert pre_gen.problems({**answers, **suggestions}) == []
 
 
 # Free text may hold anything printable on one line; product() covers each field x value.

@@ -14,7 +14,19 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import CONFIG, TEMPLATE_PROJECT, Rendered, cookiecutter_cli, parse_python, text_files
+from conftest import (
+    CHOICES,
+    CONFIG,
+    TEMPLATE_PROJECT,
+    Rendered,
+    command_env,
+    cookiecutter_cli,
+    load_hook,
+    parse_python,
+    render,
+    text_files,
+    uv_only_bin,
+)
 
 # Jinja left in the output: any `{{`, `{%` or `{#` (except GitHub Actions' `${{ ... }}`), or
 # a bare `cookiecutter.<answer>` reference.
@@ -159,6 +171,9 @@ def test_python_version_follows_the_answer(rendered: Rendered) -> None:
     assert config["project"]["requires-python"] == f">={version}"
     assert config["tool"]["mypy"]["python_version"] == version
     assert config["tool"]["ruff"]["target-version"] == "py" + version.replace(".", "")
+    # uv (and pyenv) pick the interpreter from this file; without it uv reaches for the
+    # newest CPython it can download.
+    assert (rendered.path / ".python-version").read_text(encoding="utf-8") == f"{version}\n"
 
 
 def test_lock_is_the_one_for_the_chosen_python_and_names_the_project(rendered: Rendered) -> None:
@@ -196,19 +211,103 @@ def test_makefile_has_contract_target(rendered: Rendered, target: str) -> None:
     assert result.returncode == 0, result.stderr
 
 
-def test_rendered_python_passes_the_projects_own_ruff_config(rendered: Rendered) -> None:
-    # Same ruff version as the generated lock pins; catches answers that break lint
-    # (long or quote-laden names in docstrings) without installing the project.
+def assert_ruff_clean(project: Path) -> None:
     for command in (["check", "--no-cache", "."], ["format", "--check", "--no-cache", "."]):
         result = subprocess.run(
             [sys.executable, "-m", "ruff", *command],
-            cwd=rendered.path,
+            cwd=project,
             capture_output=True,
             text=True,
             timeout=60,
             check=False,
         )
         assert result.returncode == 0, f"ruff {command[0]}:\n{result.stdout}{result.stderr}"
+
+
+def test_rendered_python_passes_the_projects_own_ruff_config(rendered: Rendered) -> None:
+    # Same ruff version as the generated lock pins; catches answers that break lint
+    # (long or quote-laden names in docstrings, imports that outgrow 100 columns with a
+    # long package name) without installing the project.
+    assert_ruff_clean(rendered.path)
+
+
+MAX_PACKAGE = load_hook("pre_gen_project").MAX_PACKAGE_LENGTH
+
+
+@pytest.mark.parametrize("length", [20, 26, 33, MAX_PACKAGE - 1])
+def test_package_names_of_any_valid_length_stay_lint_clean(length: int, tmp_path: Path) -> None:
+    # The scenarios cover short names and the longest one; a name in between could still
+    # flip one wrapped import (ruff would join or split it differently).
+    package = ("claims_" * 10)[:length].rstrip("_")
+    package += "x" * (length - len(package))
+    project = render({"project_slug": "claims", "package_name": package}, tmp_path)
+    assert_ruff_clean(project.path)
+
+
+def missing_python_version() -> str:
+    """A supported version this machine's system folders lack (the test hides every other)."""
+    for version in CHOICES["python_version"]:
+        if not any(Path(folder, f"python{version}").exists() for folder in ("/usr/bin", "/bin")):
+            return version
+    pytest.skip("every supported Python is installed in /usr/bin; none can be missing")
+
+
+def test_setup_names_the_missing_python_and_how_to_get_it(tmp_path: Path) -> None:
+    version = missing_python_version()
+    project = render({"python_version": version}, tmp_path / "out").path
+    pyenv_python = tmp_path / "pyenv" / "versions" / f"{version}.9" / "bin" / f"python{version}"
+    env = command_env(
+        PATH=f"{uv_only_bin()}:/usr/bin:/bin",
+        HOME=str(tmp_path / "home"),
+        UV_PYTHON_INSTALL_DIR=str(tmp_path / "uv-pythons"),
+        PYENV_ROOT=str(tmp_path / "no-pyenv"),
+    )
+    env.pop("UV_PYTHON", None)
+
+    def setup() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["make", "--no-print-directory", "setup"],
+            cwd=project,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+
+    result = setup()
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert f"error: this project needs Python {version} (.python-version)" in result.stderr
+    assert f"uv python install {version}" in result.stderr
+    assert f"UV_PYTHON=/path/to/python{version} make setup" in result.stderr
+    assert "download" not in result.stdout
+    assert not (project / ".venv").exists(), "nothing is installed before the check passes"
+
+    # A pyenv build of that version (not on PATH) is named with the command that uses it.
+    pyenv_python.parent.mkdir(parents=True)
+    pyenv_python.write_text("#!/bin/sh\nexit 1\n", encoding="utf-8")
+    env["PYENV_ROOT"] = str(tmp_path / "pyenv")
+    assert f"UV_PYTHON={pyenv_python} make setup" in setup().stderr
+
+
+def test_make_ingest_without_a_corpus_refuses_instead_of_ingesting_the_sample(
+    tmp_path: Path,
+) -> None:
+    project = render({}, tmp_path).path
+    env = command_env()
+    env.pop("CORPUS", None)
+    result = subprocess.run(
+        ["make", "--no-print-directory", "ingest"],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: make ingest needs CORPUS=<folder or file>")
+    assert "uv run" not in result.stdout, "the CLI must not start"
 
 
 def test_command_line_render_prints_next_steps(tmp_path: Path) -> None:

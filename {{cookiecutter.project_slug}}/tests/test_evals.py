@@ -13,7 +13,11 @@ from {{ cookiecutter.package_name }}.evals.baseline import (
     load_baseline,
     save_baseline,
 )
-from {{ cookiecutter.package_name }}.evals.gate import _check_reviewed, load_thresholds, summarise
+from {{ cookiecutter.package_name }}.evals.gate import (
+    _check_reviewed,
+    load_thresholds,
+    summarise,
+)
 from {{ cookiecutter.package_name }}.evals.golden import load_golden_set
 from {{ cookiecutter.package_name }}.evals.metrics import (
     hit_at_k,

@@ -18,7 +18,11 @@ from {{ cookiecutter.package_name }}.cli import main
 from {{ cookiecutter.package_name }}.errors import BadRequestError
 from {{ cookiecutter.package_name }}.evals.generate import generate_golden_set
 from {{ cookiecutter.package_name }}.evals.golden import load_golden_set
-from {{ cookiecutter.package_name }}.evals.judge import JUDGE_METRICS, JudgeError, JudgeScorer
+from {{ cookiecutter.package_name }}.evals.judge import (
+    JUDGE_METRICS,
+    JudgeError,
+    JudgeScorer,
+)
 from {{ cookiecutter.package_name }}.settings import Settings
 
 from .conftest import PROJECT_ROOT, SAMPLE_CORPUS, make_settings

@@ -23,7 +23,11 @@ from {{ cookiecutter.package_name }}.guard import (
     injection_signals,
     redact,
 )
-from {{ cookiecutter.package_name }}.telemetry import JsonFormatter, build_tracer_provider, configure_logging
+from {{ cookiecutter.package_name }}.telemetry import (
+    JsonFormatter,
+    build_tracer_provider,
+    configure_logging,
+)
 
 from .api.routes.test_documents import upload
 from .conftest import PROJECT_ROOT, keyed_client, make_settings

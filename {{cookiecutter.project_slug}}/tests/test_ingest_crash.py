@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from {{ cookiecutter.package_name }}.settings import Settings
+from {{ cookiecutter.package_name }}.settings import PACKAGE_NAME, Settings
 from {{ cookiecutter.package_name }}.store.qdrant import QdrantStore
 
 from .conftest import copy_sample_corpus
@@ -26,7 +26,7 @@ KILL_AT = (0.2, 0.5, 0.8)
 
 
 def ingest_command(corpus: Path) -> list[str]:
-    return [sys.executable, "-m", "{{ cookiecutter.package_name }}", "ingest", str(corpus), "--corpus", "kb"]
+    return [sys.executable, "-m", PACKAGE_NAME, "ingest", str(corpus), "--corpus", "kb"]
 
 
 def environment(data_dir: Path, model_dir: Path) -> dict[str, str]:

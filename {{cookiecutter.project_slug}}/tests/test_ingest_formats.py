@@ -12,7 +12,11 @@ from pathlib import Path
 import pytest
 
 from {{ cookiecutter.package_name }}.ingest.chunk import Chunker, chunk_document
-from {{ cookiecutter.package_name }}.ingest.load import RecordFields, SkippedFileError, load_document
+from {{ cookiecutter.package_name }}.ingest.load import (
+    RecordFields,
+    SkippedFileError,
+    load_document,
+)
 
 from .messy_files import (
     corrupt_pdf_bytes,
@@ -40,6 +44,38 @@ def test_pdf_text_is_read_per_page_with_page_numbers(tmp_path: Path) -> None:
         (3, "The arm lifts at most 12 kg."),
     ]
     assert document.metadata["pages"] == 3
+
+
+def test_pdf_wrapped_lines_and_hyphenated_breaks_are_joined_before_sentences(
+    tmp_path: Path,
+) -> None:
+    sentence = (
+        "Any claim with three or more red flags must be referred to the Special "
+        "Investigations Unit (SIU) before payment."
+    )
+    page = (
+        "Fraud referrals\n"
+        f"{sentence} Adjusters record each flag in the claim file and tell the team lead "
+        "within one busi-\nness day.\n"
+        "- Water damage: photos of every room.\n"
+        "- Theft: the police report number.\n"
+        "Role Settlement authority\n"
+        "Adjuster 5,000 EUR"
+    )
+    write_pdf(tmp_path / "fraud.pdf", [page])
+    text = load_document(tmp_path / "fraud.pdf", tmp_path, LIMIT).segments[0].text
+    lines = text.splitlines()
+    # The page wraps the long paragraph at the margin; the text has it as one line again.
+    assert lines[1].startswith(sentence)
+    assert lines[1].endswith("within one business day.")
+    # Headings, list items and table rows keep their own lines.
+    assert lines[0] == "Fraud referrals"
+    assert lines[2:] == [
+        "- Water damage: photos of every room.",
+        "- Theft: the police report number.",
+        "Role Settlement authority",
+        "Adjuster 5,000 EUR",
+    ]
 
 
 @pytest.mark.parametrize(
@@ -248,6 +284,49 @@ def test_messy_text_files_are_skipped_with_a_reason(
     (tmp_path / name).write_bytes(content)
     with pytest.raises(SkippedFileError, match=reason):
         load_document(tmp_path / name, tmp_path, LIMIT)
+
+
+def test_a_text_file_with_stray_control_bytes_is_read_without_them(tmp_path: Path) -> None:
+    text = "The claims desk opens at eight. " * 40
+    raw = text.encode().replace(b"desk", b"de\x00sk", 1) + b"\x1b[0m\x0c\n"
+    (tmp_path / "desk.txt").write_bytes(raw)
+    document = load_document(tmp_path / "desk.txt", tmp_path, LIMIT)
+    assert document.text == text.strip()  # the form feed is whitespace, not a control byte
+    assert document.warnings == (
+        "removed 2 control character(s) (NUL and the like; the first, U+0000, at offset 13)",
+    )
+
+
+def test_binary_is_decided_by_the_share_of_control_bytes(tmp_path: Path) -> None:
+    # An executable's header and zeros behind a .txt name: far over the share text holds.
+    (tmp_path / "tool.txt").write_bytes(b"\x7fELF\x02\x01\x01" + bytes(200) + b"GLIBC_2.2.5")
+    with pytest.raises(SkippedFileError, match=r"is binary: 9\d% of its bytes are control bytes"):
+        load_document(tmp_path / "tool.txt", tmp_path, LIMIT)
+
+
+def test_a_markdown_file_that_is_one_long_heading_is_chunked(tmp_path: Path) -> None:
+    heading = " ".join(f"Clause {n} says the insurer pays the reasonable cost" for n in range(60))
+    (tmp_path / "clauses.md").write_text(f"# {heading}\n", encoding="utf-8")
+    document = load_document(tmp_path / "clauses.md", tmp_path, LIMIT)
+    chunks = Chunker(chunk_size=200, chunk_overlap=20).chunk(document, tenant="t", corpus="c")
+    assert len(chunks) > 1
+    assert " ".join(c.text for c in chunks).count("Clause 59 says") >= 1
+
+
+def test_a_lone_heading_is_text_but_a_parent_heading_is_only_its_sections_path(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "guide.md").write_text(
+        "# Guide\n\n## Escalation\n\n### Severity 1\n\nPage the on-call lead.\n\n"
+        "## Every unresolved ticket is reviewed on Friday by the support manager\n",
+        encoding="utf-8",
+    )
+    document = load_document(tmp_path / "guide.md", tmp_path, LIMIT)
+    chunks = Chunker(chunk_size=200, chunk_overlap=20).chunk(document, tenant="t", corpus="c")
+    assert [(c.section, c.text) for c in chunks] == [
+        ("Escalation > Severity 1", "### Severity 1\n\nPage the on-call lead."),
+        ("", "Every unresolved ticket is reviewed on Friday by the support manager"),
+    ]
 
 
 def test_a_50000_character_line_is_read_whole(tmp_path: Path) -> None:

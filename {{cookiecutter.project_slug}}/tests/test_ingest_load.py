@@ -7,7 +7,11 @@ import pytest
 
 from {{ cookiecutter.package_name }}.domain import chunk_id
 from {{ cookiecutter.package_name }}.ingest.chunk import Chunker
-from {{ cookiecutter.package_name }}.ingest.load import SkippedFileError, discover, load_document
+from {{ cookiecutter.package_name }}.ingest.load import (
+    SkippedFileError,
+    discover,
+    load_document,
+)
 
 LIMIT = 1_000_000
 

@@ -204,3 +204,47 @@ def test_a_holder_that_changes_leaves_its_unchanged_duplicate_stored(
         Query(text="When is the espresso machine descaled?", top_k=1, tenant="default")
     )[0]
     assert hit.source == "copy-of-coffee.txt"
+
+
+# --- every good file is kept ------------------------------------------------------------
+
+CLAIMS_NOTE = (
+    "Claims handling notes for the Northwind pilot.\n\n"
+    "Storm damage claims are settled within ten working days once the adjuster has "
+    "inspected the roof and photographed every damaged tile.\n\n"
+    "Flood claims need the river authority's water level report for the day of the loss; "
+    "claims without it are parked, not refused.\n"
+)
+LONG_HEADING = "# " + " ".join(
+    f"Rule {n}: a claim that names a contractor not on the approved list goes to the "
+    "procurement desk for a second quote before any payment is promised"
+    for n in range(1, 30)
+)
+
+
+def test_text_with_stray_control_bytes_and_a_markdown_heading_document_are_ingested(
+    services: Services, tmp_path: Path
+) -> None:
+    root = tmp_path / "client"
+    root.mkdir()
+    # A stray NUL from a bad export, a bell and an ANSI colour code from a pasted log line.
+    note = CLAIMS_NOTE.replace("ten working", "ten\x00 working").replace("refused", "refused\x07")
+    (root / "claims-notes.txt").write_bytes(note.encode() + b"\x1b[0m\n")
+    (root / "contractor-rules.md").write_text(LONG_HEADING + "\n", encoding="utf-8")
+
+    report = services.ingestor.ingest(root)
+
+    outcomes = {f.source: f for f in report.files}
+    assert {source: f.status for source, f in outcomes.items()} == {
+        "claims-notes.txt": "added",
+        "contractor-rules.md": "added",
+    }
+    [warning] = outcomes["claims-notes.txt"].warnings
+    assert warning.startswith("removed 3 control character(s) (NUL and the like; the first, U+0000")
+    [hit] = services.retriever.retrieve(
+        Query(text="How fast are storm damage claims settled?", top_k=1, tenant="default")
+    )
+    assert hit.source == "claims-notes.txt"
+    assert "settled within ten working days" in hit.text
+    top = hits_for(services, "When does the procurement desk ask for a second quote?")
+    assert top[0][0] == "contractor-rules.md"

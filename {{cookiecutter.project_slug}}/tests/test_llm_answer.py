@@ -20,8 +20,16 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from {{ cookiecutter.package_name }}.answer import Final, LLMAnswerer, Token
-from {{ cookiecutter.package_name }}.answer.cache import AnswerCache, cache_key, normalise_question
-from {{ cookiecutter.package_name }}.answer.grounding import approx_tokens, build_context, check_citations
+from {{ cookiecutter.package_name }}.answer.cache import (
+    AnswerCache,
+    cache_key,
+    normalise_question,
+)
+from {{ cookiecutter.package_name }}.answer.grounding import (
+    approx_tokens,
+    build_context,
+    check_citations,
+)
 from {{ cookiecutter.package_name }}.answer.prompt import load_prompt
 from {{ cookiecutter.package_name }}.container import build_llm_answerer, build_services
 from {{ cookiecutter.package_name }}.domain import Hit

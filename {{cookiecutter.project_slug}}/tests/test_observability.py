@@ -24,7 +24,11 @@ from {{ cookiecutter.package_name }}.domain import Query
 from {{ cookiecutter.package_name }}.embeddings import DenseEncoder, SparseEncoder
 from {{ cookiecutter.package_name }}.errors import StoreUnavailableError
 from {{ cookiecutter.package_name }}.settings import CONSOLE_SCRIPT
-from {{ cookiecutter.package_name }}.telemetry import JsonFormatter, build_tracer_provider, service_name
+from {{ cookiecutter.package_name }}.telemetry import (
+    JsonFormatter,
+    build_tracer_provider,
+    service_name,
+)
 
 from .conftest import keyed_client, make_settings
 

@@ -10,7 +10,11 @@ from typing import Any, get_args
 import httpx
 import pytest
 
-from {{ cookiecutter.package_name }}.answer.providers import PROVIDERS, ChatRequest, build_provider
+from {{ cookiecutter.package_name }}.answer.providers import (
+    PROVIDERS,
+    ChatRequest,
+    build_provider,
+)
 from {{ cookiecutter.package_name }}.errors import ConfigurationError
 from {{ cookiecutter.package_name }}.settings import LLMProvider
 

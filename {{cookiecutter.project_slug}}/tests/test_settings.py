@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from {{ cookiecutter.package_name }}.cli import main
 from {{ cookiecutter.package_name }}.settings import Settings
 
 from .conftest import PROJECT_ROOT
@@ -25,6 +26,76 @@ def test_settings_are_read_from_prefixed_environment(monkeypatch: pytest.MonkeyP
     settings = Settings(_env_file=None)
     assert settings.default_top_k == 7
     assert settings.qdrant_url == "http://qdrant.internal:6333"
+
+
+def only_error(raised: pytest.ExceptionInfo[ValidationError]) -> tuple[str, str]:
+    [error] = raised.value.errors()
+    return "RAG_" + "_".join(str(part) for part in error["loc"]).upper(), error["msg"]
+
+
+@pytest.mark.parametrize(
+    ("variable", "suggestion"),
+    [
+        ("RAG_QDRANT_ULR", "did you mean RAG_QDRANT_URL?"),
+        ("rag_chunk_siz", "did you mean RAG_CHUNK_SIZE?"),
+        ("RAG_TOP_K", "did you mean RAG_DEFAULT_TOP_K or RAG_MAX_TOP_K?"),
+        ("RAG_WHATEVER_ELSE", "every setting is listed in .env.example"),
+    ],
+)
+def test_unknown_variable_in_the_environment_is_refused_with_the_nearest_setting(
+    variable: str, suggestion: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(variable, "http://qdrant.internal:6333")
+    with pytest.raises(ValidationError) as raised:
+        Settings(_env_file=None)
+    name, message = only_error(raised)
+    assert name == variable.upper()
+    assert message == f"unknown setting (in the environment); {suggestion}"
+
+
+def test_unknown_variable_in_dotenv_is_refused_naming_the_file(tmp_path: Path) -> None:
+    env_file = tmp_path / ".env"
+    env_file.write_text("RAG_CHUNK_SIZE=400\nRAG_QDRANT_ULR=http://q:6333\n", encoding="utf-8")
+    with pytest.raises(ValidationError) as raised:
+        Settings(_env_file=env_file)
+    assert only_error(raised) == (
+        "RAG_QDRANT_ULR",
+        "unknown setting (in .env); did you mean RAG_QDRANT_URL?",
+    )
+
+
+def test_other_prefixes_in_dotenv_are_not_ours_to_refuse(tmp_path: Path) -> None:
+    env_file = tmp_path / ".env"
+    env_file.write_text("OTEL_SERVICE_NAME=x\nHF_HUB_OFFLINE=1\nRAG_CHUNK_SIZE=400\n", "utf-8")
+    assert Settings(_env_file=env_file).chunk_size == 400
+
+
+def test_cli_refuses_to_start_on_a_typo_with_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("RAG_QDRANT_ULR", "http://qdrant.internal:6333")
+    assert main(["ask", "anything"]) == 2
+    assert capsys.readouterr().err == (
+        "error: RAG_QDRANT_ULR: unknown setting (in the environment); "
+        "did you mean RAG_QDRANT_URL?\n"
+    )
+
+
+def test_empty_value_means_unset_in_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RAG_QDRANT_URL", "")
+    monkeypatch.setenv("RAG_CHUNK_SIZE", "")
+    monkeypatch.setenv("RAG_NOT_A_SETTING", "")  # empty: unset, so nothing to refuse
+    settings = Settings(_env_file=None)
+    assert settings.qdrant_url is None
+    assert settings.chunk_size == Settings.model_fields["chunk_size"].default
+
+
+def test_empty_value_means_unset_in_dotenv(tmp_path: Path) -> None:
+    env_file = tmp_path / ".env"
+    env_file.write_text("RAG_QDRANT_URL=\nRAG_OTLP_ENDPOINT=\n", encoding="utf-8")
+    settings = Settings(_env_file=env_file)
+    assert settings.qdrant_url is None
+    assert settings.otlp_endpoint == Settings.model_fields["otlp_endpoint"].default
 
 
 def test_overlap_not_smaller_than_chunk_size_is_refused_with_a_fix() -> None:

@@ -28,7 +28,13 @@ from .retrieve import Retriever
 from .settings import Settings
 from .store import VectorStore
 from .store.qdrant import QdrantStore
-from .telemetry import RagMetrics, SpanContent, build_meter_provider, build_tracer_provider
+from .telemetry import (
+    RagMetrics,
+    SpanContent,
+    build_meter_provider,
+    build_tracer_provider,
+    exporters,
+)
 
 
 @dataclass
@@ -85,7 +91,7 @@ def build_services(
     """
     tracer_provider = tracer_provider or build_tracer_provider(settings)
     # Prometheus: this service's own registry, served by the API at /metrics.
-    registry = CollectorRegistry() if settings.metrics_exporter == "prometheus" else None
+    registry = CollectorRegistry() if "prometheus" in exporters("metrics", settings) else None
     meter_provider = meter_provider or build_meter_provider(settings, prometheus_registry=registry)
     tracer = tracer_provider.get_tracer(__name__)
     metrics = RagMetrics.create(meter_provider.get_meter(__name__))

@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import codecs
+import difflib
 import json
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
+from pydantic_settings import (
+    BaseSettings,
+    DotEnvSettingsSource,
+    EnvSettingsSource,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 # The template's answers live in project.json, so no Python file depends on how they are quoted.
 _PROJECT = json.loads(resources.files(__package__).joinpath("project.json").read_text("utf-8"))
@@ -56,8 +65,13 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 class Settings(BaseSettings):
     """Read from environment variables prefixed `RAG_` (and a `.env` file if present)."""
 
+    # An empty value (`RAG_QDRANT_URL=`) means unset, in the environment and in .env alike.
     model_config = SettingsConfigDict(
-        env_prefix="RAG_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+        env_prefix="RAG_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        env_ignore_empty=True,
+        extra="ignore",
     )
 
     # --- storage -------------------------------------------------------------------------
@@ -431,6 +445,18 @@ class Settings(BaseSettings):
     )
     judge_timeout_s: float = Field(60.0, gt=0, description="HTTP timeout of one judge call.")
 
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        unknown = _UnknownVariables(settings_cls, env_settings, dotenv_settings)
+        return init_settings, unknown, env_settings, dotenv_settings, file_secret_settings
+
     @field_validator(
         "record_text_fields",
         "record_metadata_fields",
@@ -542,3 +568,68 @@ class Settings(BaseSettings):
     @property
     def models_path(self) -> Path:
         return self.model_dir or self.data_dir / "models"
+
+
+class _UnknownVariables(PydanticBaseSettingsSource):
+    """Refuses `RAG_*` variables that name no setting: a typo must not mean a default.
+
+    Reads what the environment and the .env sources read (case-insensitively, empty values
+    already dropped) and raises one validation error per unknown name, with the nearest
+    settings' names; it contributes no values itself.
+    """
+
+    def __init__(
+        self,
+        settings_cls: type[BaseSettings],
+        env: PydanticBaseSettingsSource,
+        dotenv: PydanticBaseSettingsSource,
+    ) -> None:
+        super().__init__(settings_cls)
+        self._origins: list[tuple[str, PydanticBaseSettingsSource]] = [
+            ("in the environment", env),
+            ("in .env", dotenv),
+        ]
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        prefix = str(self.config.get("env_prefix", "")).lower()
+        known = {f"{prefix}{name}" for name in self.settings_cls.model_fields}
+        errors: list[InitErrorDetails] = []
+        seen: set[str] = set()
+        for origin, source in self._origins:
+            if not isinstance(source, (EnvSettingsSource, DotEnvSettingsSource)):
+                continue
+            for name, value in source.env_vars.items():
+                lowered = name.lower()
+                if not lowered.startswith(prefix) or lowered in known or lowered in seen:
+                    continue
+                seen.add(lowered)
+                errors.append(
+                    InitErrorDetails(
+                        type=PydanticCustomError(
+                            "unknown_setting", "{message}", {"message": _unknown(name, origin)}
+                        ),
+                        loc=(lowered.removeprefix(prefix),),
+                        input=value,
+                    )
+                )
+        if errors:
+            raise ValidationError.from_exception_data(self.settings_cls.__name__, errors)
+        return {}
+
+
+def _unknown(name: str, origin: str) -> str:
+    """The message for an unknown variable: the nearest setting (a setting that ends with the
+    same words, as RAG_TOP_K in RAG_DEFAULT_TOP_K, else difflib's closest spelling)."""
+    stem = name.upper().removeprefix("RAG_")
+    settings = [field.upper() for field in Settings.model_fields]
+    nearest = [field for field in settings if field.endswith(f"_{stem}")][:2] or (
+        difflib.get_close_matches(stem, settings, n=1, cutoff=0.6)
+    )
+    if nearest:
+        hint = "did you mean " + " or ".join(f"RAG_{field}" for field in nearest) + "?"
+    else:
+        hint = "every setting is listed in .env.example"
+    return f"unknown setting ({origin}); {hint}"

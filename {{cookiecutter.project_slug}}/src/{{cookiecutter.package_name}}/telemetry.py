@@ -1,7 +1,12 @@
 """OpenTelemetry traces and metrics, and JSON logs, built from settings (nothing global).
 
 Exporters: none (spans still get ids, so every response carries a trace id), console, or
-OTLP over HTTP. The standard OTEL_* variables apply to the OTLP exporters when
+OTLP (HTTP or gRPC). Which ones, per signal (`exporters`): RAG_TRACE_EXPORTER /
+RAG_METRICS_EXPORTER when changed from their default `none`; else the standard
+OTEL_TRACES_EXPORTER / OTEL_METRICS_EXPORTER / OTEL_LOGS_EXPORTER; else `otlp` when an OTLP
+endpoint is exported (OTEL_EXPORTER_OTLP_ENDPOINT or the signal's own), as an OpenTelemetry
+operator injects it; else none. OTEL_SDK_DISABLED=true turns every exporter off. The
+standard OTEL_EXPORTER_OTLP_* variables configure the OTLP exporters when
 RAG_OTLP_ENDPOINT / RAG_OTLP_METRICS_ENDPOINT are unset.
 
 Privacy: questions, chunk texts and answers go on spans only with RAG_TRACE_CONTENT=true.
@@ -16,7 +21,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 from opentelemetry import trace
 from opentelemetry.metrics import Counter, Histogram, Meter, NoOpMeterProvider
@@ -63,27 +68,68 @@ def otlp_protocol(settings: Settings, environ: Mapping[str, str] = os.environ) -
     return chosen
 
 
+Signal = Literal["traces", "metrics", "logs"]
+# What each signal's exporter variable may name here (the spec's zipkin and the deprecated
+# jaeger are not installed). Prometheus metrics are served by the API at /metrics.
+SUPPORTED_EXPORTERS: dict[Signal, tuple[str, ...]] = {
+    "traces": ("otlp", "console", "none"),
+    "metrics": ("otlp", "prometheus", "console", "none"),
+    "logs": ("otlp", "console", "none"),
+}
+
+
+def exporters(
+    signal: Signal, settings: Settings, environ: Mapping[str, str] = os.environ
+) -> tuple[str, ...]:
+    """The exporters for one signal; () means none. See the module docstring for the order."""
+    if environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+        return ()
+    configured = {"traces": settings.trace_exporter, "metrics": settings.metrics_exporter}.get(
+        signal, "none"
+    )
+    if configured != "none":
+        return (configured,)
+    variable = f"OTEL_{signal.upper()}_EXPORTER"
+    raw = environ.get(variable, "").strip()
+    if raw:
+        names = tuple(dict.fromkeys(n.strip().lower() for n in raw.split(",") if n.strip()))
+        unknown = [name for name in names if name not in SUPPORTED_EXPORTERS[signal]]
+        if unknown:
+            raise ConfigurationError(
+                f"{variable}={raw!r}: {', '.join(unknown)} is not available here; "
+                f"use {', '.join(SUPPORTED_EXPORTERS[signal])} (comma-separated)."
+            )
+        return () if "none" in names else names
+    if environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or environ.get(
+        f"OTEL_EXPORTER_OTLP_{signal.upper()}_ENDPOINT"
+    ):
+        return ("otlp",)
+    return ()
+
+
 def build_resource(settings: Settings) -> Resource:
     return Resource.create({"service.name": service_name(settings)})
 
 
-def build_tracer_provider(settings: Settings) -> TracerProvider:
-    provider = TracerProvider(resource=build_resource(settings))
-    exporter: SpanExporter | None = None
-    if settings.trace_exporter == "console":
+def _span_exporter(name: str, settings: Settings) -> SpanExporter:
+    if name == "console":
         # stderr: stdout belongs to command output such as `ask --json`.
-        exporter = ConsoleSpanExporter(out=sys.stderr)
-    elif settings.trace_exporter == "otlp" and otlp_protocol(settings) == "grpc":
+        return ConsoleSpanExporter(out=sys.stderr)
+    if otlp_protocol(settings) == "grpc":
         from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (
             OTLPSpanExporter as GrpcSpanExporter,
         )
 
-        exporter = GrpcSpanExporter(endpoint=settings.otlp_endpoint)
-    elif settings.trace_exporter == "otlp":
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+        return GrpcSpanExporter(endpoint=settings.otlp_endpoint)
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
-        exporter = OTLPSpanExporter(endpoint=settings.otlp_endpoint)
-    if exporter is not None:
+    return OTLPSpanExporter(endpoint=settings.otlp_endpoint)
+
+
+def build_tracer_provider(settings: Settings) -> TracerProvider:
+    provider = TracerProvider(resource=build_resource(settings))
+    for name in exporters("traces", settings):
+        exporter = _span_exporter(name, settings)
         if settings.redact_pii:
             exporter = RedactingSpanExporter(exporter)
         provider.add_span_processor(BatchSpanProcessor(exporter))
@@ -99,31 +145,33 @@ def build_meter_provider(
     With `prometheus`, metrics are collected into `prometheus_registry` (one per service,
     never prometheus_client's global registry), which the API serves at /metrics."""
     all_readers = list(readers)
-    if settings.metrics_exporter == "prometheus":
-        from opentelemetry.exporter.prometheus import PrometheusMetricReader
+    for name in exporters("metrics", settings):
+        if name == "prometheus":
+            from opentelemetry.exporter.prometheus import PrometheusMetricReader
 
-        if prometheus_registry is None:
-            raise ConfigurationError("metrics_exporter=prometheus needs a registry to serve.")
-        all_readers.append(PrometheusMetricReader(registry=prometheus_registry))
-    exporter: MetricExporter | None = None
-    if settings.metrics_exporter == "console":
-        exporter = ConsoleMetricExporter(out=sys.stderr)
-    elif settings.metrics_exporter == "otlp" and otlp_protocol(settings) == "grpc":
-        from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import (
-            OTLPMetricExporter as GrpcMetricExporter,
-        )
-
-        exporter = GrpcMetricExporter(endpoint=settings.otlp_metrics_endpoint)
-    elif settings.metrics_exporter == "otlp":
-        from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
-
-        exporter = OTLPMetricExporter(endpoint=settings.otlp_metrics_endpoint)
-    if exporter is not None:
-        all_readers.append(PeriodicExportingMetricReader(exporter))
+            if prometheus_registry is None:
+                raise ConfigurationError("metrics_exporter=prometheus needs a registry to serve.")
+            all_readers.append(PrometheusMetricReader(registry=prometheus_registry))
+        else:
+            all_readers.append(PeriodicExportingMetricReader(_metric_exporter(name, settings)))
     # Services.close() shuts it down (flushing the last export), not an atexit hook.
     return MeterProvider(
         metric_readers=all_readers, resource=build_resource(settings), shutdown_on_exit=False
     )
+
+
+def _metric_exporter(name: str, settings: Settings) -> MetricExporter:
+    if name == "console":
+        return ConsoleMetricExporter(out=sys.stderr)
+    if otlp_protocol(settings) == "grpc":
+        from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import (
+            OTLPMetricExporter as GrpcMetricExporter,
+        )
+
+        return GrpcMetricExporter(endpoint=settings.otlp_metrics_endpoint)
+    from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+
+    return OTLPMetricExporter(endpoint=settings.otlp_metrics_endpoint)
 
 
 @dataclass(frozen=True)
@@ -257,11 +305,44 @@ class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
         super().emit(record)
 
 
+# Marks the OTLP log handler configure_logging added, so a second call replaces it.
+_OTLP_LOG_HANDLER = "rag_otlp_log_handler"
+
+
+def _otlp_log_handler(settings: Settings) -> logging.Handler:
+    """Log records to the OTLP logs exporter (OTEL_LOGS_EXPORTER=otlp), with the current
+    span's ids (opentelemetry-instrumentation-logging's handler)."""
+    from opentelemetry.instrumentation.logging.handler import LoggingHandler
+    from opentelemetry.sdk._logs import LoggerProvider
+    from opentelemetry.sdk._logs.export import BatchLogRecordProcessor, LogRecordExporter
+
+    exporter: LogRecordExporter
+    if otlp_protocol(settings) == "grpc":
+        from opentelemetry.exporter.otlp.proto.grpc._log_exporter import (
+            OTLPLogExporter as GrpcLogExporter,
+        )
+
+        exporter = GrpcLogExporter()
+    else:
+        from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
+
+        exporter = OTLPLogExporter()
+    # Flushed and shut down at exit (the provider's own atexit hook).
+    provider = LoggerProvider(resource=build_resource(settings))
+    provider.add_log_record_processor(BatchLogRecordProcessor(exporter))
+    handler = LoggingHandler(logger_provider=provider)
+    setattr(handler, _OTLP_LOG_HANDLER, True)
+    return handler
+
+
 def configure_logging(settings: Settings) -> None:
-    """Root logger to stderr as JSON lines (or text); replaces a handler set here before."""
+    """Root logger to stderr as JSON lines (or text), and to OTLP when the logs exporter is
+    otlp (`console` is the stderr handler itself); replaces handlers set here before."""
     root = logging.getLogger()
-    for handler in [h for h in root.handlers if isinstance(h, _StderrHandler)]:
-        root.removeHandler(handler)
+    for old in root.handlers[:]:
+        if isinstance(old, _StderrHandler) or getattr(old, _OTLP_LOG_HANDLER, False):
+            root.removeHandler(old)
+            old.flush()
     handler = _StderrHandler()
     if settings.log_format == "json":
         handler.setFormatter(JsonFormatter())
@@ -271,6 +352,11 @@ def configure_logging(settings: Settings) -> None:
     if settings.redact_pii:
         handler.addFilter(RedactingFilter())
     root.addHandler(handler)
+    if "otlp" in exporters("logs", settings):
+        otlp = _otlp_log_handler(settings)
+        if settings.redact_pii:
+            otlp.addFilter(RedactingFilter())
+        root.addHandler(otlp)
     root.setLevel(settings.log_level.upper())
     # One line per HTTP call of the embedding or judge client is noise at INFO.
     for noisy in ("httpx", "httpcore"):

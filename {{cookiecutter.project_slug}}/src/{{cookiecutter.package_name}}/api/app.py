@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager, nullcontext
 
 from fastapi import FastAPI
 from opentelemetry import context as otel_context
+from fastapi_offline import FastAPIOffline
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -21,8 +22,11 @@ from .openapi import document_limits
 from .routes import ROUTERS
 from .security import Authenticator
 
+# Where the vendored Swagger UI / ReDoc files are served (public, like /docs itself).
+DOCS_ASSETS = "/docs-assets"
 
-class ServiceApp(FastAPI):
+
+class ServiceApp(FastAPIOffline):
     """FastAPI, with every request started in an empty OpenTelemetry context.
 
     Why: on a keep-alive connection uvicorn pauses reading when a body passes its 64 KiB
@@ -85,11 +89,15 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         if services is None:  # we built them, we close them
             built.close()
 
+    # /docs (Swagger UI) and /redoc load their scripts and styles from this service (the
+    # assets fastapi-offline vendors), never from a CDN; no validator badge call either.
     app = ServiceApp(
         title=PROJECT_NAME,
         version=__version__,
         description="Retrieval and cited answers over your documents.",
         lifespan=lifespan,
+        static_url=DOCS_ASSETS,
+        swagger_ui_parameters={"validatorUrl": None},
     )
     app.state.services = built
     app.state.authenticator = authenticator

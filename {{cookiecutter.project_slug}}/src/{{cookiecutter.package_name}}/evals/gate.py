@@ -22,6 +22,7 @@ from .metrics import (
     percentile,
     recall_at_k,
     reciprocal_rank,
+    require_eval_group,
 )
 from .records import EvalReport, MetricRow, QuestionResult, Threshold
 from .report import write_reports
@@ -152,6 +153,7 @@ def _check_reviewed(items: list[GoldenItem], golden: Path, allowed: bool) -> Non
 
 
 def run_gate(services: Services, options: GateOptions, judge: AnswerJudge | None = None) -> int:
+    require_eval_group("The eval gate")  # before the corpus sync, not after it
     items = load_golden_set(options.golden)
     _check_reviewed(items, options.golden, options.allow_unreviewed)
     k, thresholds = load_thresholds(options.thresholds)

@@ -21,6 +21,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from ..errors import BadRequestError, ServiceError
 from ..settings import Settings
+from .metrics import require_eval_group
 
 if TYPE_CHECKING:
     from openai import AsyncOpenAI
@@ -60,6 +61,7 @@ def require_judge(settings: Settings, purpose: str, note: str = "") -> str:
 def prepare_ragas(state_dir: Path) -> None:
     """Keep ragas offline and inside the project: no analytics, its user id file under
     `state_dir`, tiktoken encodings from the copy llama-index ships."""
+    require_eval_group("The judge and `eval generate`")
     os.environ["RAGAS_DO_NOT_TRACK"] = "true"
     state_dir.mkdir(parents=True, exist_ok=True)
     os.environ["XDG_DATA_HOME"] = str(state_dir.resolve())
@@ -78,6 +80,7 @@ def judge_client(settings: Settings, max_retries: int, *, keepalive: bool = True
     generator runs each phase under its own `asyncio.run`): a pooled connection belongs to the
     loop that opened it and breaks once that loop is closed.
     """
+    require_eval_group("The judge and `eval generate`")
     import openai
 
     key = settings.judge_api_key.get_secret_value() if settings.judge_api_key else _NO_KEY

@@ -2,12 +2,36 @@
 
 from __future__ import annotations
 
+import importlib
 import math
 import os
 import statistics
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
+
+from ..errors import ConfigurationError
+
+# Import names of the `eval` dependency group (pyproject.toml), which the runtime install and
+# the Docker image leave out.
+EVAL_GROUP_MODULES = ("ragas", "langchain_community", "rapidfuzz", "rouge_score", "openai")
+
+
+def require_eval_group(purpose: str) -> None:
+    """One clear error, instead of an ImportError, where the eval group is not installed."""
+    missing = []
+    for name in EVAL_GROUP_MODULES:
+        try:
+            importlib.import_module(name)  # the caller imports them next anyway
+        except ModuleNotFoundError as error:
+            if (error.name or "").split(".")[0] != name:
+                raise  # installed but broken: that traceback is the useful message
+            missing.append(name)
+    if missing:
+        raise ConfigurationError(
+            f"{purpose} needs the `eval` dependency group ({', '.join(missing)} not installed): "
+            "run `uv sync --group eval` (`make setup` installs it; the runtime image does not)"
+        )
 
 
 def hit_at_k(retrieved: Sequence[str], gold: Sequence[str], k: int) -> float:
@@ -59,6 +83,7 @@ class RagasScorer:
     """
 
     def __init__(self, state_dir: Path) -> None:
+        require_eval_group("The eval gate")
         os.environ["RAGAS_DO_NOT_TRACK"] = "true"
         state_dir.mkdir(parents=True, exist_ok=True)
         os.environ["XDG_DATA_HOME"] = str(state_dir.resolve())

@@ -14,7 +14,7 @@ from llama_index.core.utils import get_tokenizer
 from ..domain import Chunk, Document, chunk_id
 
 # Bump when chunking logic changes, so the next ingest re-chunks every document.
-CHUNKER_VERSION = 2  # 2: the version recipe records block packing
+CHUNKER_VERSION = 3  # 2: recipe records block packing; 3: lone headings, PDF lines joined
 
 
 # Blocks are separated by blank lines: a paragraph, a run of list items or table rows, code.
@@ -85,16 +85,24 @@ class Chunker:
         if document.format == "text":
             return [("", document.text)]
         nodes = self._markdown.get_nodes_from_documents([LlamaDocument(text=document.text)])
+        paths = [[p for p in str(n.metadata.get("header_path", "")).split("/") if p] for n in nodes]
         sections = []
-        for node in nodes:
+        for index, node in enumerate(nodes):
             text = node.get_content()
             first_line, _, body = text.partition("\n")
             heading = first_line.lstrip("#").strip() if first_line.startswith("#") else ""
             if not heading:
                 body = text
+            parents = paths[index]
             if not body.strip():
-                continue  # a heading with nothing under it
-            parents = [p for p in str(node.metadata.get("header_path", "")).split("/") if p]
+                # A heading with nothing under it: its sub-sections carry it in their path
+                # (embedded with them); a heading nothing follows is text in its own right.
+                following = paths[index + 1] if index + 1 < len(paths) else []
+                if heading in following:
+                    continue
+                path = [p for p in parents if p != document.title]
+                sections.append((" > ".join(path), heading))
+                continue
             path = [p for p in [*parents, heading] if p and p != document.title]
             sections.append((" > ".join(path), text if heading else body))
         return sections

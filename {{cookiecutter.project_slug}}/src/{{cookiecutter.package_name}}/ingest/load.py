@@ -43,6 +43,13 @@ _BYTE_ORDER_MARKS = (
     (codecs.BOM_UTF16_LE, "utf-16"),
     (codecs.BOM_UTF16_BE, "utf-16"),
 )
+# Control bytes (C0 but tab, newline, carriage return, form feed, vertical tab; and DEL): text
+# holds a stray few (a NUL from a bad export, an ANSI escape from a log); binary content holds
+# many (random-looking bytes about 12%, executables more). Above this share a file is binary.
+_CONTROL_BYTES = re.compile(rb"[\x00-\x08\x0e-\x1f\x7f]")
+# In decoded text: those, C1 controls, and a terminal escape sequence (colour codes) whole.
+_CONTROL_CHARACTERS = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|[\x00-\x08\x0e-\x1f\x7f-\x9f]")
+_MAX_CONTROL_SHARE = 0.05
 # charset-normalizer's "chaos" (share of implausible characters) above which a legacy decoding
 # would only produce garbage chunks.
 _MAX_CHAOS = 0.2
@@ -64,9 +71,23 @@ def _decode_legacy(raw: bytes, preferred: str, first_bad: int) -> tuple[str, str
     return str(choice), choice.encoding
 
 
+def _without_control_characters(text: str) -> tuple[str, tuple[str, ...]]:
+    """The text with stray control characters removed, and a warning saying so."""
+    found = [match.start() for match in _CONTROL_CHARACTERS.finditer(text)]
+    if not found:
+        return text, ()
+    first = found[0]
+    warning = (
+        f"removed {len(found)} control character(s) (NUL and the like; the first, "
+        f"U+{ord(text[first]):04X}, at offset {first:,})"
+    )
+    return _CONTROL_CHARACTERS.sub("", text), (warning,)
+
+
 def _decode(raw: bytes, legacy_encoding: str) -> tuple[str, str]:
     """Text and the encoding it was read in: a byte-order mark, else UTF-8, else the
-    legacy 8-bit encoding that decodes it cleanly."""
+    legacy 8-bit encoding that decodes it cleanly. Binary content (a high share of control
+    bytes) is refused; a few stray ones are left for load_document to remove."""
     for mark, encoding in _BYTE_ORDER_MARKS:
         if raw.startswith(mark):
             try:
@@ -76,8 +97,13 @@ def _decode(raw: bytes, legacy_encoding: str) -> tuple[str, str]:
                     f"starts with a {encoding} byte-order mark but is not valid {encoding} "
                     f"(offset {exc.start}); convert it to UTF-8"
                 ) from exc
-    if b"\x00" in raw:
-        raise SkippedFileError("contains NUL bytes: binary content behind a text file extension")
+    control = len(_CONTROL_BYTES.findall(raw))
+    if control > _MAX_CONTROL_SHARE * len(raw):
+        raise SkippedFileError(
+            f"is binary: {control / len(raw):.0%} of its bytes are control bytes (NUL bytes "
+            f"and the like; text holds at most {_MAX_CONTROL_SHARE:.0%}) behind a text file "
+            "extension"
+        )
     try:
         return raw.decode("utf-8"), "utf-8"
     except UnicodeDecodeError as exc:
@@ -115,11 +141,13 @@ def load_document(
     if not raw.strip():
         raise SkippedFileError("has no text (empty or whitespace only)")
     metadata: dict[str, Any] = {}
+    decode_warnings: tuple[str, ...] = ()
     options = ParseOptions(max_bytes=max_bytes, record_fields=record_fields or RecordFields())
     if isinstance(file_format, BinaryFormat):
         parsed = file_format.parse(raw, options)
     else:
         text, encoding = _decode(raw, legacy_encoding)
+        text, decode_warnings = _without_control_characters(text)
         metadata["encoding"] = encoding
         parsed = file_format.parse(text.replace("\r\n", "\n").replace("\r", "\n"), options)
     text = parsed.text.strip()
@@ -134,7 +162,7 @@ def load_document(
         format=file_format.name,
         metadata={**parsed.metadata, **metadata, "sha256": sha256},
         segments=parsed.segments,
-        warnings=parsed.warnings,
+        warnings=(*decode_warnings, *parsed.warnings),
     )
 
 

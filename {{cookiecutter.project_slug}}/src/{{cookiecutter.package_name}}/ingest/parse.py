@@ -284,10 +284,44 @@ def _honest_zip(parts: dict[str, bytes]) -> bytes:
         for name, data in parts.items():
             archive.writestr(name, data)
     return buffer.getvalue()
+# A PDF line that starts a list item: keep the break before it.
+_LIST_ITEM = re.compile(r"^\s*(?:[-*\u2022\u25aa\u25e6\u2013]\s|\(?\d{1,3}[.)]\s|\(?[a-z][.)]\s)")
+_ENDS_CLAUSE = re.compile(r"[.!?:;][\"')\]\u201d\u2019]*$")
+# A line at least this share of the page's longest line is wrapped text (it ran to the margin).
+_FULL_LINE = 0.6
+
+
+def reflow_pdf_lines(text: str) -> str:
+    """Join the lines a PDF page wrapped, so a sentence is one line again: a line that ran to
+    the margin without ending its clause continues on the next one, and a line ending in
+    `letter-` before a lowercase word is one hyphenated word. Kept as breaks: blank lines,
+    list items, and short lines (headings, table rows, the end of a paragraph)."""
+    lines = [line.rstrip() for line in text.split("\n")]
+    longest = max((len(line) for line in lines), default=0)
+    out: list[str] = []
+    last = ""  # the previous physical line (out[-1] may hold several joined ones)
+    for line in lines:
+        previous = out[-1] if out else ""
+        stripped = line.strip()
+        continues = (
+            last.strip()
+            and stripped
+            and not _LIST_ITEM.match(line)
+            and not _ENDS_CLAUSE.search(last)
+            and (len(last) >= _FULL_LINE * longest or stripped[0].islower())
+        )
+        last = line
+        if not continues:
+            out.append(line)
+        elif re.search(r"[^\W\d_]-$", previous) and stripped[0].islower():
+            out[-1] = previous[:-1] + stripped
+        else:
+            out[-1] = f"{previous} {stripped}"
+    return "\n".join(out)
 
 
 def parse_pdf(raw: bytes, options: ParseOptions) -> Parsed:
-    """Text per page (page number in each segment's metadata)."""
+    """Text per page (page number in each segment's metadata), wrapped lines joined."""
     # pypdf logs every repair it attempts; the outcome is what the report needs.
     logging.getLogger("pypdf").setLevel(logging.ERROR)
     defaults = pypdf.Configuration()
@@ -298,7 +332,7 @@ def parse_pdf(raw: bytes, options: ParseOptions) -> Parsed:
             reader = pypdf.PdfReader(io.BytesIO(raw))
             if reader.is_encrypted:
                 raise SkippedFileError("is an encrypted PDF; save an unencrypted copy to ingest it")
-            pages = [page.extract_text() or "" for page in reader.pages]
+            pages = [reflow_pdf_lines(page.extract_text() or "") for page in reader.pages]
             info = reader.metadata
             title = info.title if info and info.title else None
     except LimitReachedError as exc:
