@@ -6,8 +6,8 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, nullcontext
 
 from fastapi import FastAPI
-from opentelemetry import context as otel_context
 from fastapi_offline import FastAPIOffline
+from opentelemetry import context as otel_context
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -26,7 +26,7 @@ from .security import Authenticator
 DOCS_ASSETS = "/docs-assets"
 
 
-class ServiceApp(FastAPIOffline):
+class ServiceApp(FastAPI):
     """FastAPI, with every request started in an empty OpenTelemetry context.
 
     Why: on a keep-alive connection uvicorn pauses reading when a body passes its 64 KiB
@@ -91,7 +91,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
 
     # /docs (Swagger UI) and /redoc load their scripts and styles from this service (the
     # assets fastapi-offline vendors), never from a CDN; no validator badge call either.
-    app = ServiceApp(
+    app = FastAPIOffline(
         title=PROJECT_NAME,
         version=__version__,
         description="Retrieval and cited answers over your documents.",
@@ -99,6 +99,9 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         static_url=DOCS_ASSETS,
         swagger_ui_parameters={"validatorUrl": None},
     )
+    # fastapi-offline builds a plain FastAPI; ServiceApp only overrides __call__ (no state of
+    # its own), so the built app takes its class to start each request in an empty context.
+    app.__class__ = ServiceApp
     app.state.services = built
     app.state.authenticator = authenticator
     for router in ROUTERS:

@@ -284,6 +284,8 @@ def _honest_zip(parts: dict[str, bytes]) -> bytes:
         for name, data in parts.items():
             archive.writestr(name, data)
     return buffer.getvalue()
+
+
 # A PDF line that starts a list item: keep the break before it.
 _LIST_ITEM = re.compile(r"^\s*(?:[-*\u2022\u25aa\u25e6\u2013]\s|\(?\d{1,3}[.)]\s|\(?[a-z][.)]\s)")
 _ENDS_CLAUSE = re.compile(r"[.!?:;][\"')\]\u201d\u2019]*$")
