@@ -22,10 +22,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import random
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -37,9 +35,10 @@ import httpx
 
 from {{ cookiecutter.package_name }}.evals.metrics import percentile
 from {{ cookiecutter.package_name }}.keys import KeyStore
-from {{ cookiecutter.package_name }}.settings import PACKAGE_NAME
 
-PROJECT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from sample_server import free_port, start_server
+
 QUESTIONS = (
     "How many days of paid leave do employees get?",
     "When does the FleetOS REST API v1 reach end of life?",
@@ -58,34 +57,6 @@ class Results:
 
     def record(self, kind: str, seconds: float) -> None:
         self.latencies.setdefault(kind, []).append(seconds)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def start_server(data_dir: Path, port: int) -> subprocess.Popen[bytes]:
-    env = {
-        **os.environ,
-        "RAG_DATA_DIR": str(data_dir),
-        "RAG_AUTH_MODE": "keys",
-        "RAG_RATE_LIMIT_PER_MINUTE": "0",
-        "RAG_LOG_LEVEL": "WARNING",
-    }
-    subprocess.run(
-        [sys.executable, "-m", PACKAGE_NAME, "ingest", str(PROJECT / "data" / "sample")],
-        env=env,
-        check=True,
-        stdout=subprocess.DEVNULL,
-    )
-    return subprocess.Popen(
-        [sys.executable, "-m", PACKAGE_NAME, "serve", "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
 
 
 async def wait_ready(client: httpx.AsyncClient, server: subprocess.Popen[bytes]) -> None:
@@ -218,7 +189,7 @@ async def main_async(args: argparse.Namespace) -> int:
         store.create(tenant, ("query", "ingest"))[1]
         for tenant in ("default", "default", "second", "second")
     ]
-    server = start_server(data_dir, port)
+    server = start_server(data_dir, port, quiet=True)
     limits = httpx.Limits(max_connections=args.clients * 2)
     try:
         async with httpx.AsyncClient(

@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -33,9 +31,10 @@ from mcp.client.streamable_http import streamable_http_client
 
 from {{ cookiecutter.package_name }}.evals.metrics import percentile
 from {{ cookiecutter.package_name }}.keys import KeyStore
-from {{ cookiecutter.package_name }}.settings import PACKAGE_NAME
 
-PROJECT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from sample_server import free_port, start_server
+
 QUESTIONS = (
     "How many days of paid leave do employees get?",
     "When does the FleetOS REST API v1 reach end of life?",
@@ -48,31 +47,8 @@ QUESTIONS = (
 AIM = 1.2
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def start_server(data_dir: Path, port: int) -> subprocess.Popen[bytes]:
-    env = {
-        **os.environ,
-        "RAG_DATA_DIR": str(data_dir),
-        "RAG_AUTH_MODE": "keys",
-        "RAG_RATE_LIMIT_PER_MINUTE": "0",
-        "RAG_LOG_LEVEL": "WARNING",
-    }
-    subprocess.run(
-        [sys.executable, "-m", PACKAGE_NAME, "ingest", str(PROJECT / "data" / "sample")],
-        env=env,
-        check=True,
-        stdout=subprocess.DEVNULL,
-    )
-    server = subprocess.Popen(
-        [sys.executable, "-m", PACKAGE_NAME, "serve", "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-    )
+def start_ready_server(data_dir: Path, port: int) -> subprocess.Popen[bytes]:
+    server = start_server(data_dir, port)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         try:
@@ -156,7 +132,7 @@ def main() -> int:
         data_dir = Path(folder) / ".data"
         key = KeyStore(data_dir / "keys.json").create("default", ("query",))[1]
         port = free_port()
-        server = start_server(data_dir, port)
+        server = start_ready_server(data_dir, port)
         try:
             return asyncio.run(measure(f"http://127.0.0.1:{port}", key, args.requests, args.top_k))
         finally:

@@ -7,7 +7,10 @@ import logging
 import re
 import shutil
 import socket
+import threading
+import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -227,3 +230,27 @@ def qdrant_client(services: Services) -> QdrantClient:
     """The qdrant-client under a QdrantStore, for tests that inspect the engine itself."""
     assert isinstance(services.store, QdrantStore), type(services.store)
     return services.store.client
+
+
+@contextmanager
+def serve_on_loopback(app: Any) -> Iterator[str]:
+    """Serve an ASGI app with uvicorn in a thread on a free loopback port; yields its base URL.
+    For tests that need a real connection (keep-alive, streaming, an MCP client)."""
+    import uvicorn
+
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan="on")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert thread.is_alive(), "server exited"
+        assert time.monotonic() < deadline, "server did not start"
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=15)

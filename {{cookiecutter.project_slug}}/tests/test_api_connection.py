@@ -4,7 +4,6 @@ every request gets its own trace, whoever sent the request before it on that con
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -12,7 +11,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 from opentelemetry.sdk.trace import TracerProvider
 
 from {{ cookiecutter.package_name }}.api import create_app
@@ -21,7 +19,7 @@ from {{ cookiecutter.package_name }}.embeddings import DenseEncoder, SparseEncod
 from {{ cookiecutter.package_name }}.settings import Settings
 from {{ cookiecutter.package_name }}.telemetry import configure_logging
 
-from .conftest import TRACE_ID, api_key, auth, free_port, make_settings
+from .conftest import TRACE_ID, api_key, auth, make_settings, serve_on_loopback
 
 
 @dataclass
@@ -45,21 +43,8 @@ def running(
     )
     alpha = api_key(settings, "alpha", ("query", "ingest"))
     beta = api_key(settings, "beta", ("query", "ingest"))
-    server = uvicorn.Server(
-        uvicorn.Config(
-            create_app(services=services), host="127.0.0.1", port=free_port(), log_config=None
-        )
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert thread.is_alive(), "server exited"
-        assert time.monotonic() < deadline, "server did not start"
-        time.sleep(0.05)
-    yield Running(f"http://127.0.0.1:{server.config.port}", settings, alpha, beta)
-    server.should_exit = True
-    thread.join(timeout=10)
+    with serve_on_loopback(create_app(services=services)) as base:
+        yield Running(base, settings, alpha, beta)
     services.close()
 
 

@@ -7,21 +7,18 @@ import os
 import re
 import shutil
 import subprocess
-import threading
-import time
 from collections.abc import Iterator
 from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-import uvicorn
 from fastapi.testclient import TestClient
 
 from {{ cookiecutter.package_name }}.api.app import create_app
 from {{ cookiecutter.package_name }}.container import Services
 
-from .conftest import free_port
+from .conftest import serve_on_loopback
 
 DOC_PAGES = ("/docs", "/redoc")
 
@@ -87,22 +84,8 @@ def chromium_or_skip() -> str:
 
 @pytest.fixture
 def live_server(services: Services) -> Iterator[str]:
-    port = free_port()
-    config = uvicorn.Config(
-        create_app(services=services), host="127.0.0.1", port=port, log_level="warning"
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert server.started, "the API did not start"
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+    with serve_on_loopback(create_app(services=services)) as base:
+        yield base
 
 
 def rendered_dom(chromium: str, url: str, profile: Path) -> str:

@@ -6,8 +6,6 @@ Bounded (a fixed number of examples per operation, derandomized) so it runs in C
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,7 +13,6 @@ from typing import Any
 import httpx
 import pytest
 import schemathesis
-import uvicorn
 from hypothesis import HealthCheck, given, settings
 from opentelemetry.sdk.trace import TracerProvider
 from schemathesis.core.result import Ok
@@ -25,7 +22,7 @@ from {{ cookiecutter.package_name }}.api import create_app
 from {{ cookiecutter.package_name }}.container import build_services
 from {{ cookiecutter.package_name }}.embeddings import DenseEncoder, SparseEncoder
 
-from .conftest import SAMPLE_CORPUS, api_key, auth, free_port, make_settings
+from .conftest import SAMPLE_CORPUS, api_key, auth, make_settings, serve_on_loopback
 
 EXAMPLES_PER_OPERATION = 30
 
@@ -44,22 +41,8 @@ def server(
     )
     services.ingestor.ingest(SAMPLE_CORPUS)
     key = api_key(settings, scopes=("query", "ingest", "admin"))
-    port = free_port()
-    config = uvicorn.Config(
-        create_app(services=services), host="127.0.0.1", port=port, log_config=None
-    )
-    uvicorn_server = uvicorn.Server(config)
-    thread = threading.Thread(target=uvicorn_server.run, daemon=True)
-    thread.start()
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while not uvicorn_server.started:
-        assert thread.is_alive(), "server exited"
-        assert time.monotonic() < deadline, "server did not start"
-        time.sleep(0.05)
-    yield base, key
-    uvicorn_server.should_exit = True
-    thread.join(timeout=10)
+    with serve_on_loopback(create_app(services=services)) as base:
+        yield base, key
     services.close()
 
 

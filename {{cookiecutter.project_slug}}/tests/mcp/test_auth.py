@@ -28,8 +28,8 @@ from {{ cookiecutter.package_name }}.container import Services, build_services
 from {{ cookiecutter.package_name }}.embeddings import DenseEncoder, SparseEncoder
 from {{ cookiecutter.package_name }}.settings import Settings
 
-from ..conftest import api_key, make_settings
-from .support import mcp_session, running, structured, text
+from ..conftest import api_key, make_settings, serve_on_loopback
+from .support import mcp_session, structured, text
 
 ISSUER = "https://login.example.test/"
 AUDIENCE = "https://rag.example.test/mcp"
@@ -118,7 +118,7 @@ def _serve(
     )
     services.ingestor.for_tenant("acme").ingest(corpus, "handbook")
     key = api_key(settings, "acme", ("query",))
-    with running(create_app(services=services)) as base:
+    with serve_on_loopback(create_app(services=services)) as base:
         yield Served(base, settings, services, key)
     services.close()
 
@@ -192,7 +192,9 @@ def test_no_key_is_401_pointing_at_the_protected_resource_metadata(served: Serve
 
 
 def test_a_wrong_key_is_401_invalid_token(served: Served) -> None:
-    for token in ("rag_000000000000_" + "x" * 43, "not-a-key", served.key[:-1] + "A"):
+    # The last one differs from the real key in its last character (whatever that was).
+    altered = served.key[:-1] + ("B" if served.key.endswith("A") else "A")
+    for token in ("rag_000000000000_" + "x" * 43, "not-a-key", altered):
         response = post(served, token)
         assert response.status_code == 401, token
         challenge = response.headers["WWW-Authenticate"]
@@ -222,7 +224,7 @@ def test_the_public_url_is_the_resource_when_set(
     services = build_services(
         settings, tracer_provider=TracerProvider(), dense=dense, sparse=sparse
     )
-    with running(create_app(services=services)) as base:
+    with serve_on_loopback(create_app(services=services)) as base:
         response = httpx.post(f"{base}/mcp", json=INITIALIZE, headers=JSON_RPC_HEADERS)
         metadata = httpx.get(f"{base}/.well-known/oauth-protected-resource").json()
         allowed = httpx.post(

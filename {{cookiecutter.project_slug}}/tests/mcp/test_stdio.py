@@ -24,8 +24,8 @@ from {{ cookiecutter.package_name }}.container import build_services
 from {{ cookiecutter.package_name }}.embeddings import DenseEncoder, SparseEncoder
 from {{ cookiecutter.package_name }}.settings import PACKAGE_NAME, Settings
 
-from ..conftest import api_key, auth, free_port, make_settings
-from .support import running, structured
+from ..conftest import api_key, auth, free_port, make_settings, serve_on_loopback
+from .support import structured
 
 QUESTION = "How long must a password be?"
 QUERY: dict[str, Any] = {"query": QUESTION, "top_k": 2}
@@ -121,7 +121,7 @@ def test_while_the_api_holds_the_store_stdio_relays_to_it(
     key = api_key(indexed, "default", ("query",))
     services = build_services(indexed, tracer_provider=TracerProvider(), dense=dense, sparse=sparse)
     try:
-        with running(create_app(services=services)) as base:
+        with serve_on_loopback(create_app(services=services)) as base:
             port = base.rsplit(":", 1)[1]
             tools, result = _search(_stdio(indexed, RAG_MCP_KEY=key, RAG_PORT=port))
             rest = httpx.post(f"{base}/v1/retrieve", json=QUERY, headers=auth(key)).json()

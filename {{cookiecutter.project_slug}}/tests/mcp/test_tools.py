@@ -27,8 +27,8 @@ from {{ cookiecutter.package_name }}.container import Services, build_services
 from {{ cookiecutter.package_name }}.embeddings import DenseEncoder, SparseEncoder
 from {{ cookiecutter.package_name }}.mcp import build_server
 
-from ..conftest import TRACE_ID, api_key, auth, make_settings
-from .support import Statuses, mcp_session, running, structured, text
+from ..conftest import TRACE_ID, api_key, auth, make_settings, serve_on_loopback
+from .support import Statuses, mcp_session, structured, text
 
 READ_TOOLS = {"search", "ask", "list_documents", "get_document", "get_chunk"}
 WRITE_TOOLS = {"upload_document", "ingestion_status", "delete_document"}
@@ -92,7 +92,7 @@ def api(
         "writer": api_key(settings, "writer", ("query", "ingest")),
     }
     app = create_app(services=services)
-    with running(app) as base:
+    with serve_on_loopback(app) as base:
         yield Api(base, services, spans, keys, app)
     services.close()
 

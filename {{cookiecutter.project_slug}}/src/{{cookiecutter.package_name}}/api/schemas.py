@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from ..domain import Answer, Hit, IndexedDocument
 from ..ingest.jobs import IngestionJob
@@ -12,6 +12,19 @@ from ..ingest.pipeline import FileOutcome
 
 # Strict: a request is what the schema says or it is refused. `"top_k": "5"` is not an
 # integer and `"source": "a.md"` is not an array (lax parsing would accept both).
+
+
+def _integral_number(value: Any) -> Any:
+    # JSON Schema counts 5.0 as an integer, so a client (or schemathesis) may send it; strict
+    # mode alone would refuse it. Strings, booleans and 5.5 still fail the strict check.
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+# A count of at least one, as JSON Schema means it (the bound comes before the validator, or
+# the schema says `ge`, which no client understands, instead of `minimum`).
+PositiveJsonInt = Annotated[int, Field(ge=1), BeforeValidator(_integral_number)]
 
 
 class Filters(BaseModel):
@@ -25,7 +38,9 @@ class Filters(BaseModel):
 class SearchOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, strict=True)
 
-    top_k: int | None = Field(None, ge=1, description="Hits to use; defaults to RAG_DEFAULT_TOP_K.")
+    top_k: PositiveJsonInt | None = Field(
+        None, description="Hits to use; defaults to RAG_DEFAULT_TOP_K."
+    )
     filters: Filters | None = None
 
 

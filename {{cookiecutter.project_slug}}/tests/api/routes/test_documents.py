@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,12 +14,6 @@ from {{ cookiecutter.package_name }}.container import Services
 
 from ...conftest import assert_error, keyed_client
 from ...messy_files import pdf_bytes
-
-
-@pytest.fixture
-def client(services: Services) -> Iterator[TestClient]:
-    with keyed_client(create_app(services=services), services.settings) as test_client:
-        yield test_client
 
 
 def wait_for(client: TestClient, job: dict[str, Any], timeout_s: float = 60) -> dict[str, Any]:

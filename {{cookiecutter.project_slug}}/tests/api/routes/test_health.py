@@ -2,23 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 
-from {{ cookiecutter.package_name }}.api import create_app
 from {{ cookiecutter.package_name }}.container import Services
 
-from ...conftest import keyed_client, qdrant_client
+from ...conftest import qdrant_client
 
 
 @pytest.fixture
-def client(services: Services, corpus: Path) -> Iterator[TestClient]:
+def client(services: Services, corpus: Path, client: TestClient) -> TestClient:
+    """The API client (tests/api/conftest.py) over a store holding the sample corpus."""
     services.ingestor.ingest(corpus)
-    with keyed_client(create_app(services=services), services.settings) as test_client:
-        yield test_client
+    return client
 
 
 def test_health_and_readiness(client: TestClient) -> None:

@@ -3,14 +3,12 @@ store and real models; the LLM answerer against a fake OpenAI-compatible server 
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 from fastapi.testclient import TestClient
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
@@ -23,9 +21,9 @@ from ...conftest import (
     api_key,
     assert_error,
     auth,
-    free_port,
     keyed_client,
     make_settings,
+    serve_on_loopback,
     sse_events,
 )
 from ...fake_openai import FakeOpenAI, Reply
@@ -35,10 +33,10 @@ QUESTION = "How long must a password be?"
 
 
 @pytest.fixture
-def client(services: Services, corpus: Path) -> Iterator[TestClient]:
+def client(services: Services, corpus: Path, client: TestClient) -> TestClient:
+    """The API client (tests/api/conftest.py) over a store holding the sample corpus."""
     services.ingestor.ingest(corpus)
-    with keyed_client(create_app(services=services), services.settings) as test_client:
-        yield test_client
+    return client
 
 
 def test_retrieve_returns_hits_with_metadata_and_trace_id(client: TestClient) -> None:
@@ -281,21 +279,10 @@ class TestWithTheLLMAnswerer:
         model's stream, which the fake server sees as a write to a closed connection."""
         fake.replies = [Reply(content=" ".join(["word"] * 300) + " [1].")]
         fake.stream_chunk_delay_s = 0.01
-        port = free_port()
-        config = uvicorn.Config(
-            create_app(services=llm_services), host="127.0.0.1", port=port, log_level="warning"
-        )
-        server = uvicorn.Server(config)
-        thread = threading.Thread(target=server.run, daemon=True)
-        thread.start()
-        try:
-            deadline = time.monotonic() + 10
-            while not server.started and time.monotonic() < deadline:
-                time.sleep(0.02)
-            url = f"http://127.0.0.1:{port}/v1/query"
+        with serve_on_loopback(create_app(services=llm_services)) as base:
             with httpx.stream(
                 "POST",
-                url,
+                f"{base}/v1/query",
                 json={"question": QUESTION, "stream": True},
                 headers=auth(api_key(llm_services.settings)),
                 timeout=10,
@@ -307,9 +294,6 @@ class TestWithTheLLMAnswerer:
                 time.sleep(0.02)
             assert fake.streams_aborted == 1
             assert fake.stream_chunks_sent < 150  # of 300 words: generation stopped early
-        finally:
-            server.should_exit = True
-            thread.join(timeout=10)
 
     def test_openapi_documents_the_event_stream(self, client: TestClient) -> None:
         query = client.get("/openapi.json").json()["paths"]["/v1/query"]["post"]
