@@ -50,6 +50,9 @@ class TerminalProgress:
     def start(self, total: int) -> None:
         self._bar = tqdm(total=total, unit="file", file=sys.stderr, disable=not sys.stderr.isatty())
 
+    def begin(self, source: str) -> None:
+        pass  # the bar moves on outcomes
+
     def advance(self, outcome: FileOutcome) -> None:
         if self._bar is not None:
             self._bar.set_postfix_str(outcome.status, refresh=False)

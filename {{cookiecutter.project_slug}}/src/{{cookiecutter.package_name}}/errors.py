@@ -28,6 +28,12 @@ class StoreUnavailableError(ServiceError):
     status_code = 503
 
 
+class StorageUnavailableError(ServiceError):
+    """The data folder cannot be written (disk full, read-only): nothing was changed."""
+
+    status_code = 503
+
+
 class EmbeddingError(ServiceError):
     status_code = 502
 

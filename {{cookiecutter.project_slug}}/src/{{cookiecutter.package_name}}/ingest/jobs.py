@@ -4,6 +4,12 @@ while queries keep being answered; a job reports its progress and per-file outco
 Jobs live in memory (a restart forgets them); the files they ingest do not: they are in the
 upload inbox before a job is created, and a start-up job ingests whatever the inbox holds.
 Each tenant has its own inbox folder, jobs and documents; a job id of another tenant is 404.
+
+What is accepted is never lost and never half applied: an upload's files join the inbox
+together, after they are all written and audited; a delete is audited, then its file is set
+aside, then its chunks go (the file comes back if that fails). A file that cannot be read is
+quarantined with its reason; one that stopped the process `MAX_ATTEMPTS` times is too, so
+restarts make progress.
 """
 
 from __future__ import annotations
@@ -11,7 +17,7 @@ from __future__ import annotations
 import logging
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -22,11 +28,14 @@ from ..domain import IndexedDocument, by_source
 from ..errors import ConflictError, NotFoundError, ServiceError
 from .pipeline import Ingestor
 from .report import FileOutcome
-from .uploads import UploadInbox
+from .uploads import UploadInbox, storage_errors
 
 JobStatus = Literal["queued", "running", "succeeded", "failed"]
 # Finished jobs kept for GET /v1/ingestions/{id}; older ones are forgotten first.
 _KEEP_FINISHED = 200
+# Starts of a file's ingestion that never ended (the process died in it) before it is
+# quarantined: one crash may be the machine's, three are the file's.
+MAX_ATTEMPTS = 3
 
 log = logging.getLogger(__name__)
 
@@ -49,13 +58,34 @@ class IngestionJob:
     created_at: str = field(default_factory=_now)
     finished_at: str = ""
 
-    # The ProgressListener protocol: the ingestor reports into the job as it goes.
-    def start(self, total: int) -> None:
-        self.total = total
-
-    def advance(self, outcome: FileOutcome) -> None:
+    def record(self, outcome: FileOutcome) -> None:
         self.outcomes.append(outcome)
         self.done += 1
+
+
+@dataclass
+class _InboxProgress:
+    """The ingestor's ProgressListener for a job: fills the job in, counts each file's
+    attempts on disk and quarantines what could not be read."""
+
+    job: IngestionJob
+    inbox: UploadInbox
+    current: str | None = None
+
+    def start(self, total: int) -> None:
+        self.job.total += total
+
+    def begin(self, source: str) -> None:
+        self.current = source
+        self.inbox.count_attempt(source)
+
+    def advance(self, outcome: FileOutcome) -> None:
+        self.current = None
+        self.job.record(outcome)
+        if outcome.status == "skipped":
+            self.inbox.quarantine(outcome.source, outcome.reason)
+        else:
+            self.inbox.forget_attempts(outcome.source)
 
 
 class IngestionJobs:
@@ -74,9 +104,35 @@ class IngestionJobs:
     def inbox(self, tenant: str) -> UploadInbox:
         return UploadInbox(self._inbox.folder / tenant, self._inbox.max_bytes)
 
-    def submit(self, paths: list[Path], *, tenant: str) -> IngestionJob:
+    def accept_upload(
+        self,
+        files: Sequence[tuple[str, Iterable[bytes]]],
+        *,
+        tenant: str,
+        audit: Callable[[str, list[Path]], None],
+    ) -> IngestionJob:
+        """Store one upload's files (safe names, already checked), audit them with the job id,
+        and queue the job: the whole upload or nothing of it. `audit(job_id, files)`."""
+        job_id = uuid.uuid4().hex
+        inbox = self.inbox(tenant)
+        staged = inbox.staging(job_id)
+        try:
+            with storage_errors("store the upload", inbox.folder):
+                written = [staged.save(name, blocks) for name, blocks in files]
+                audit(job_id, written)
+        except BaseException:
+            inbox.discard(staged)
+            raise
+        with storage_errors("store the upload", inbox.folder):
+            paths = inbox.accept(staged)  # audited: from here on it survives a crash
+        return self.submit(paths, tenant=tenant, job_id=job_id)
+
+    def submit(self, paths: list[Path], *, tenant: str, job_id: str | None = None) -> IngestionJob:
         job = IngestionJob(
-            id=uuid.uuid4().hex, tenant=tenant, corpus=self.corpus, files=[p.name for p in paths]
+            id=job_id or uuid.uuid4().hex,
+            tenant=tenant,
+            corpus=self.corpus,
+            files=[p.name for p in paths],
         )
         with self._jobs_lock:
             self._jobs[job.id] = job
@@ -91,14 +147,43 @@ class IngestionJobs:
         jobs = []
         for tenant in tenants:
             inbox = self.inbox(tenant)
-            if not inbox.files():
-                continue
+            inbox.recover()
+            self._finish_deletes(tenant, inbox)
             job = IngestionJob(id=uuid.uuid4().hex, tenant=tenant, corpus=self.corpus, files=["*"])
+            for path in inbox.files():
+                if inbox.attempts(path.name) >= MAX_ATTEMPTS:
+                    reason = (
+                        f"ingesting it stopped the service {MAX_ATTEMPTS} times (a crash or a kill "
+                        "while reading it); check the file, then upload it again"
+                    )
+                    inbox.quarantine(path.name, reason)
+                    job.total += 1
+                    job.record(FileOutcome(path.name, "skipped", reason=reason))
+                    log.warning("quarantined %s: %s", path.name, reason)
+            if not inbox.files() and not job.outcomes:
+                continue
             with self._jobs_lock:
                 self._jobs[job.id] = job
             self._executor.submit(self._run, job, inbox.files)
             jobs.append(job)
         return jobs
+
+    def _finish_deletes(self, tenant: str, inbox: UploadInbox) -> None:
+        """A delete interrupted by a crash: its file comes back if its document is still
+        stored (the delete did not happen), and goes if the document is gone."""
+        aside = inbox.set_aside_files()
+        if not aside:
+            return
+        stored = {
+            d.source
+            for d in self._ingestor.for_tenant(tenant).documents()
+            if d.corpus == self.corpus
+        }
+        for path in aside:
+            if path.name in stored:
+                inbox.put_back(path)
+            else:
+                path.unlink()
 
     def get(self, job_id: str, *, tenant: str) -> IngestionJob:
         with self._jobs_lock:
@@ -111,10 +196,13 @@ class IngestionJobs:
         return job
 
     def delete_document(
-        self, document_id: str, *, tenant: str
+        self, document_id: str, *, tenant: str, audit: Callable[[IndexedDocument], None]
     ) -> tuple[IndexedDocument, FileOutcome]:
         """Delete a document by its id (and its uploaded file); refuses while a job is
-        writing. The lookup happens under the writer lock, so it is what gets deleted."""
+        writing. The lookup happens under the writer lock, so it is what gets deleted.
+        `audit(document)` records the attempt first: a delete that cannot be audited is not
+        done. Then the file is set aside, then the chunks are deleted; if that fails, the
+        file is put back, so a failure leaves the document as it was."""
         if not self.writer.acquire(timeout=5):
             raise ConflictError(
                 "An ingestion job is writing to the store; retry the delete when it has "
@@ -131,16 +219,24 @@ class IngestionJobs:
                 raise missing
             uploaded = found.corpus == self.corpus
             inbox = self.inbox(tenant)
-            outcome = ingestor.delete(
-                found.corpus,
-                found.source,
-                root=inbox.folder if uploaded else None,
-                indexed=by_source(d for d in documents if d.corpus == found.corpus),
-            )
-            if outcome is None:  # cannot happen: found in the same read, under the lock
-                raise missing
-            if uploaded:
-                inbox.remove(found.source)
+            with storage_errors("delete the document", inbox.folder):
+                audit(found)
+                aside = inbox.set_aside(found.source) if uploaded else None
+            try:
+                outcome = ingestor.delete(
+                    found.corpus,
+                    found.source,
+                    root=inbox.folder if uploaded else None,
+                    indexed=by_source(d for d in documents if d.corpus == found.corpus),
+                )
+                if outcome is None:  # cannot happen: found in the same read, under the lock
+                    raise missing
+            except BaseException:
+                if aside is not None:
+                    inbox.put_back(aside)
+                raise
+            if aside is not None:
+                aside.unlink(missing_ok=True)  # if this fails, the next start removes it
             return found, outcome
         finally:
             self.writer.release()
@@ -150,12 +246,14 @@ class IngestionJobs:
 
     def _run(self, job: IngestionJob, paths: Callable[[], list[Path]]) -> None:
         job.status = "running"
+        inbox = self.inbox(job.tenant)
+        progress = _InboxProgress(job, inbox)
         try:
             with self.writer:
                 files = [p for p in paths() if p.exists()]
                 job.files = [p.name for p in files]
                 self._ingestor.for_tenant(job.tenant).add_files(
-                    self.inbox(job.tenant).folder, files, job.corpus, progress=job
+                    inbox.folder, files, job.corpus, progress=progress
                 )
             job.status = "succeeded"
         except ServiceError as exc:
@@ -164,6 +262,10 @@ class IngestionJobs:
             log.exception("ingestion job %s failed", job.id)
             job.status, job.error = "failed", f"{type(exc).__name__}: {exc}"
         finally:
+            if job.status == "failed" and progress.current is not None:
+                # The process lived on, so the file it was on did not kill it: not an attempt.
+                # It stays in the inbox for the next start.
+                inbox.forget_attempts(progress.current)
             job.finished_at = _now()
 
     def _forget_old(self) -> None:

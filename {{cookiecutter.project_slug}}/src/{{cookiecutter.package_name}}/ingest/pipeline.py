@@ -24,13 +24,23 @@ from opentelemetry.trace import Span, Tracer
 
 from ..domain import Chunk, Document, IndexedDocument, Point, by_source
 from ..embeddings import DenseEncoder, SparseEncoder
-from ..errors import BadRequestError
+from ..errors import BadRequestError, ServiceError
 from ..settings import TENANT_PATTERN
 from ..store import VectorStore
 from ..telemetry import RagMetrics
 from .chunk import Chunker, chunk_document
 from .load import RecordFields, SkippedFileError, discover, load_document
-from .plan import Alias, Delete, ForgetAlias, Promote, Removal, Skip, SyncPlanner, Unchanged
+from .plan import (
+    Alias,
+    Delete,
+    ForgetAlias,
+    Promote,
+    Removal,
+    Skip,
+    SyncPlanner,
+    ToChunk,
+    Unchanged,
+)
 from .report import FileOutcome, IngestReport, ProgressListener
 
 # FileOutcome is re-exported for callers that still import it from here (api/schemas.py);
@@ -199,6 +209,8 @@ class Ingestor:
             if progress is not None:
                 progress.start(len(files) + len(gone))
             for path in files:
+                if progress is not None:
+                    progress.begin(path.relative_to(root).as_posix())
                 outcome = self._ingest_file(path, root, corpus, plan, dry_run=dry_run)
                 self._record(report, outcome, progress)
             for source in gone:
@@ -225,15 +237,32 @@ class Ingestor:
         source = path.relative_to(root).as_posix()
         with self._tracer.start_as_current_span("ingest.file") as span:
             span.set_attribute("ingest.source", source)
+            chunks: list[Chunk] = []
             try:
                 with self._tracer.start_as_current_span("parse"):
                     document = self.load(path, root)
+                # plan.file changes the plan only for an Alias, which needs no chunking; so a
+                # failure in the chunker leaves the plan as it was.
+                decided = plan.file(source, self.chunker.version(document))
+                if isinstance(decided, ToChunk):
+                    with self._tracer.start_as_current_span("chunk") as chunk_span:
+                        chunks = self.chunk(document, corpus)
+                        chunk_span.set_attribute("ingest.chunks", len(chunks))
             except SkippedFileError as exc:
-                skip = plan.unreadable(source, str(exc))
-                span.set_attribute("ingest.outcome", skip.status)
-                span.set_attribute("ingest.reason", skip.reason)
-                return FileOutcome(source, skip.status, reason=skip.reason)
-            decided = plan.file(source, self.chunker.version(document))
+                return self._skipped(span, plan.unreadable(source, str(exc)))
+            except ServiceError:
+                raise  # the embedder or the store, not this file: the run stops, the file stays
+            except Exception as exc:
+                # Reading a file interprets its content (parsers, regexes, recursion): whatever
+                # goes wrong there is this file's outcome, never the run's. Nothing is written
+                # before this point, so the previous version (if any) is untouched.
+                log.warning("could not read %s", source, exc_info=True)
+                detail = str(exc)[:200] or "no detail"
+                reason = (
+                    f"could not be read ({type(exc).__name__}: {detail}); the file may be "
+                    "malformed or too complex: fix or re-save it, then ingest it again"
+                )
+                return self._skipped(span, plan.unreadable(source, reason))
             if isinstance(decided, Unchanged):
                 span.set_attribute("ingest.outcome", decided.status)
                 return FileOutcome(
@@ -244,13 +273,9 @@ class Ingestor:
                 return FileOutcome(
                     source, decided.status, reason=decided.reason, warnings=document.warnings
                 )
-            with self._tracer.start_as_current_span("chunk") as chunk_span:
-                chunks = self.chunk(document, corpus)
-                chunk_span.set_attribute("ingest.chunks", len(chunks))
             write = plan.chunked(decided, len(chunks))
             if isinstance(write, Skip):
-                span.set_attribute("ingest.outcome", write.status)
-                return FileOutcome(source, write.status, reason=write.reason)
+                return self._skipped(span, write)
             encoding = document.metadata.get("encoding", "utf-8")
             notes = [] if encoding == "utf-8" else [f"read as {encoding}"]
             notes += [write.reason] if write.reason else []
@@ -271,6 +296,12 @@ class Ingestor:
                     tenant=self.tenant, corpus=corpus, source=source, keep_doc_hash=write.version
                 )
             return outcome
+
+    @staticmethod
+    def _skipped(span: Span, skip: Skip) -> FileOutcome:
+        span.set_attribute("ingest.outcome", skip.status)
+        span.set_attribute("ingest.reason", skip.reason)
+        return FileOutcome(skip.source, skip.status, reason=skip.reason)
 
     def _alias(self, corpus: str, alias: Alias, span: Span, *, dry_run: bool) -> None:
         """Record a new name for stored content: the holder's points get it as an alias."""

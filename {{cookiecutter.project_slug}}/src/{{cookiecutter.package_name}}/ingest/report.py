@@ -25,9 +25,12 @@ class FileOutcome:
 
 
 class ProgressListener(Protocol):
-    """Told how many files a run has, then each file's outcome as it happens."""
+    """Told how many files a run has, then of each file when its work begins and its
+    outcome when it ends."""
 
     def start(self, total: int) -> None: ...
+
+    def begin(self, source: str) -> None: ...
 
     def advance(self, outcome: FileOutcome) -> None: ...
 

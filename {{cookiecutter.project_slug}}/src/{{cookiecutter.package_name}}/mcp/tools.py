@@ -518,10 +518,13 @@ def _writing_tools(server: MCPServer, runner: ToolRunner) -> None:
                     ) from None
             else:
                 data = content.encode("utf-8")
-            saved = services.jobs.inbox(who.tenant).save(name, [data])
-            job = services.jobs.submit([saved], tenant=who.tenant)
-            services.audit.upload(
-                who.key_id, who.tenant, current_trace_id(), job.id, [saved], tool="upload_document"
+            trace = current_trace_id()
+            job = services.jobs.accept_upload(
+                [(name, [data])],
+                tenant=who.tenant,
+                audit=lambda job_id, saved: services.audit.upload(
+                    who.key_id, who.tenant, trace, job_id, saved, tool="upload_document"
+                ),
             )
             return IngestionJobOut.of(job)
 
@@ -553,14 +556,18 @@ def _writing_tools(server: MCPServer, runner: ToolRunner) -> None:
         ctx: Context,
     ) -> DocumentDeleted:
         def work(who: Caller) -> DocumentDeleted:
-            found, outcome = services.jobs.delete_document(str(document_id), tenant=who.tenant)
-            services.audit.delete(
-                who.key_id,
-                who.tenant,
-                current_trace_id(),
+            trace = current_trace_id()
+            found, outcome = services.jobs.delete_document(
                 str(document_id),
-                found.source,
-                tool="delete_document",
+                tenant=who.tenant,
+                audit=lambda document: services.audit.delete(
+                    who.key_id,
+                    who.tenant,
+                    trace,
+                    str(document_id),
+                    document.source,
+                    tool="delete_document",
+                ),
             )
             return DocumentDeleted(
                 id=str(document_id),

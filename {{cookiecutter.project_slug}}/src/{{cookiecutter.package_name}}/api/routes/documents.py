@@ -53,12 +53,14 @@ def upload_documents(
                 f"{name} is {upload.size:,} bytes, over the {settings.max_file_bytes:,}-byte "
                 "limit per file (RAG_MAX_FILE_BYTES)."
             )
-    saved = [
-        services.jobs.inbox(caller.tenant).save(name, _blocks(upload))
-        for name, upload in zip(names, files, strict=True)
-    ]
-    job = services.jobs.submit(saved, tenant=caller.tenant)
-    services.audit.upload(caller.key_id, caller.tenant, current_trace_id(), job.id, saved)
+    trace = current_trace_id()
+    job = services.jobs.accept_upload(
+        [(name, _blocks(upload)) for name, upload in zip(names, files, strict=True)],
+        tenant=caller.tenant,
+        audit=lambda job_id, saved: services.audit.upload(
+            caller.key_id, caller.tenant, trace, job_id, saved
+        ),
+    )
     response.headers["Location"] = f"/v1/ingestions/{job.id}"
     return IngestionJobOut.of(job)
 
@@ -85,9 +87,14 @@ def delete_document(
     document_id: str, services: ServicesDep, caller: IngestCaller
 ) -> DocumentDeleted:
     """Delete a document's chunks (and, for an upload, its file)."""
-    found, outcome = services.jobs.delete_document(document_id, tenant=caller.tenant)
     trace = current_trace_id()
-    services.audit.delete(caller.key_id, caller.tenant, trace, document_id, found.source)
+    found, outcome = services.jobs.delete_document(
+        document_id,
+        tenant=caller.tenant,
+        audit=lambda document: services.audit.delete(
+            caller.key_id, caller.tenant, trace, document_id, document.source
+        ),
+    )
     return DocumentDeleted(
         id=document_id,
         corpus=found.corpus,
