@@ -14,7 +14,15 @@ Prints throughput and p50/p95/p99 latency per kind, and the ratio to the baselin
 any error or any lost upload. Rate limiting is off here (RAG_RATE_LIMIT_PER_MINUTE=0): this
 measures the service, not the limiter.
 
+With --hostile, a second phase follows on the same server: tenant `second` asks questions
+alone (idle), then again while tenant `default` uploads the worst files we know (JSON nested
+past the recursion limit, zip and deflate bombs, a zip directory that lies, a 7.5 MB line, a
+PDF of thousands of pages, a name over 255 bytes) and each tenant uploads one good file. It
+prints the victim's query p50/p95 beside idle, the errors (a 5xx or a dropped connection; a
+refusal with a 4xx is the right answer to a bad name) and the good uploads lost.
+
     uv run python benchmarks/bench_api_load.py [--requests 300] [--clients 8] [--time-limit 120]
+                                               [--hostile]
 """
 
 from __future__ import annotations
@@ -37,7 +45,14 @@ from {{ cookiecutter.package_name }}.evals.metrics import percentile
 from {{ cookiecutter.package_name }}.keys import KeyStore
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from sample_server import free_port, start_server
+from tests.messy_files import (
+    flate_bomb_pdf_bytes,
+    lying_zip_docx_bytes,
+    pdf_bytes,
+    zip_bomb_docx_bytes,
+)
 
 QUESTIONS = (
     "How many days of paid leave do employees get?",
@@ -172,6 +187,102 @@ async def prove_nothing_lost(client: httpx.AsyncClient, results: Results) -> lis
     return lost
 
 
+def hostile_files() -> list[tuple[str, bytes]]:
+    """The worst uploads we know of; each a separate upload, as an attacker sends them."""
+    return [
+        ("deep.jsonl", b"[" * 5_000 + b"]" * 5_000 + b"\n"),
+        ("lying.docx", lying_zip_docx_bytes("A claim form.", 1_500_000_000)),
+        ("bomb.docx", zip_bomb_docx_bytes(1_000_000_000)),
+        ("bomb.pdf", flate_bomb_pdf_bytes(1_000_000_000)),
+        ("one-line.txt", b"claim" * 1_500_000),  # 7.5 MB, no space, no newline
+        ("pages.pdf", pdf_bytes([f"Page {n} of the appendix." for n in range(5_000)])),
+        ("\u00e9" * 130 + ".md", b"A name of 263 bytes."),  # refused with 400
+    ]
+
+
+@dataclass
+class Hostile:
+    idle: list[float] = field(default_factory=list)
+    attacked: list[float] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    refused: int = 0
+    good: list[tuple[str, str, str, str]] = field(default_factory=list)  # as Results.uploads
+
+
+async def hostile_mix(
+    client: httpx.AsyncClient, attacker: str, victim: str, queries: int
+) -> Hostile:
+    out = Hostile()
+    rng = random.Random(11)
+
+    async def ask(latencies: list[float]) -> None:
+        for _ in range(queries):
+            started = time.perf_counter()
+            try:
+                response = await client.post(
+                    "/v1/query",
+                    json={"question": rng.choice(QUESTIONS)},
+                    headers={"Authorization": f"Bearer {victim}"},
+                )
+            except httpx.HTTPError as exc:
+                out.errors.append(f"victim query: {type(exc).__name__}: {exc}")
+                continue
+            latencies.append(time.perf_counter() - started)
+            if not response.is_success:
+                out.errors.append(f"victim query -> {response.status_code}")
+
+    async def upload(key: str, name: str, content: bytes, good: bool) -> None:
+        try:
+            response = await client.post(
+                "/v1/documents",
+                files=[("files", (name, content))],
+                headers={"Authorization": f"Bearer {key}"},
+            )
+        except httpx.HTTPError as exc:
+            out.errors.append(f"upload {name[:40]}: {type(exc).__name__}: {exc}")
+            return
+        if response.status_code >= 500:
+            out.errors.append(f"upload {name[:40]} -> {response.status_code}")
+        elif not response.is_success:
+            out.refused += 1
+        elif good:
+            code = name.removeprefix("locker-").removesuffix(".md")
+            out.good.append((key, name, code, response.json()["id"]))
+
+    async def attack() -> None:
+        for name, content in hostile_files():
+            await upload(attacker, name, content, good=False)
+        await upload(attacker, "locker-attacker01.md", document("attacker01"), good=True)
+
+    await ask(out.idle)
+    attacking = asyncio.create_task(attack())
+    await asyncio.sleep(1)  # the first hostile files are in the job queue
+    await upload(victim, "locker-victim01.md", document("victim01"), good=True)
+    await ask(out.attacked)
+    await attacking
+    return out
+
+
+def print_hostile(hostile: Hostile, lost: list[str]) -> None:
+    idle = sorted(x * 1000 for x in hostile.idle)
+    attacked = sorted(x * 1000 for x in hostile.attacked)
+    p95_ratio = percentile(attacked, 95) / percentile(idle, 95)
+    print("Hostile mix: tenant `default` uploads the worst files while `second` asks")
+    print(
+        f"  victim idle      p50 {percentile(idle, 50):7.1f} ms  p95 {percentile(idle, 95):7.1f} ms"
+    )
+    print(
+        f"  victim attacked  p50 {percentile(attacked, 50):7.1f} ms  "
+        f"p95 {percentile(attacked, 95):7.1f} ms   p95 {p95_ratio:.2f}x idle (aim: at most 3x)"
+    )
+    print(f"  hostile uploads refused with a 4xx: {hostile.refused}; errors: {len(hostile.errors)}")
+    for error in hostile.errors[:10]:
+        print(f"    {error}")
+    print(f"  good uploads lost: {len(lost)} of {len(hostile.good)}")
+    for problem in lost:
+        print(f"    {problem}")
+
+
 def line(kind: str, latencies: list[float], seconds: float) -> str:
     ms = sorted(x * 1000 for x in latencies)
     return (
@@ -202,7 +313,11 @@ async def main_async(args: argparse.Namespace) -> int:
                 client, keys, args.requests, args.clients, args.time_limit, args.uploads, results
             )
             lost = await prove_nothing_lost(client, results)
-        audit = (data_dir / "audit.jsonl").read_text("utf-8").splitlines()
+            audit = (data_dir / "audit.jsonl").read_text("utf-8").splitlines()
+            hostile, hostile_lost = None, []
+            if args.hostile:
+                hostile = await hostile_mix(client, keys[0], keys[2], queries=40)
+                hostile_lost = await prove_nothing_lost(client, Results(uploads=hostile.good))
     finally:
         server.terminate()
         server.wait(timeout=30)
@@ -232,7 +347,11 @@ async def main_async(args: argparse.Namespace) -> int:
         print(f"    {problem}")
     audit_ok = load_events == accepted
     print(f"  audit log: {load_events} query/upload lines for {accepted} accepted requests")
-    return 0 if not results.errors and not lost and audit_ok else 1
+    hostile_ok = True
+    if hostile is not None:
+        print_hostile(hostile, hostile_lost)
+        hostile_ok = not hostile.errors and not hostile_lost
+    return 0 if not results.errors and not lost and audit_ok and hostile_ok else 1
 
 
 def main() -> int:
@@ -241,6 +360,9 @@ def main() -> int:
     parser.add_argument("--clients", type=int, default=8, help="concurrent clients")
     parser.add_argument("--time-limit", type=float, default=120.0, help="seconds, at most")
     parser.add_argument("--uploads", type=float, default=0.2, help="share of uploads (0..1)")
+    parser.add_argument(
+        "--hostile", action="store_true", help="then the hostile mix (see the docstring)"
+    )
     return asyncio.run(main_async(parser.parse_args()))
 
 
