@@ -7,8 +7,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from {{ cookiecutter.package_name }}.container import Services
 from {{ cookiecutter.package_name }}.domain import Query
 
@@ -186,12 +184,6 @@ def test_a_duplicate_that_changes_gets_its_own_chunks(services: Services, corpus
     assert not services.ingestor.ingest(corpus).changed
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known bug, kept as it was by issue 13 (behaviour unchanged): when the file holding "
-    "a duplicated content changes, its old chunks are deleted and the unchanged duplicate "
-    "loses its content until the next run re-adds it; the fix is a promotion on update",
-)
 def test_a_holder_that_changes_leaves_its_unchanged_duplicate_stored(
     services: Services, corpus: Path
 ) -> None:
@@ -199,11 +191,21 @@ def test_a_holder_that_changes_leaves_its_unchanged_duplicate_stored(
     services.ingestor.ingest(corpus)
     (corpus / "coffee.txt").write_text("The tea kettle is on the fourth floor.\n")
     report = services.ingestor.ingest(corpus)
-    assert {f.source: f.status for f in report.files}["copy-of-coffee.txt"] == "unchanged"
+    outcomes = {f.source: f for f in report.files}
+    assert outcomes["copy-of-coffee.txt"].status == "unchanged"
+    assert outcomes["coffee.txt"].status == "updated"
+    assert "copy-of-coffee.txt now holds the old content" in outcomes["coffee.txt"].reason
     hit = services.retriever.retrieve(
         Query(text="When is the espresso machine descaled?", top_k=1, tenant="default")
     )[0]
     assert hit.source == "copy-of-coffee.txt"
+    new = services.retriever.retrieve(
+        Query(text="Where is the tea kettle?", top_k=1, tenant="default")
+    )[0]
+    assert new.source == "coffee.txt"
+    # A third run changes nothing: the plan's view after the hand-over is what was stored.
+    again = services.ingestor.ingest(corpus)
+    assert not again.changed, again.files
 
 
 # --- every good file is kept ------------------------------------------------------------

@@ -178,6 +178,29 @@ def test_a_gone_holder_promotes_a_remaining_duplicate_first() -> None:
     assert other.alias_of == "b.md"
 
 
+def test_a_holder_that_changes_hands_its_old_content_to_a_duplicate_that_stays() -> None:
+    plan = planner(
+        held("a.md", V1, 5, aliases=("b.md", "c.md", "d.md")), on_disk=["a.md", "b.md", "d.md"]
+    )
+    decision = written(plan, "a.md", V2)
+    assert decision == Write(
+        "a.md", "updated", V2, 4, replaces=True, promote=Promote("b.md", ("d.md",))
+    )
+    assert decision.reason == "its duplicate b.md now holds the old content"
+    heir = plan.holds("b.md")
+    assert heir is not None
+    assert (heir.alias_of, heir.aliases, heir.stored) == (None, ["d.md"], {V1: 5})
+    assert plan.file("b.md", V1) == Unchanged("b.md", 5)
+    assert plan.file("d.md", V1) == Unchanged("d.md", 5, alias_of="b.md")
+
+
+def test_a_holder_that_changes_without_a_duplicate_left_promotes_nobody() -> None:
+    plan = planner(held("a.md", V1, aliases=("b.md",)), on_disk=["a.md"])
+    decision = written(plan, "a.md", V2)
+    assert isinstance(decision, Write)
+    assert decision.promote is None
+
+
 def test_duplicates_are_removed_before_holders_so_only_remaining_names_inherit() -> None:
     plan = planner(
         held("a.md", V1, aliases=("b.md", "c.md")), held("x.md", V2), on_disk=["c.md", "x.md"]

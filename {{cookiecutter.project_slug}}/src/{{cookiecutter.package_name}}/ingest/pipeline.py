@@ -287,6 +287,8 @@ class Ingestor:
                 self._forget(corpus, write.forget, dry_run=dry_run)
             if dry_run:
                 return outcome
+            if write.promote is not None:
+                self._promote(corpus, write.promote, root)
             # Upserts are idempotent (deterministic ids), so a partly written version is
             # simply written again.
             self.write_chunks(chunks, corpus)

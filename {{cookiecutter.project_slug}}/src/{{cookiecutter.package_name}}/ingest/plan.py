@@ -96,6 +96,15 @@ class ToChunk:
 
 
 @dataclass(frozen=True)
+class Promote:
+    """A duplicate takes over the content: its own chunks, from its file, carrying the
+    remaining names as aliases, written before the holder's chunks are deleted."""
+
+    heir: str
+    aliases: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class Write:
     """Write the file's chunks (added, updated, or repaired after an interrupted ingest)."""
 
@@ -106,19 +115,15 @@ class Write:
     forget: ForgetAlias | None = None  # first: a duplicate that changed leaves its holder
     replaces: bool = False  # after the write, delete this name's chunks of other versions
     repair: bool = False  # this version was already partly or wholly stored
+    # First of all: a holder that changes hands its old content to an unchanged duplicate.
+    promote: Promote | None = None
 
     @property
     def reason(self) -> str:
-        return "repaired an interrupted ingest" if self.repair else ""
-
-
-@dataclass(frozen=True)
-class Promote:
-    """A duplicate takes over the content: its own chunks, from its file, carrying the
-    remaining names as aliases, written before the holder's chunks are deleted."""
-
-    heir: str
-    aliases: tuple[str, ...]
+        notes = ["repaired an interrupted ingest"] if self.repair else []
+        if self.promote is not None:
+            notes.append(f"its duplicate {self.promote.heir} now holds the old content")
+        return "; ".join(notes)
 
 
 @dataclass(frozen=True)
@@ -157,6 +162,7 @@ class SyncPlanner:
         self.corpus = corpus
         self._held = dict(held)
         gone = set(held) - set(on_disk) if on_disk is not None else set()
+        self._gone = gone
         # Duplicates' names first, so a holder that goes hands over to a name that stays.
         self._removals = sorted(gone, key=lambda s: (held[s].alias_of is None, s))
 
@@ -196,10 +202,15 @@ class SyncPlanner:
         previous = self._held.get(source)
         repair = previous is not None and version in previous.stored and not previous.alias_of
         forget = None
+        promote = None
         if previous is not None and previous.alias_of is not None:
             # A duplicate whose file changed: it stops being an alias, gets its own chunks.
             forget = self._forget(source)
             previous = None
+        elif previous is not None and version not in previous.stored:
+            # A holder whose file changed: its old chunks also served its duplicates, so one
+            # of them that stays takes the old content over before those chunks go.
+            promote = self._hand_over(previous)
         self._held[source] = IndexedDocument(
             tenant=self.tenant,
             corpus=self.corpus,
@@ -216,6 +227,7 @@ class SyncPlanner:
             forget=forget,
             replaces=previous is not None,
             repair=repair,
+            promote=promote,
         )
 
     def remove(self, source: str) -> Removal:
@@ -225,14 +237,19 @@ class SyncPlanner:
         if document.alias_of is not None:
             return self._forget(source)
         del self._held[source]
-        heir = next((a for a in document.aliases if a in self._held), None)
-        if heir is None:
-            return Delete(source, document.chunks)
-        others = [a for a in document.aliases if a != heir and a in self._held]
-        self._held[heir] = replace(document, source=heir, aliases=others, alias_of=None)
+        return Delete(source, document.chunks, self._hand_over(document))
+
+    def _hand_over(self, holder: IndexedDocument) -> Promote | None:
+        """The holder's content passes to its first duplicate still on disk, the others
+        become that one's duplicates; None when no duplicate stays."""
+        staying = [a for a in holder.aliases if a in self._held and a not in self._gone]
+        if not staying:
+            return None
+        heir, others = staying[0], staying[1:]
+        self._held[heir] = replace(holder, source=heir, aliases=others, alias_of=None)
         for other in others:
             self._held[other] = replace(self._held[other], alias_of=heir)
-        return Delete(source, document.chunks, Promote(heir, tuple(others)))
+        return Promote(heir, tuple(others))
 
     def _forget(self, source: str) -> ForgetAlias:
         document = self._held.pop(source)
