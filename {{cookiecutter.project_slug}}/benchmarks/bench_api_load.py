@@ -319,8 +319,14 @@ async def main_async(args: argparse.Namespace) -> int:
                 hostile = await hostile_mix(client, keys[0], keys[2], queries=40)
                 hostile_lost = await prove_nothing_lost(client, Results(uploads=hostile.good))
     finally:
+        stop_started = time.monotonic()
         server.terminate()
-        server.wait(timeout=30)
+        try:
+            server.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+        stop_seconds = time.monotonic() - stop_started
         shutil.rmtree(data_dir, ignore_errors=True)
 
     done = sum(len(v) for v in results.latencies.values())
@@ -347,10 +353,15 @@ async def main_async(args: argparse.Namespace) -> int:
         print(f"    {problem}")
     audit_ok = load_events == accepted
     print(f"  audit log: {load_events} query/upload lines for {accepted} accepted requests")
-    hostile_ok = True
+    stopped = stop_seconds < 60
+    print(
+        f"  SIGTERM to exit: {stop_seconds:.1f} s"
+        + ("" if stopped else " (did not stop within 60 s: killed)")
+    )
+    hostile_ok = stopped
     if hostile is not None:
         print_hostile(hostile, hostile_lost)
-        hostile_ok = not hostile.errors and not hostile_lost
+        hostile_ok = hostile_ok and not hostile.errors and not hostile_lost
     return 0 if not results.errors and not lost and audit_ok and hostile_ok else 1
 
 

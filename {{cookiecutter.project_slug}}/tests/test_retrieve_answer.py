@@ -71,16 +71,47 @@ def test_no_hits_means_refusal(services: Services) -> None:
     assert services.asker.answer("Anything at all?", []).refused
 
 
-def test_sentences_skip_headings_and_table_rules() -> None:
+def test_sentences_skip_headings_and_quote_table_rows_whole_with_their_header() -> None:
     text = (
-        "## Limits\n| a | b |\n|---|---|\n| Paris | 190 EUR per night |\n"
+        "## Limits\n| City | Hotel limit |\n|---|---|\n| Paris | 190 EUR per night |\n"
+        "| Lyon | 120 EUR per night |\n"
         "- Keep receipts for ten years. Submit them monthly."
     )
     assert split_sentences(text) == [
-        "| Paris | 190 EUR per night |",
+        "City: Paris; Hotel limit: 190 EUR per night",
+        "City: Lyon; Hotel limit: 120 EUR per night",
         "Keep receipts for ten years.",
         "Submit them monthly.",
     ]
+
+
+def test_table_rows_without_their_header_in_the_chunk_are_not_quoted() -> None:
+    # A chunk that starts inside a table: the cells alone would be cited out of context.
+    text = "| Adjuster | up to 5,000 EUR |\n| Senior adjuster | up to 25,000 EUR |\nEnd of list."
+    assert split_sentences(text) == ["End of list."]
+
+
+def test_a_record_is_quoted_whole_and_cited_with_its_row(
+    services: Services, tmp_path: Path
+) -> None:
+    corpus = tmp_path / "claims"
+    corpus.mkdir()
+    (corpus / "claims.csv").write_text(
+        "claim_id,peril,notes\n"
+        "C-101,storm,Roof tiles replaced after the adjuster's visit.\n"
+        "C-102,flood,River flooding excluded under the basic policy.\n",
+        encoding="utf-8",
+    )
+    services.ingestor.ingest(corpus)
+    question = "Is river flooding covered for claim C-102?"
+    answer = services.asker.answer(
+        question, services.retriever.retrieve(Query(text=question, top_k=5, tenant="default"))
+    )
+    assert not answer.refused
+    assert "claim_id: C-102; peril: flood; notes: River flooding excluded" in answer.text
+    assert "C-101" not in answer.text
+    cited = answer.citations[0]
+    assert (cited.source, cited.location) == ("claims.csv", {"row": 2})  # data rows from 1
 
 
 def test_questions_in_documents_are_not_quoted_as_answers() -> None:

@@ -118,6 +118,22 @@ class Hit:
     # A second-stage reranker's relevance score (0..1 for Cohere/Jina/TEI), when one ran.
     rerank_score: float | None = None
 
+    @property
+    def location(self) -> dict[str, int]:
+        """Where in its document the text is: PDF `page`, CSV `row`, JSONL `line` (those
+        that apply)."""
+        inner = self.metadata.get("metadata") or {}
+        return {name: int(inner[name]) for name in LOCATIONS if inner.get(name) is not None}
+
+    @property
+    def is_record(self) -> bool:
+        """A CSV row or JSONL record: one unit of meaning, quoted whole or not at all."""
+        return "row" in self.location or "line" in self.location
+
+
+# The fields that say where a chunk is inside its document.
+LOCATIONS = ("page", "row", "line")
+
 
 @dataclass(frozen=True)
 class Citation:
@@ -126,6 +142,22 @@ class Citation:
     source: str
     text: str
     score: float
+    location: dict[str, int] = field(default_factory=dict)  # page, row, line: see Hit
+    dense_score: float | None = None
+    rerank_score: float | None = None
+
+    @classmethod
+    def of(cls, number: int, hit: Hit) -> Citation:
+        return cls(
+            number,
+            hit.chunk_id,
+            hit.source,
+            hit.text,
+            hit.score,
+            hit.location,
+            hit.dense_score,
+            hit.rerank_score,
+        )
 
 
 @dataclass(frozen=True)

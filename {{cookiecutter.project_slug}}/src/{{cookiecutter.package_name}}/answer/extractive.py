@@ -40,18 +40,50 @@ class _Candidate:
 
 
 def split_sentences(text: str) -> list[str]:
-    """Sentences and list items of a chunk. Headings, table rules and questions (an FAQ's
-    question lines match the user's question best, but answer nothing) are not evidence."""
-    sentences: list[str] = []
-    for raw_line in text.splitlines():
-        line = _EMPHASIS.sub("", raw_line).strip().lstrip("-*+ ").strip()
-        if not line or line.startswith("#") or _TABLE_RULE.match(line):
+    """Sentences and list items of a chunk, and each row of a Markdown table as one unit with
+    its header names (`Role: Adjuster; Limit: 5,000`; a row whose header is not in the chunk
+    is not quoted: without it the cells mean nothing). Headings, table rules and questions (an
+    FAQ's question lines match the user's question best, but answer nothing) are not evidence."""
+    units: list[str] = []
+    table: list[str] = []
+    for raw_line in [*text.splitlines(), ""]:
+        line = _EMPHASIS.sub("", raw_line).strip()
+        if line.startswith("|"):
+            table.append(line)
             continue
-        for sentence in _SENTENCE_END.split(line):
-            sentence = sentence.strip()
-            if len(re.findall(r"\w+", sentence)) >= 3 and not sentence.endswith("?"):
-                sentences.append(sentence)
-    return sentences
+        if table:
+            units += [row for row in _table_rows(table) if _is_evidence(row)]
+            table = []
+        line = line.lstrip("-*+ ").strip()
+        if not line or line.startswith("#"):
+            continue
+        units += [s.strip() for s in _SENTENCE_END.split(line) if _is_evidence(s.strip())]
+    return units
+
+
+def record_unit(text: str) -> str:
+    """A CSV row or JSONL record as one quotable unit: its `field: value` lines joined."""
+    return "; ".join(line.strip() for line in text.splitlines() if line.strip())
+
+
+def _table_rows(lines: list[str]) -> list[str]:
+    def cells(line: str) -> list[str]:
+        return [cell.strip() for cell in line.strip().strip("|").split("|")]
+
+    if len(lines) < 3 or not _TABLE_RULE.match(lines[1]):
+        return []
+    header = cells(lines[0])
+    return [
+        "; ".join(
+            f"{name}: {value}" for name, value in zip(header, cells(row), strict=False) if value
+        )
+        for row in lines[2:]
+        if not _TABLE_RULE.match(row)
+    ]
+
+
+def _is_evidence(unit: str) -> bool:
+    return len(re.findall(r"\w+", unit)) >= 3 and not unit.endswith("?")
 
 
 def _cosine(a: list[float], b: list[float]) -> float:
@@ -133,7 +165,8 @@ class ExtractiveAnswerer:
         seen: set[str] = set()
         pairs: list[tuple[str, Hit]] = []
         for hit in hits:
-            for sentence in split_sentences(hit.text):
+            units = [record_unit(hit.text)] if hit.is_record else split_sentences(hit.text)
+            for sentence in units:
                 key = sentence.lower()
                 if key not in seen:
                     seen.add(key)
@@ -157,9 +190,7 @@ class ExtractiveAnswerer:
             hit = candidate.hit
             if hit.chunk_id not in numbers:
                 numbers[hit.chunk_id] = len(numbers) + 1
-                citations.append(
-                    Citation(numbers[hit.chunk_id], hit.chunk_id, hit.source, hit.text, hit.score)
-                )
+                citations.append(Citation.of(numbers[hit.chunk_id], hit))
             sentence = candidate.text.rstrip()
             if sentence[-1] not in ".!?":
                 sentence += "."

@@ -93,9 +93,7 @@ def check_citations(text: str, context: Context) -> CitationCheck:
         if 1 <= number <= len(context.hits):
             hit = context.hits[number - 1]
             renumber[number] = len(citations) + 1
-            citations.append(
-                Citation(renumber[number], hit.chunk_id, hit.source, hit.text, hit.score)
-            )
+            citations.append(Citation.of(renumber[number], hit))
         else:
             invalid.append(number)
 

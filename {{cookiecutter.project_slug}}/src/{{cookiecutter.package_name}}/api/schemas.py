@@ -57,21 +57,45 @@ class QueryRequest(SearchOptions):
     )
 
 
-class HitOut(BaseModel):
+class Evidence(BaseModel):
+    """Where the text is in its document, and scores a person can read."""
+
+    page: int | None = Field(None, description="PDF page the text is on.")
+    row: int | None = Field(None, description="CSV row it came from.")
+    line: int | None = Field(None, description="JSONL line it came from.")
+    dense_score: float | None = Field(
+        None,
+        description="Cosine similarity of question and text (-1..1), when the hit was in the "
+        "dense top results: comparable across questions, unlike `score`.",
+    )
+    rerank_score: float | None = Field(
+        None, description="The reranker's relevance score, when a reranker ran."
+    )
+
+
+class HitOut(Evidence):
     chunk_id: str
     source: str
     text: str
-    score: float
+    rank: int = Field(description="Position in this response, from 1.")
+    score: float = Field(
+        description="Fused (reciprocal rank) value that orders this response's hits; it "
+        "means nothing outside it: read `rank`, `dense_score` or `rerank_score` instead."
+    )
     metadata: dict[str, Any]
 
     @classmethod
-    def of(cls, hit: Hit) -> HitOut:
+    def of(cls, rank: int, hit: Hit) -> HitOut:
         return cls(
             chunk_id=hit.chunk_id,
             source=hit.source,
             text=hit.text,
+            rank=rank,
             score=hit.score,
             metadata=hit.metadata,
+            dense_score=hit.dense_score,
+            rerank_score=hit.rerank_score,
+            **hit.location,
         )
 
 
@@ -80,11 +104,12 @@ class RetrieveResponse(BaseModel):
     trace_id: str
 
 
-class CitationOut(BaseModel):
+class CitationOut(Evidence):
+    number: int = Field(description="What the answer's [n] markers refer to.")
     chunk_id: str
     source: str
     text: str
-    score: float
+    score: float = Field(description="The hit's fused value (see HitOut.score).")
 
 
 class UsageOut(BaseModel):
@@ -121,6 +146,9 @@ class QueryResponse(BaseModel):
                     source=c.source,
                     text=c.text,
                     score=c.score,
+                    dense_score=c.dense_score,
+                    rerank_score=c.rerank_score,
+                    **c.location,
                 )
                 for c in answer.citations
             ],

@@ -40,7 +40,7 @@ from ..api.schemas import (
 from ..api.security import Authenticator, Caller
 from ..ask import Question
 from ..container import Services
-from ..domain import Hit, IndexedDocument
+from ..domain import LOCATIONS, Hit, IndexedDocument
 from ..errors import (
     BadRequestError,
     ForbiddenError,
@@ -114,8 +114,7 @@ class DocumentText(BaseModel):
 
 
 def _location(hit: Hit) -> dict[str, int | None]:
-    inner = hit.metadata.get("metadata") or {}
-    return {name: inner.get(name) for name in ("page", "row", "line")}
+    return {name: hit.location.get(name) for name in LOCATIONS}
 
 
 def _document_id(tenant: str, hit: Hit) -> str:

@@ -161,3 +161,21 @@ def test_uploads_left_in_the_inbox_are_ingested_at_start_up(services: Services) 
             assert time.monotonic() < deadline
             time.sleep(0.05)
         assert answer_sources(client, "When does the gym open?")[0] == "pending.md"
+
+
+def test_hits_and_citations_say_where_they_are_and_how_they_rank(client: TestClient) -> None:
+    upload(
+        client,
+        ("arm.pdf", pdf_bytes(["Safety first.", "The arm lifts at most 12 kilograms."])),
+        ("limits.csv", b"item,limit\nbox,20 kilograms per box\ncrate,45 kilograms per crate\n"),
+    )
+    body = client.post("/v1/retrieve", json={"query": "How much can the arm lift?"}).json()
+    hits = body["hits"]
+    assert [h["rank"] for h in hits] == list(range(1, len(hits) + 1))
+    arm = next(h for h in hits if h["source"] == "arm.pdf")
+    assert (arm["page"], arm["row"], arm["line"]) == (2, None, None)
+    assert -1 <= arm["dense_score"] <= 1  # readable evidence beside the fused score
+    crate = client.post("/v1/query", json={"question": "What is the limit per crate?"}).json()
+    cited = crate["citations"][0]
+    assert (cited["source"], cited["row"], cited["number"]) == ("limits.csv", 2, 1)
+    assert "item: crate; limit: 45 kilograms per crate" in crate["answer"]

@@ -29,6 +29,9 @@ from ...conftest import (
 from ...fake_openai import FakeOpenAI, Reply
 
 KEY = "sk-api-test-key"
+# Where a hit's text is in its document and the scores a person can read (null when unknown).
+EVIDENCE = {"page", "row", "line", "dense_score", "rerank_score"}
+CITATION_FIELDS = {"number", "chunk_id", "source", "text", "score", *EVIDENCE}
 QUESTION = "How long must a password be?"
 
 
@@ -48,7 +51,7 @@ def test_retrieve_returns_hits_with_metadata_and_trace_id(client: TestClient) ->
     assert len(body["hits"]) == 2
     hit = body["hits"][0]
     assert hit["source"] == "policies/passwords.md"
-    assert set(hit) == {"chunk_id", "source", "text", "score", "metadata"}
+    assert set(hit) == {"chunk_id", "source", "text", "rank", "score", "metadata", *EVIDENCE}
     assert hit["metadata"]["title"] == "Password policy"
     assert TRACE_ID.match(body["trace_id"])
     assert response.headers["X-Trace-Id"] == body["trace_id"]
@@ -59,7 +62,7 @@ def test_query_answers_with_citations(client: TestClient) -> None:
     assert "180 days" in body["answer"]
     assert body["refused"] is False
     assert body["citations"][0]["source"] == "policies/passwords.md"
-    assert set(body["citations"][0]) == {"chunk_id", "source", "text", "score"}
+    assert set(body["citations"][0]) == CITATION_FIELDS
     assert "[1]" in body["answer"]
 
 
@@ -192,7 +195,7 @@ class TestWithTheLLMAnswerer:
         assert body["fallback_used"] is False
         assert body["model"] == "fake-chat"
         assert body["prompt_version"] == "grounded_answer/1"
-        assert set(body["citations"][0]) == {"chunk_id", "source", "text", "score"}
+        assert set(body["citations"][0]) == CITATION_FIELDS
         assert body["citations"][0]["source"] == "policies/passwords.md"  # the best hit is [1]
         usage = body["usage"]
         assert usage["output_tokens"] == 5

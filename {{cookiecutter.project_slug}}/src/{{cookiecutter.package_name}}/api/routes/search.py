@@ -51,7 +51,10 @@ def _question(services: ServicesDep, text: str, body: SearchOptions, caller: Cal
 def retrieve(body: RetrieveRequest, services: ServicesDep, caller: QueryCaller) -> RetrieveResponse:
     """Hybrid (dense + BM25) search; hits are ranked by Qdrant's reciprocal rank fusion."""
     hits = services.asker.retrieve(_question(services, body.query, body, caller))
-    return RetrieveResponse(hits=[HitOut.of(h) for h in hits], trace_id=current_trace_id())
+    return RetrieveResponse(
+        hits=[HitOut.of(rank, h) for rank, h in enumerate(hits, start=1)],
+        trace_id=current_trace_id(),
+    )
 
 
 @router.post("/query", response_model=QueryResponse, responses=_SSE_DOC)
