@@ -1,6 +1,10 @@
 """Command line: ingest, ask, serve, mcp, eval, demo, keys.
 
 Errors print one actionable line and exit 2.
+
+Heavy modules (the container and everything it builds, the API, the eval harness) are
+imported by the command that uses them, so `--help` starts at once and `ask` pays only for
+what it runs; test_cli_imports.py keeps it so.
 """
 
 from __future__ import annotations
@@ -11,20 +15,18 @@ import sys
 import textwrap
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
-from tqdm import tqdm
 
-from .api.schemas import QueryResponse
-from .ask import Question
-from .container import Services, build_services
 from .errors import ServiceError, StoreInUseError
-from .ingest import FileOutcome
 from .ingest.formats import formats_help
-from .keys import KeyStore, parse_scopes
 from .settings import CONSOLE_SCRIPT, Settings
-from .telemetry import configure_logging
+
+if TYPE_CHECKING:
+    from .api.schemas import QueryResponse
+    from .container import Services
+    from .ingest import FileOutcome
 
 DEMO_QUESTIONS = (
     "How many days of paid leave do employees get?",
@@ -48,6 +50,8 @@ class TerminalProgress:
             self._bar.close()
 
     def start(self, total: int) -> None:
+        from tqdm import tqdm
+
         self._bar = tqdm(total=total, unit="file", file=sys.stderr, disable=not sys.stderr.isatty())
 
     def advance(self, outcome: FileOutcome) -> None:
@@ -161,6 +165,9 @@ def _side_collection(settings: Settings, purpose: str) -> Settings:
 def _answer(
     services: Services, question: str, top_k: int | None, sources: list[str] | None
 ) -> QueryResponse:
+    from .api.schemas import QueryResponse
+    from .ask import Question
+
     tracer = services.tracer_provider.get_tracer(__name__)
     with tracer.start_as_current_span("cli ask"):
         asked = services.asker.ask(Question(question, services.settings.tenant, top_k, sources))
@@ -220,6 +227,8 @@ def _eval(args: argparse.Namespace, settings: Settings) -> int:
         # instructor logs every retried judge call at ERROR; failures land in the report.
         logging.getLogger("instructor").setLevel(logging.CRITICAL)
         judge = JudgeScorer(settings)
+    from .container import build_services
+
     services = build_services(_side_collection(settings, "eval"))
     try:
         return run_gate(services, options, judge)
@@ -228,6 +237,8 @@ def _eval(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _keys(args: argparse.Namespace, settings: Settings) -> int:
+    from .keys import KeyStore, parse_scopes
+
     store = KeyStore(settings.keys_path)
     if args.action == "create":
         key, token = store.create(args.tenant, parse_scopes(args.scopes), args.name)
@@ -274,6 +285,8 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
 
     if args.command == "demo":
         settings = _side_collection(settings, "demo")
+    from .container import build_services
+
     try:
         services = build_services(settings)
     except StoreInUseError as exc:
@@ -342,6 +355,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
             print(f"error: {name}: {error['msg']}", file=sys.stderr)
         return 2
+    from .telemetry import configure_logging
+
     configure_logging(settings)
     try:
         return _run(args, settings)
