@@ -10,7 +10,9 @@ what it runs; test_cli_imports.py keeps it so.
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
+import socket
 import sys
 import textwrap
 from collections.abc import Sequence
@@ -19,9 +21,10 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
-from .errors import ServiceError, StoreInUseError
+from .errors import ConfigurationError, ServiceError, StoreInUseError
 from .ingest.formats import formats_help
 from .settings import CONSOLE_SCRIPT, Settings
+from .wording import plural
 
 if TYPE_CHECKING:
     from .api.schemas import QueryResponse
@@ -201,8 +204,9 @@ def _eval(args: argparse.Namespace, settings: Settings) -> int:
         corpus = args.corpus or settings.eval_corpus
         written = generate_golden_set(settings, corpus, out, args.size, overwrite=args.overwrite)
         print(
-            f'Wrote {written} draft questions to {out}, marked "reviewed": false. Review '
-            "each one (question, answer, gold sources) before the gate will use them."
+            f"Wrote {plural(written, 'draft question')} to {out}, marked "
+            '"reviewed": false. Review each one (question, answer, gold sources) before the '
+            "gate will use them."
         )
         return 0
 
@@ -259,23 +263,73 @@ def _keys(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _write_report(path: Path, text: str) -> None:
+    try:
+        path.write_text(text, encoding="utf-8")
+    except OSError as exc:  # main's OSError line would blame RAG_DATA_DIR
+        raise ConfigurationError(
+            f"cannot write the report to {path}: {exc.strerror or exc}; give --report a file "
+            "in a folder that exists and is writable (the documents were ingested)."
+        ) from exc
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """The API's socket, bound before the store and models are loaded: a port in use is one
+    line at once, and uvicorn serves on this very socket (nothing can take the port between
+    a check and the start)."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    # As uvicorn does: a restarted server may rebind while old connections are in TIME_WAIT.
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            fix = (
+                f"port {port} on {host} is already in use (another server, or an earlier "
+                "`serve` still running); choose another with --port or RAG_PORT, or stop it."
+            )
+        elif exc.errno == errno.EACCES:
+            fix = (
+                f"port {port} needs privileges here; use a port above 1023 with --port or RAG_PORT."
+            )
+        else:  # not an address of this machine, or a name that does not resolve
+            fix = (
+                f"cannot listen on {host} ({exc.strerror or exc}); use an address of this "
+                "machine with --host or RAG_HOST (127.0.0.1, or 0.0.0.0 for every interface)."
+            )
+        raise ConfigurationError(fix) from exc
+    return sock
+
+
+def _serve(host: str, port: int, settings: Settings) -> int:
+    import uvicorn
+
+    from .api import create_app
+
+    sock = _listen(host, port)
+    with sock:
+        # Embedded Qdrant allows one process: one worker. Scale out with a Qdrant server.
+        config = uvicorn.Config(
+            create_app(settings),
+            host=host,
+            port=port,
+            workers=1,
+            log_config=None,  # uvicorn's own lines go through our (JSON) logging too
+        )
+        server = uvicorn.Server(config)
+        server.run(sockets=[sock])
+    if not server.started:  # the app's startup failed; uvicorn logged why
+        print("error: the API did not start; the log lines above say why.", file=sys.stderr)
+        return 2
+    return 0
+
+
 def _run(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "keys":
         return _keys(args, settings)
     if args.command == "serve":
-        import uvicorn
-
-        from .api import create_app
-
-        # Embedded Qdrant allows one process: one worker. Scale out with a Qdrant server.
-        uvicorn.run(
-            create_app(settings),
-            host=args.host or settings.host,
-            port=args.port or settings.port,
-            workers=1,
-            log_config=None,  # uvicorn's own lines go through our (JSON) logging too
-        )
-        return 0
+        return _serve(args.host or settings.host, args.port or settings.port, settings)
     if args.command == "eval":
         return _eval(args, settings)
     if args.command == "mcp":
@@ -306,19 +360,19 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
                     args.path, args.corpus, dry_run=args.dry_run, progress=progress
                 )
             for outcome in report.files:
-                detail = f" ({outcome.chunks} chunks)" if outcome.chunks else ""
+                detail = f" ({plural(outcome.chunks, 'chunk')})" if outcome.chunks else ""
                 reason = f": {outcome.reason}" if outcome.reason else ""
                 print(f"  {outcome.status:<9} {outcome.source}{detail}{reason}")
                 for warning in outcome.warnings:
                     print(f"            warning: {warning}")
             print(report.summary())
             if args.report:
-                args.report.write_text(report.to_json(), encoding="utf-8")
+                _write_report(args.report, report.to_json())
             skipped = report.counts["skipped"]
             if args.strict and (skipped or report.warnings):
                 print(
-                    f"error: {skipped} file(s) skipped and {report.warnings} warning(s) "
-                    "(--strict); see the reasons above.",
+                    f"error: {plural(skipped, 'file')} skipped and "
+                    f"{plural(report.warnings, 'warning')} (--strict); see the reasons above.",
                     file=sys.stderr,
                 )
                 return 1
@@ -342,6 +396,16 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     raise AssertionError(f"unhandled command {args.command}")
 
 
+# The ingest pipeline logs each run's summary (with its counts) for the API's uploads, where
+# nobody reads stdout. Commands that print that summary do not repeat it on stderr; an OTLP
+# logs exporter, a handler of its own, still gets the record.
+_INGEST_LOGGER = f"{__package__}.ingest.pipeline"
+
+
+def _not_the_printed_summary(record: logging.LogRecord) -> bool:
+    return not (record.name == _INGEST_LOGGER and hasattr(record, "counts"))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
@@ -357,7 +421,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     from .telemetry import configure_logging
 
-    configure_logging(settings)
+    stderr_log = configure_logging(settings)
+    if args.command in ("ingest", "demo", "eval"):
+        stderr_log.addFilter(_not_the_printed_summary)
     try:
         return _run(args, settings)
     except ServiceError as exc:
