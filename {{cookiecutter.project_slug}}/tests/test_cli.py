@@ -79,6 +79,34 @@ def test_bad_setting_is_one_line_naming_the_variable(
     assert "Traceback" not in err
 
 
+def test_top_k_below_one_is_refused_not_taken_as_the_default(
+    cli_env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["ask", "anything", "--top-k", "0"]) == 2
+    [line] = capsys.readouterr().err.splitlines()
+    assert line.startswith("error: top_k=0 must be at least 1; leave it out for the default")
+
+
+@pytest.mark.parametrize(
+    ("argv", "problem"),
+    [
+        (["ask"], "the following arguments are required: question"),
+        (["ask", "x", "--top-k", "many"], "argument --top-k: invalid int value: 'many'"),
+        (["serve", "--port", "http"], "argument --port: invalid int value: 'http'"),
+        (["reindex"], "argument command: invalid choice: 'reindex'"),
+    ],
+)
+def test_usage_mistakes_are_one_error_line_pointing_at_help(
+    argv: list[str], problem: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(argv)
+    assert exited.value.code == 2
+    [line] = capsys.readouterr().err.splitlines()
+    assert line.startswith(f"error: {problem}")
+    assert line.endswith("--help`.")
+
+
 def test_missing_folder_is_reported_without_a_traceback(
     cli_env: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

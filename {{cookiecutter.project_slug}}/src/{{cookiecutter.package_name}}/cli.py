@@ -17,7 +17,7 @@ import sys
 import textwrap
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from pydantic import ValidationError
 
@@ -63,8 +63,16 @@ class TerminalProgress:
             self._bar.update(1)
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage mistakes are one `error:` line too (argparse prints the whole usage first), with
+    where to look; exit 2 as argparse does."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"error: {message}; see `{self.prog} --help`.\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog=CONSOLE_SCRIPT, description="Ingest documents, ask questions, serve the API, evaluate."
     )
     commands = parser.add_subparsers(dest="command", required=True)
