@@ -147,7 +147,8 @@ def _check_reviewed(items: list[GoldenItem], golden: Path, allowed: bool) -> Non
     if drafts and not allowed:
         shown = ", ".join(drafts[:10]) + (" ..." if len(drafts) > 10 else "")
         raise BadRequestError(
-            f"Golden set {golden} has {len(drafts)} unreviewed draft rows ({shown}). A person "
+            f"Golden set {golden} has {plural(len(drafts), 'unreviewed draft row')} ({shown}). "
+            "A person "
             'must check each question, answer and gold source, then set "reviewed": true; '
             "or pass --allow-unreviewed to run them anyway (not for a go/no-go decision)."
         )
