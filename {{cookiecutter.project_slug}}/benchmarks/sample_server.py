@@ -20,24 +20,41 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def start_server(data_dir: Path, port: int, *, quiet: bool = False) -> subprocess.Popen[bytes]:
-    """Ingest data/sample into `data_dir`, then start serving it; `quiet` drops stderr too."""
-    env = {
+def server_env(data_dir: Path) -> dict[str, str]:
+    """The environment benchmarks run the CLI in: its own data folder, keys required, no rate
+    limit, warnings only on stderr."""
+    return {
         **os.environ,
         "RAG_DATA_DIR": str(data_dir),
         "RAG_AUTH_MODE": "keys",
         "RAG_RATE_LIMIT_PER_MINUTE": "0",
         "RAG_LOG_LEVEL": "WARNING",
     }
+
+
+def ingest_sample(data_dir: Path, env: dict[str, str] | None = None) -> None:
+    """Ingest data/sample into `data_dir`'s store."""
     subprocess.run(
         [sys.executable, "-m", PACKAGE_NAME, "ingest", str(PROJECT / "data" / "sample")],
-        env=env,
+        env=env or server_env(data_dir),
         check=True,
         stdout=subprocess.DEVNULL,
     )
+
+
+def spawn_server(
+    data_dir: Path, port: int, *, quiet: bool = False, env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    """`serve` on `port` over what `data_dir` holds; `quiet` drops stderr too."""
     return subprocess.Popen(
         [sys.executable, "-m", PACKAGE_NAME, "serve", "--port", str(port)],
-        env=env,
+        env=env or server_env(data_dir),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL if quiet else None,
     )
+
+
+def start_server(data_dir: Path, port: int, *, quiet: bool = False) -> subprocess.Popen[bytes]:
+    """Ingest data/sample into `data_dir`, then start serving it; `quiet` drops stderr too."""
+    ingest_sample(data_dir)
+    return spawn_server(data_dir, port, quiet=quiet)

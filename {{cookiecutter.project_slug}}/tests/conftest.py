@@ -33,6 +33,7 @@ from {{ cookiecutter.package_name }}.embeddings import (
 from {{ cookiecutter.package_name }}.keys import KeyStore, Scope
 from {{ cookiecutter.package_name }}.settings import Settings
 from {{ cookiecutter.package_name }}.store.qdrant import QdrantStore
+from {{ cookiecutter.package_name }}.telemetry import NOISY_LIBRARY_LOGGERS
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SAMPLE_CORPUS = PROJECT_ROOT / "data" / "sample"
@@ -53,7 +54,7 @@ def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> No
 @pytest.fixture(autouse=True)
 def _restore_logging() -> Iterator[None]:
     """The CLI configures the root logger; later tests get it back as it was."""
-    loggers = [logging.getLogger(name) for name in ("", "httpx", "httpcore")]
+    loggers = [logging.getLogger(name) for name in ("", *NOISY_LIBRARY_LOGGERS)]
     saved = [(logger, list(logger.handlers), logger.level) for logger in loggers]
     yield
     for logger, handlers, level in saved:

@@ -2,7 +2,9 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -15,8 +17,10 @@ import pytest
 from {{ cookiecutter.package_name }}.api import create_app
 from {{ cookiecutter.package_name }}.cli import TerminalProgress, main
 from {{ cookiecutter.package_name }}.container import Services
+from {{ cookiecutter.package_name }}.evals.metrics import RagasScorer
 from {{ cookiecutter.package_name }}.ingest import FileOutcome
 from {{ cookiecutter.package_name }}.settings import CONSOLE_SCRIPT, PACKAGE_NAME, Settings
+from {{ cookiecutter.package_name }}.telemetry import configure_logging
 
 from .conftest import free_port, keyed_client
 from .fake_openai import FakeOpenAI, Reply
@@ -73,6 +77,34 @@ def test_bad_setting_is_one_line_naming_the_variable(
     err = capsys.readouterr().err
     assert err.startswith("error: RAG_DEFAULT_TOP_K:")
     assert "Traceback" not in err
+
+
+def test_top_k_below_one_is_refused_not_taken_as_the_default(
+    cli_env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["ask", "anything", "--top-k", "0"]) == 2
+    [line] = capsys.readouterr().err.splitlines()
+    assert line.startswith("error: top_k=0 must be at least 1; leave it out for the default")
+
+
+@pytest.mark.parametrize(
+    ("argv", "problem"),
+    [
+        (["ask"], "the following arguments are required: question"),
+        (["ask", "x", "--top-k", "many"], "argument --top-k: invalid int value: 'many'"),
+        (["serve", "--port", "http"], "argument --port: invalid int value: 'http'"),
+        (["reindex"], "argument command: invalid choice: 'reindex'"),
+    ],
+)
+def test_usage_mistakes_are_one_error_line_pointing_at_help(
+    argv: list[str], problem: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(argv)
+    assert exited.value.code == 2
+    [line] = capsys.readouterr().err.splitlines()
+    assert line.startswith(f"error: {problem}")
+    assert line.endswith("--help`.")
 
 
 def test_missing_folder_is_reported_without_a_traceback(
@@ -137,6 +169,47 @@ def test_serve_answers_over_http_and_holds_the_store(
         server.wait(timeout=30)
 
 
+def test_serve_on_a_port_in_use_is_one_line_naming_the_fix(cli_env: Path) -> None:
+    with socket.socket() as held:  # another server on the port
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        script = Path(sys.executable).parent / CONSOLE_SCRIPT
+        result = subprocess.run(
+            [str(script), "serve", "--port", str(port)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    assert result.returncode == 2
+    assert result.stdout == ""
+    [line] = result.stderr.splitlines()  # no uvicorn or app start-up lines before it
+    assert line.startswith(f"error: port {port} on 127.0.0.1 is already in use")
+    assert "--port or RAG_PORT" in line
+
+
+def test_serve_on_an_address_not_of_this_machine_names_host(
+    cli_env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # 192.0.2.1 is TEST-NET-1 (RFC 5737): never assigned to a local interface.
+    assert main(["serve", "--host", "192.0.2.1", "--port", str(free_port())]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: cannot listen on 192.0.2.1")
+    assert "--host or RAG_HOST" in err
+    assert len(err.splitlines()) == 1
+
+
+def test_unwritable_report_path_names_report_not_the_data_folder(
+    cli_env: Path, corpus: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    report = cli_env / "missing-folder" / "report.json"
+    assert main(["ingest", str(corpus), "--report", str(report)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: cannot write the report to {report}")
+    assert "--report" in err
+    assert "RAG_DATA_DIR" not in err
+
+
 def test_demo_uses_its_own_collection(
     cli_env: Path, corpus: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -168,7 +241,7 @@ def test_strict_ingest_fails_when_a_file_is_skipped(
     (corpus / "broken.txt").write_bytes(b"\x00\x01")
     assert main(["ingest", str(corpus), "--strict"]) == 1
     err = capsys.readouterr().err
-    assert "1 file(s) skipped and 0 warning(s) (--strict)" in err
+    assert "1 file skipped and 0 warnings (--strict)" in err
     assert main(["ingest", str(corpus), "--dry-run"]) == 0
     assert "Dry run of " in capsys.readouterr().out
 
@@ -180,12 +253,51 @@ def test_strict_ingest_fails_on_a_skipped_record_and_prints_it(
     assert main(["ingest", str(corpus), "--strict"]) == 1
     captured = capsys.readouterr()
     assert "warning: skipped line 2 is not valid JSON" in captured.out
-    assert "0 file(s) skipped and 1 warning(s) (--strict)" in captured.err
+    assert "0 files skipped and 1 warning (--strict)" in captured.err
 
 
 class _Terminal(io.StringIO):
     def isatty(self) -> bool:
         return True
+
+
+def test_ingest_prints_its_summary_once_and_counts_in_words(
+    cli_env: Path, corpus: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (corpus / "short.txt").write_text("The car park opens at seven.\n", encoding="utf-8")
+    assert main(["ingest", str(corpus)]) == 0  # stderr is not a terminal here: JSON logs
+    captured = capsys.readouterr()
+    summaries = [line for line in (captured.out + captured.err).splitlines() if "Ingested " in line]
+    assert summaries == [line for line in captured.out.splitlines() if "Ingested " in line]
+    assert len(summaries) == 1
+    assert "added     short.txt (1 chunk)\n" in captured.out
+    assert "chunks)" in captured.out  # the longer files
+    assert "1 chunks" not in captured.out
+
+
+@pytest.mark.parametrize("terminal", [True, False])
+def test_logs_are_text_on_a_terminal_and_json_otherwise(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, terminal: bool
+) -> None:
+    stderr = _Terminal() if terminal else io.StringIO()
+    monkeypatch.setattr(sys, "stderr", stderr)
+    configure_logging(Settings(_env_file=None, data_dir=tmp_path))  # RAG_LOG_FORMAT unset: auto
+    logging.getLogger("acme.test").warning("disk almost full")
+    [line] = stderr.getvalue().splitlines()
+    if terminal:
+        assert line.endswith("WARNING acme.test: disk almost full")
+    else:
+        assert json.loads(line)["message"] == "disk almost full"
+
+
+def test_eval_metrics_log_nothing_at_info(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    configure_logging(Settings(_env_file=None, data_dir=tmp_path))
+    scorer = RagasScorer(tmp_path / "ragas")
+    scorer.score("q?", "An answer.", "The answer.", ["a.md"], ["a.md"])
+    # rouge-score logged "Using default tokenizer." through absl, once per question.
+    assert capsys.readouterr().err == ""
 
 
 @pytest.mark.parametrize("terminal", [True, False])

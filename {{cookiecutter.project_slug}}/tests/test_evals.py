@@ -136,9 +136,7 @@ def test_gate_refuses_unreviewed_drafts_unless_told(tmp_path: Path) -> None:
     path = tmp_path / "golden.jsonl"
     path.write_text(json.dumps({**draft, "reviewed": False}), "utf-8")
     items = load_golden_set(path)
-    with pytest.raises(
-        BadRequestError, match=r"1 unreviewed draft rows \(d1\).*--allow-unreviewed"
-    ):
+    with pytest.raises(BadRequestError, match=r"1 unreviewed draft row \(d1\).*--allow-unreviewed"):
         _check_reviewed(items, path, allowed=False)
     _check_reviewed(items, path, allowed=True)
 

@@ -267,19 +267,25 @@ def test_json_log_lines_carry_the_current_span_ids() -> None:
     assert inside["corpus"] == "kb"
 
 
-def test_cli_logs_the_ingest_summary_as_json_on_stderr(
+def test_cli_ingest_summary_is_printed_once_and_logged_with_its_trace_id(
     cli_env: Path,
     corpus: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
+    # Stands in for a logs exporter (OTLP): a handler other than the CLI's stderr one.
+    stream = io.StringIO()
+    exporter = logging.StreamHandler(stream)
+    exporter.setFormatter(JsonFormatter())
+    logging.getLogger().addHandler(exporter)
     assert main(["ingest", str(corpus)]) == 0
     captured = capsys.readouterr()
-    lines = [json.loads(line) for line in captured.err.splitlines()]
+    assert "Ingested " in captured.out  # the command's own output stays on stdout
+    assert "Ingested " not in captured.err  # and is not repeated as a log line there
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
     summary = next(line for line in lines if line["message"].startswith("Ingested "))
     assert summary["level"] == "INFO"
     assert summary["counts"]["added"] == 3
     assert len(summary["trace_id"]) == 32
-    assert "Ingested " in captured.out  # the command's own output stays on stdout
 
 
 def test_api_errors_are_logged_with_their_trace_id(

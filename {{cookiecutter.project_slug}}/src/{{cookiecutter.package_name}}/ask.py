@@ -78,7 +78,12 @@ class Asker:
 
     def query(self, question: Question) -> Query:
         """The top_k rules live here and nowhere else: the default, and the limit."""
-        top_k = question.top_k or self._default_top_k
+        top_k = self._default_top_k if question.top_k is None else question.top_k
+        if top_k < 1:  # 0 is not "the default": the API and MCP refuse it too
+            raise BadRequestError(
+                f"top_k={top_k} must be at least 1; leave it out for the default "
+                f"({self._default_top_k}, RAG_DEFAULT_TOP_K)."
+            )
         if top_k > self._max_top_k:
             raise BadRequestError(
                 f"top_k={top_k} is over the limit of {self._max_top_k} "

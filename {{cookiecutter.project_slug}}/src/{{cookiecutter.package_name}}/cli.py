@@ -1,30 +1,35 @@
 """Command line: ingest, ask, serve, mcp, eval, demo, keys.
 
 Errors print one actionable line and exit 2.
+
+Heavy modules (the container and everything it builds, the API, the eval harness) are
+imported by the command that uses them, so `--help` starts at once and `ask` pays only for
+what it runs; test_cli_imports.py keeps it so.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
+import socket
 import sys
 import textwrap
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from pydantic import ValidationError
-from tqdm import tqdm
 
-from .api.schemas import QueryResponse
-from .ask import Question
-from .container import Services, build_services
-from .errors import ServiceError, StoreInUseError
-from .ingest import FileOutcome
+from .errors import ConfigurationError, ServiceError, StoreInUseError
 from .ingest.formats import formats_help
-from .keys import KeyStore, parse_scopes
 from .settings import CONSOLE_SCRIPT, Settings
-from .telemetry import configure_logging
+from .wording import plural
+
+if TYPE_CHECKING:
+    from .api.schemas import QueryResponse
+    from .container import Services
+    from .ingest import FileOutcome
 
 DEMO_QUESTIONS = (
     "How many days of paid leave do employees get?",
@@ -48,6 +53,8 @@ class TerminalProgress:
             self._bar.close()
 
     def start(self, total: int) -> None:
+        from tqdm import tqdm
+
         self._bar = tqdm(total=total, unit="file", file=sys.stderr, disable=not sys.stderr.isatty())
 
     def begin(self, source: str) -> None:
@@ -59,8 +66,16 @@ class TerminalProgress:
             self._bar.update(1)
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage mistakes are one `error:` line too (argparse prints the whole usage first), with
+    where to look; exit 2 as argparse does."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"error: {message}; see `{self.prog} --help`.\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog=CONSOLE_SCRIPT, description="Ingest documents, ask questions, serve the API, evaluate."
     )
     commands = parser.add_subparsers(dest="command", required=True)
@@ -164,6 +179,9 @@ def _side_collection(settings: Settings, purpose: str) -> Settings:
 def _answer(
     services: Services, question: str, top_k: int | None, sources: list[str] | None
 ) -> QueryResponse:
+    from .api.schemas import QueryResponse
+    from .ask import Question
+
     tracer = services.tracer_provider.get_tracer(__name__)
     with tracer.start_as_current_span("cli ask"):
         asked = services.asker.ask(Question(question, services.settings.tenant, top_k, sources))
@@ -197,8 +215,9 @@ def _eval(args: argparse.Namespace, settings: Settings) -> int:
         corpus = args.corpus or settings.eval_corpus
         written = generate_golden_set(settings, corpus, out, args.size, overwrite=args.overwrite)
         print(
-            f'Wrote {written} draft questions to {out}, marked "reviewed": false. Review '
-            "each one (question, answer, gold sources) before the gate will use them."
+            f"Wrote {plural(written, 'draft question')} to {out}, marked "
+            '"reviewed": false. Review each one (question, answer, gold sources) before the '
+            "gate will use them."
         )
         return 0
 
@@ -223,6 +242,8 @@ def _eval(args: argparse.Namespace, settings: Settings) -> int:
         # instructor logs every retried judge call at ERROR; failures land in the report.
         logging.getLogger("instructor").setLevel(logging.CRITICAL)
         judge = JudgeScorer(settings)
+    from .container import build_services
+
     services = build_services(_side_collection(settings, "eval"))
     try:
         return run_gate(services, options, judge)
@@ -231,6 +252,8 @@ def _eval(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _keys(args: argparse.Namespace, settings: Settings) -> int:
+    from .keys import KeyStore, parse_scopes
+
     store = KeyStore(settings.keys_path)
     if args.action == "create":
         key, token = store.create(args.tenant, parse_scopes(args.scopes), args.name)
@@ -251,23 +274,73 @@ def _keys(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _write_report(path: Path, text: str) -> None:
+    try:
+        path.write_text(text, encoding="utf-8")
+    except OSError as exc:  # main's OSError line would blame RAG_DATA_DIR
+        raise ConfigurationError(
+            f"cannot write the report to {path}: {exc.strerror or exc}; give --report a file "
+            "in a folder that exists and is writable (the documents were ingested)."
+        ) from exc
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """The API's socket, bound before the store and models are loaded: a port in use is one
+    line at once, and uvicorn serves on this very socket (nothing can take the port between
+    a check and the start)."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    # As uvicorn does: a restarted server may rebind while old connections are in TIME_WAIT.
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            fix = (
+                f"port {port} on {host} is already in use (another server, or an earlier "
+                "`serve` still running); choose another with --port or RAG_PORT, or stop it."
+            )
+        elif exc.errno == errno.EACCES:
+            fix = (
+                f"port {port} needs privileges here; use a port above 1023 with --port or RAG_PORT."
+            )
+        else:  # not an address of this machine, or a name that does not resolve
+            fix = (
+                f"cannot listen on {host} ({exc.strerror or exc}); use an address of this "
+                "machine with --host or RAG_HOST (127.0.0.1, or 0.0.0.0 for every interface)."
+            )
+        raise ConfigurationError(fix) from exc
+    return sock
+
+
+def _serve(host: str, port: int, settings: Settings) -> int:
+    import uvicorn
+
+    from .api import create_app
+
+    sock = _listen(host, port)
+    with sock:
+        # Embedded Qdrant allows one process: one worker. Scale out with a Qdrant server.
+        config = uvicorn.Config(
+            create_app(settings),
+            host=host,
+            port=port,
+            workers=1,
+            log_config=None,  # uvicorn's own lines go through our (JSON) logging too
+        )
+        server = uvicorn.Server(config)
+        server.run(sockets=[sock])
+    if not server.started:  # the app's startup failed; uvicorn logged why
+        print("error: the API did not start; the log lines above say why.", file=sys.stderr)
+        return 2
+    return 0
+
+
 def _run(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "keys":
         return _keys(args, settings)
     if args.command == "serve":
-        import uvicorn
-
-        from .api import create_app
-
-        # Embedded Qdrant allows one process: one worker. Scale out with a Qdrant server.
-        uvicorn.run(
-            create_app(settings),
-            host=args.host or settings.host,
-            port=args.port or settings.port,
-            workers=1,
-            log_config=None,  # uvicorn's own lines go through our (JSON) logging too
-        )
-        return 0
+        return _serve(args.host or settings.host, args.port or settings.port, settings)
     if args.command == "eval":
         return _eval(args, settings)
     if args.command == "mcp":
@@ -277,6 +350,8 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
 
     if args.command == "demo":
         settings = _side_collection(settings, "demo")
+    from .container import build_services
+
     try:
         services = build_services(settings)
     except StoreInUseError as exc:
@@ -296,19 +371,19 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
                     args.path, args.corpus, dry_run=args.dry_run, progress=progress
                 )
             for outcome in report.files:
-                detail = f" ({outcome.chunks} chunks)" if outcome.chunks else ""
+                detail = f" ({plural(outcome.chunks, 'chunk')})" if outcome.chunks else ""
                 reason = f": {outcome.reason}" if outcome.reason else ""
                 print(f"  {outcome.status:<9} {outcome.source}{detail}{reason}")
                 for warning in outcome.warnings:
                     print(f"            warning: {warning}")
             print(report.summary())
             if args.report:
-                args.report.write_text(report.to_json(), encoding="utf-8")
+                _write_report(args.report, report.to_json())
             skipped = report.counts["skipped"]
             if args.strict and (skipped or report.warnings):
                 print(
-                    f"error: {skipped} file(s) skipped and {report.warnings} warning(s) "
-                    "(--strict); see the reasons above.",
+                    f"error: {plural(skipped, 'file')} skipped and "
+                    f"{plural(report.warnings, 'warning')} (--strict); see the reasons above.",
                     file=sys.stderr,
                 )
                 return 1
@@ -332,6 +407,16 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     raise AssertionError(f"unhandled command {args.command}")
 
 
+# The ingest pipeline logs each run's summary (with its counts) for the API's uploads, where
+# nobody reads stdout. Commands that print that summary do not repeat it on stderr; an OTLP
+# logs exporter, a handler of its own, still gets the record.
+_INGEST_LOGGER = f"{__package__}.ingest.pipeline"
+
+
+def _not_the_printed_summary(record: logging.LogRecord) -> bool:
+    return not (record.name == _INGEST_LOGGER and hasattr(record, "counts"))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
@@ -345,7 +430,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
             print(f"error: {name}: {error['msg']}", file=sys.stderr)
         return 2
-    configure_logging(settings)
+    from .telemetry import configure_logging
+
+    stderr_log = configure_logging(settings)
+    if args.command in ("ingest", "demo", "eval"):
+        stderr_log.addFilter(_not_the_printed_summary)
     try:
         return _run(args, settings)
     except ServiceError as exc:

@@ -10,6 +10,7 @@ Sparse vectors are always BM25 (FastEmbed's `Qdrant/bm25`); Qdrant applies the I
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import shutil
 from collections.abc import Sequence
@@ -203,11 +204,20 @@ class OpenAICompatibleEncoder:
         return self._post([text])[0]
 
 
+def llama_index_static() -> Path:
+    """The data files llama-index-core ships (NLTK stopwords, tiktoken encodings), found
+    without importing the package: that takes seconds, and `ask` needs only the files."""
+    spec = importlib.util.find_spec("llama_index.core")
+    if spec is None or spec.origin is None:
+        raise ConfigurationError(
+            "llama-index-core is not installed; run `make setup-runtime` (or `uv sync`)."
+        )
+    return Path(spec.origin).parent / "_static"
+
+
 def _english_stopwords() -> set[str]:
     # llama-index-core ships NLTK's English list; FastEmbed would fetch it from the hub.
-    import llama_index.core
-
-    path = Path(llama_index.core.__file__).parent / ("_static/nltk_cache/corpora/stopwords/english")
+    path = llama_index_static() / "nltk_cache/corpora/stopwords/english"
     return set(path.read_text(encoding="utf-8").split())
 
 

@@ -30,7 +30,7 @@ EmbeddingProvider = Literal["local", "fastembed", "openai"]
 TraceExporter = Literal["none", "console", "otlp"]
 MetricsExporter = Literal["none", "console", "otlp", "prometheus"]
 OtlpProtocol = Literal["http/protobuf", "grpc"]
-LogFormat = Literal["json", "text"]
+LogFormat = Literal["auto", "json", "text"]
 AnswererKind = Literal["extractive", "llm"]
 LLMProvider = Literal["openai", "openai_like", "anthropic"]
 UngroundedPolicy = Literal["flag", "refuse"]
@@ -417,7 +417,9 @@ class Settings(BaseSettings):
         "(unset = the standard OTEL_EXPORTER_OTLP_* variables).",
     )
     log_format: LogFormat = Field(
-        "json", description="json (one object per line, with trace ids) or text, on stderr."
+        "auto",
+        description="Logs on stderr: json (one object per line, with trace ids), text, or auto "
+        "(text when stderr is a terminal, json otherwise: containers, CI, log shippers).",
     )
     log_level: str = Field("INFO", description="DEBUG, INFO, WARNING, ERROR or CRITICAL.")
 

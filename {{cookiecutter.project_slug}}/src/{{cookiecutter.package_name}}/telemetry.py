@@ -335,16 +335,28 @@ def _otlp_log_handler(settings: Settings) -> logging.Handler:
     return handler
 
 
-def configure_logging(settings: Settings) -> None:
+NOISY_LIBRARY_LOGGERS = ("httpx", "httpcore", "absl")
+
+
+def log_format(settings: Settings) -> Literal["json", "text"]:
+    """RAG_LOG_FORMAT, with `auto` resolved: people read text on a terminal; anything else
+    (a container's stderr, CI, a file) is collected, so it gets JSON lines."""
+    if settings.log_format != "auto":
+        return settings.log_format
+    return "text" if sys.stderr.isatty() else "json"
+
+
+def configure_logging(settings: Settings) -> logging.Handler:
     """Root logger to stderr as JSON lines (or text), and to OTLP when the logs exporter is
-    otlp (`console` is the stderr handler itself); replaces handlers set here before."""
+    otlp (`console` is the stderr handler itself); replaces handlers set here before.
+    Returns the stderr handler (the CLI filters what it prints itself)."""
     root = logging.getLogger()
     for old in root.handlers[:]:
         if isinstance(old, _StderrHandler) or getattr(old, _OTLP_LOG_HANDLER, False):
             root.removeHandler(old)
             old.flush()
     handler = _StderrHandler()
-    if settings.log_format == "json":
+    if log_format(settings) == "json":
         handler.setFormatter(JsonFormatter())
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
@@ -358,6 +370,8 @@ def configure_logging(settings: Settings) -> None:
             otlp.addFilter(RedactingFilter())
         root.addHandler(otlp)
     root.setLevel(settings.log_level.upper())
-    # One line per HTTP call of the embedding or judge client is noise at INFO.
-    for noisy in ("httpx", "httpcore"):
+    # Libraries that log routine work at INFO: one line per HTTP call of the embedding or judge
+    # client, and rouge-score's "Using default tokenizer." (through absl) per eval question.
+    for noisy in NOISY_LIBRARY_LOGGERS:
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    return handler

@@ -12,6 +12,7 @@ from typing import Protocol
 from ..ask import Question
 from ..container import Services
 from ..errors import BadRequestError
+from ..wording import plural
 from .baseline import Delta, compare, golden_fingerprint, load_baseline, save_baseline
 from .golden import GoldenItem, load_golden_set
 from .metrics import (
@@ -146,7 +147,8 @@ def _check_reviewed(items: list[GoldenItem], golden: Path, allowed: bool) -> Non
     if drafts and not allowed:
         shown = ", ".join(drafts[:10]) + (" ..." if len(drafts) > 10 else "")
         raise BadRequestError(
-            f"Golden set {golden} has {len(drafts)} unreviewed draft rows ({shown}). A person "
+            f"Golden set {golden} has {plural(len(drafts), 'unreviewed draft row')} ({shown}). "
+            "A person "
             'must check each question, answer and gold source, then set "reviewed": true; '
             "or pass --allow-unreviewed to run them anyway (not for a go/no-go decision)."
         )
@@ -215,7 +217,7 @@ def run_gate(services: Services, options: GateOptions, judge: AnswerJudge | None
         save_baseline(options.save_baseline, summary, options.golden)
         print(f"Baseline written: {options.save_baseline}")
     print(
-        f"\n{report.verdict} ({len(results)} questions, k={k}); reports: "
+        f"\n{report.verdict} ({plural(len(results), 'question')}, k={k}); reports: "
         + ", ".join(str(p) for p in paths)
     )
     return 0 if go else 1

@@ -66,9 +66,9 @@ def prepare_ragas(state_dir: Path) -> None:
     state_dir.mkdir(parents=True, exist_ok=True)
     os.environ["XDG_DATA_HOME"] = str(state_dir.resolve())
     if "TIKTOKEN_CACHE_DIR" not in os.environ:
-        import llama_index.core
+        from ..embeddings import llama_index_static
 
-        bundled = Path(llama_index.core.__file__).parent / "_static" / "tiktoken_cache"
+        bundled = llama_index_static() / "tiktoken_cache"
         if bundled.is_dir():
             os.environ["TIKTOKEN_CACHE_DIR"] = str(bundled)
 

@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, replace
-
-from llama_index.core import Document as LlamaDocument
-from llama_index.core.node_parser import MarkdownNodeParser, SentenceSplitter
-from llama_index.core.utils import get_tokenizer
+from functools import cached_property
+from typing import TYPE_CHECKING
 
 from ..domain import Chunk, Document, chunk_id
+
+if TYPE_CHECKING:
+    from llama_index.core.node_parser import MarkdownNodeParser, SentenceSplitter
 
 # Bump when chunking logic changes, so the next ingest re-chunks every document.
 CHUNKER_VERSION = 3  # 2: recipe records block packing; 3: lone headings, PDF lines joined
@@ -29,12 +31,26 @@ class Chunker:
     # each section at sentences (RAG_CHUNK_PACK_BLOCKS, measured in the retrieval ADR).
     pack_blocks: bool = False
 
-    def __post_init__(self) -> None:
-        self._markdown = MarkdownNodeParser()
-        self._splitter = SentenceSplitter(
-            chunk_size=self.chunk_size, chunk_overlap=self.chunk_overlap
-        )
-        self._tokenize = get_tokenizer()
+    # llama-index is imported on first use, not with this module: importing it takes
+    # seconds, and `ask`, `serve` and `--help` build a Chunker without chunking anything.
+    @cached_property
+    def _markdown(self) -> MarkdownNodeParser:
+        from llama_index.core.node_parser import MarkdownNodeParser
+
+        return MarkdownNodeParser()
+
+    @cached_property
+    def _splitter(self) -> SentenceSplitter:
+        from llama_index.core.node_parser import SentenceSplitter
+
+        return SentenceSplitter(chunk_size=self.chunk_size, chunk_overlap=self.chunk_overlap)
+
+    @cached_property
+    def _tokenize(self) -> Callable[[str], list[object]]:
+        from llama_index.core.utils import get_tokenizer
+
+        tokenize: Callable[[str], list[object]] = get_tokenizer()
+        return tokenize
 
     def _tokens(self, text: str) -> int:
         return len(self._tokenize(text))
@@ -84,6 +100,8 @@ class Chunker:
         """(section path, text) pairs: Markdown and HTML split at headings, text as one."""
         if document.format == "text":
             return [("", document.text)]
+        from llama_index.core import Document as LlamaDocument
+
         nodes = self._markdown.get_nodes_from_documents([LlamaDocument(text=document.text)])
         paths = [[p for p in str(n.metadata.get("header_path", "")).split("/") if p] for n in nodes]
         sections = []

@@ -23,16 +23,14 @@ import zipfile
 import zlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
-
-import docx
-import frontmatter
-import pypdf
-import yaml
-from bs4 import BeautifulSoup, Tag
-from pypdf.errors import LimitReachedError, PyPdfError
+from typing import TYPE_CHECKING, Any
 
 from ..domain import Segment
+
+# Each parser imports its library when it runs: together they take a second to import, which
+# `--help`, `ask` and `serve` (they import this table, never parse a file) should not pay.
+if TYPE_CHECKING:
+    from bs4 import Tag
 
 # Page furniture that is never content.
 _HTML_BOILERPLATE = (
@@ -157,6 +155,9 @@ def parse_text(text: str, options: ParseOptions) -> Parsed:
 
 def parse_markdown(text: str, options: ParseOptions) -> Parsed:
     """Markdown; a YAML front matter block becomes metadata (its `title` the title)."""
+    import frontmatter
+    import yaml
+
     try:
         post = frontmatter.loads(text)
     except yaml.YAMLError as exc:
@@ -190,6 +191,8 @@ def _is_furniture(tag: Tag) -> bool:
 def parse_html(html: str, options: ParseOptions) -> Parsed:
     """Visible text of an HTML page as Markdown-like text (headings kept, code blocks fenced
     with their line breaks), and its title."""
+    from bs4 import BeautifulSoup
+
     soup = BeautifulSoup(html, "html.parser")
     title_tag = soup.find("title")
     title = title_tag.get_text(" ", strip=True) if title_tag else None
@@ -324,6 +327,9 @@ def reflow_pdf_lines(text: str) -> str:
 
 def parse_pdf(raw: bytes, options: ParseOptions) -> Parsed:
     """Text per page (page number in each segment's metadata), wrapped lines joined."""
+    import pypdf
+    from pypdf.errors import LimitReachedError, PyPdfError
+
     # pypdf logs every repair it attempts; the outcome is what the report needs.
     logging.getLogger("pypdf").setLevel(logging.ERROR)
     defaults = pypdf.Configuration()
@@ -369,6 +375,9 @@ def parse_pdf(raw: bytes, options: ParseOptions) -> Parsed:
 
 def parse_docx(raw: bytes, options: ParseOptions) -> Parsed:
     """Paragraphs (headings as Markdown headings) and tables (rows as `a | b`) in order."""
+    import docx
+    import docx.table
+
     try:
         parts = read_zip_bounded(raw, options.max_bytes)
     except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError) as exc:

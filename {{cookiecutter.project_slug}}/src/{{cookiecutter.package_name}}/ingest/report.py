@@ -11,6 +11,8 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Literal, Protocol
 
+from ..wording import plural
+
 Status = Literal["added", "updated", "unchanged", "deleted", "skipped"]
 STATUSES: tuple[Status, ...] = ("added", "updated", "unchanged", "deleted", "skipped")
 
@@ -61,7 +63,7 @@ class IngestReport:
         if self.dry_run:
             return f"Dry run of {self.root} as corpus {self.corpus!r}, nothing written: {counts}"
         verdict = "" if self.changed else " (nothing changed)"
-        warned = f"; {self.warnings} warning(s)" if self.warnings else ""
+        warned = f"; {plural(self.warnings, 'warning')}" if self.warnings else ""
         return f"Ingested {self.root} as corpus {self.corpus!r}: {counts}{warned}{verdict}"
 
     def to_json(self) -> str:
