@@ -154,8 +154,8 @@ def _check_reviewed(items: list[GoldenItem], golden: Path, allowed: bool) -> Non
 
 def sync_eval_corpus(services: Services, corpus: Path) -> None:
     """Make the eval collection hold exactly this corpus: a sync keeps one corpus (named
-    after its folder) up to date but leaves others alone, so the sample a demo or an earlier
-    eval left there would be retrieved beside (and cited instead of) the client's files."""
+    after its folder) up to date but leaves others alone, so the sample an earlier `make
+    eval` left there would be retrieved beside (and cited instead of) the client's files."""
     report = services.ingestor.ingest(corpus)
     tenant = services.settings.tenant
     others = [
