@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import shutil
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -14,6 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
@@ -31,7 +35,7 @@ from {{ cookiecutter.package_name }}.embeddings import (
     build_sparse_encoder,
 )
 from {{ cookiecutter.package_name }}.keys import KeyStore, Scope
-from {{ cookiecutter.package_name }}.settings import Settings
+from {{ cookiecutter.package_name }}.settings import CONSOLE_SCRIPT, Settings
 from {{ cookiecutter.package_name }}.store.qdrant import QdrantStore
 from {{ cookiecutter.package_name }}.telemetry import NOISY_LIBRARY_LOGGERS
 
@@ -42,8 +46,6 @@ SAMPLE_CORPUS = PROJECT_ROOT / "data" / "sample"
 @pytest.fixture(autouse=True)
 def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """Tests see only the settings they set: no RAG_* variables, no .env, no network."""
-    import os
-
     for name in list(os.environ):
         if name.startswith(("RAG_", "OTEL_")):
             monkeypatch.delenv(name)
@@ -255,3 +257,35 @@ def serve_on_loopback(app: Any) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout=15)
+
+
+@contextmanager
+def cli_server() -> Iterator[tuple[str, subprocess.Popen[str]]]:
+    """`serve` as a user runs it: the console script in a subprocess (this environment's
+    RAG_* settings) on a free loopback port. Yields its base URL once /readyz answers 200, and
+    the process; stops it after."""
+    port = free_port()
+    script = Path(sys.executable).parent / CONSOLE_SCRIPT
+    server = subprocess.Popen(
+        [str(script), "serve", "--port", str(port)],
+        env=os.environ.copy(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert server.poll() is None, server.stderr.read() if server.stderr else ""
+            assert time.monotonic() < deadline, "serve did not become ready"
+            time.sleep(0.2)
+        yield base, server
+    finally:
+        server.terminate()
+        server.wait(timeout=30)

@@ -7,7 +7,6 @@ import os
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,7 +21,7 @@ from {{ cookiecutter.package_name }}.ingest import FileOutcome
 from {{ cookiecutter.package_name }}.settings import CONSOLE_SCRIPT, PACKAGE_NAME, Settings
 from {{ cookiecutter.package_name }}.telemetry import configure_logging
 
-from .conftest import free_port, keyed_client
+from .conftest import cli_server, free_port, keyed_client
 from .fake_openai import FakeOpenAI, Reply
 
 LLM_KEY = "sk-api-test-key"
@@ -129,27 +128,7 @@ def test_serve_answers_over_http_and_holds_the_store(
     capsys.readouterr()
     assert main(["keys", "create", "--tenant", "default", "--scopes", "query"]) == 0
     key = capsys.readouterr().out.strip()
-    port = free_port()
-    script = Path(sys.executable).parent / CONSOLE_SCRIPT
-    server = subprocess.Popen(
-        [str(script), "serve", "--port", str(port)],
-        env=os.environ.copy(),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert server.poll() is None, server.stderr.read() if server.stderr else ""
-            assert time.monotonic() < deadline, "serve did not become ready"
-            time.sleep(0.2)
+    with cli_server() as (base, server):
         question = {"question": "How long must a password be?"}
         assert httpx.post(f"{base}/v1/query", json=question).status_code == 401
         response = httpx.post(
@@ -164,9 +143,6 @@ def test_serve_answers_over_http_and_holds_the_store(
         err = capsys.readouterr().err
         assert f"in use by process {server.pid}" in err
         assert "serve" in err
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
 
 
 def test_serve_on_a_port_in_use_is_one_line_naming_the_fix(cli_env: Path) -> None:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from {{ cookiecutter.package_name }}.container import Services
 from {{ cookiecutter.package_name }}.errors import BadRequestError
 from {{ cookiecutter.package_name }}.evals.baseline import (
     compare,
@@ -14,8 +15,10 @@ from {{ cookiecutter.package_name }}.evals.baseline import (
     save_baseline,
 )
 from {{ cookiecutter.package_name }}.evals.gate import (
+    GateOptions,
     _check_reviewed,
     load_thresholds,
+    run_gate,
     summarise,
 )
 from {{ cookiecutter.package_name }}.evals.golden import load_golden_set
@@ -142,10 +145,8 @@ def test_gate_refuses_unreviewed_drafts_unless_told(tmp_path: Path) -> None:
 
 
 def test_baseline_comparison_flags_quality_drops_not_latency(tmp_path: Path) -> None:
-    golden = tmp_path / "golden.jsonl"
-    golden.write_text("{}", "utf-8")
     path = tmp_path / "baseline.json"
-    save_baseline(path, {"mrr": 0.9, "rouge_l": 0.5, "latency_total_p95_ms": 100.0}, golden)
+    save_baseline(path, {"mrr": 0.9, "rouge_l": 0.5, "latency_total_p95_ms": 100.0}, "abc")
     baseline = load_baseline(path)
     deltas = compare(
         {"mrr": 0.85, "rouge_l": 0.49, "latency_total_p95_ms": 900.0}, baseline, tolerance=0.02
@@ -163,5 +164,109 @@ def test_baseline_comparison_flags_quality_drops_not_latency(tmp_path: Path) -> 
 
 def test_shipped_baseline_matches_the_shipped_golden_set() -> None:
     baseline = load_baseline(PROJECT_ROOT / "evals" / "baseline.json")
-    assert baseline.golden == golden_fingerprint(PROJECT_ROOT / "evals" / "golden.jsonl")
+    golden = load_golden_set(PROJECT_ROOT / "evals" / "golden.jsonl")
+    assert baseline.golden == golden_fingerprint(golden)
     assert baseline.summary["hit_at_5"] >= 0.9
+
+
+def test_golden_fingerprint_follows_what_is_scored_not_the_bytes(tmp_path: Path) -> None:
+    rows: list[dict[str, object]] = [
+        {"id": "a", "question": "q?", "reference_answer": "r", "gold_sources": ["x.md"]},
+        {"id": "b", "question": "p?", "reference_answer": "s", "answerable": False},
+    ]
+
+    def fingerprint(lines: list[str]) -> str:
+        path = tmp_path / "golden.jsonl"
+        path.write_text("\n".join(lines), "utf-8")
+        return golden_fingerprint(load_golden_set(path))
+
+    shipped = fingerprint([json.dumps(row) for row in rows])
+    reformatted = [json.dumps(row, indent=None, separators=(",", ":")) for row in rows]
+    assert fingerprint([*reformatted, "", ""]) == shipped
+    assert fingerprint([json.dumps({**rows[0], "tags": ["new"]}), json.dumps(rows[1])]) == shipped
+    for change in ({"question": "other?"}, {"reference_answer": "t"}, {"gold_sources": ["y"]}):
+        assert fingerprint([json.dumps({**rows[0], **change}), json.dumps(rows[1])]) != shipped
+    assert fingerprint([json.dumps(rows[0])]) != shipped
+
+
+CLIENT_FILES = {
+    "claims-referral.md": "# Claims referral\n\nAny claim with three or more red flags must be "
+    "referred to the Special Investigations Unit before payment.\n",
+    "settlement-authority.md": "# Settlement authority\n\nA senior adjuster may settle claims "
+    "up to 25,000 EUR without approval from the claims manager.\n",
+}
+CLIENT_GOLDEN = [
+    {
+        "id": "c1",
+        "question": "Which claims must be referred to the Special Investigations Unit?",
+        "reference_answer": "Claims with three or more red flags, before payment.",
+        "gold_sources": ["claims-referral.md"],
+    },
+    {
+        "id": "c2",
+        "question": "Up to what amount may a senior adjuster settle a claim?",
+        "reference_answer": "Up to 25,000 EUR without the claims manager's approval.",
+        "gold_sources": ["settlement-authority.md"],
+    },
+]
+
+
+def client_gate(tmp_path: Path, **overrides: object) -> GateOptions:
+    """A client's own corpus and golden set, as an engineer would point the gate at them."""
+    corpus = tmp_path / "client-docs"
+    corpus.mkdir(exist_ok=True)
+    for name, text in CLIENT_FILES.items():
+        (corpus / name).write_text(text, "utf-8")
+    golden = tmp_path / "client-golden.jsonl"
+    golden.write_text("\n".join(json.dumps(row) for row in CLIENT_GOLDEN), "utf-8")
+    thresholds = tmp_path / "thresholds.toml"
+    thresholds.write_text("k = 5\n[metrics.hit_at_5]\nmin = 0.5\n", "utf-8")
+    values: dict[str, object] = {
+        "golden": golden,
+        "thresholds": thresholds,
+        "corpus": corpus,
+        "report_dir": tmp_path / "eval",
+    }
+    return GateOptions(**{**values, **overrides})  # type: ignore[arg-type]
+
+
+def test_eval_after_the_sample_retrieves_only_the_clients_corpus(
+    services: Services, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sample_golden = tmp_path / "sample-golden.jsonl"
+    first = PROJECT_ROOT / "evals" / "golden.jsonl"
+    sample_golden.write_text(first.read_text("utf-8").splitlines()[0], "utf-8")
+    run_gate(services, client_gate(tmp_path, golden=sample_golden, corpus=SAMPLE_CORPUS))
+    assert any(doc.corpus == "sample" for doc in services.store.documents(tenant="default"))
+    capsys.readouterr()
+
+    assert run_gate(services, client_gate(tmp_path)) == 0
+    report = json.loads((tmp_path / "eval" / "report.json").read_text("utf-8"))
+    retrieved = {source for row in report["results"] for source in row["retrieved_sources"]}
+    assert retrieved == set(CLIENT_FILES)  # no hit from a sample file
+    out = capsys.readouterr().out
+    assert "corpus client-docs; removed" in out
+    assert "of sample" in out
+    assert {doc.corpus for doc in services.store.documents(tenant="default")} == {"client-docs"}
+
+
+def test_a_baseline_of_another_golden_set_is_not_a_regression(
+    services: Services, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The shipped baseline is about the sample's golden set; its numbers would all "regress".
+    shipped = PROJECT_ROOT / "evals" / "baseline.json"
+    assert run_gate(services, client_gate(tmp_path, baseline=shipped)) == 0
+    out = capsys.readouterr().out
+    assert "REGRESSED" not in out
+    assert "no comparable baseline" in out
+    assert "record one with `make eval-baseline`" in out
+    assert "\nGO (" in out
+    report = json.loads((tmp_path / "eval" / "report.json").read_text("utf-8"))
+    assert "no comparable baseline" in report["context"]["baseline_warning"]
+
+    # The thresholds still apply: a missed bar is NO-GO, for that reason alone.
+    strict = tmp_path / "strict.toml"
+    strict.write_text("k = 5\n[metrics.refusal_accuracy]\nmin = 1.01\n", "utf-8")
+    assert run_gate(services, client_gate(tmp_path, baseline=shipped, thresholds=strict)) == 1
+    verdict = capsys.readouterr().out.split("NO-GO: ")[1].split(" (")[0]
+    assert verdict == "refusal_accuracy missed the bar"

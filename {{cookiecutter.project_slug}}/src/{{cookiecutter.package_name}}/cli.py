@@ -153,7 +153,13 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument(
         "--judge", action="store_true", help="add LLM-judge metrics (needs RAG_JUDGE_BASE_URL)"
     )
-    evaluate.add_argument("--corpus", type=Path, default=None, help="generate: documents")
+    evaluate.add_argument(
+        "--corpus",
+        type=Path,
+        default=None,
+        help="documents the golden set is about (default RAG_EVAL_CORPUS); a run makes "
+        "<collection>_eval hold exactly these",
+    )
     evaluate.add_argument("--out", type=Path, default=None, help="generate: output JSONL")
     evaluate.add_argument("--size", type=int, default=20, help="generate: questions to draft")
     evaluate.add_argument("--overwrite", action="store_true", help="generate: replace --out")
@@ -229,7 +235,7 @@ def _eval(args: argparse.Namespace, settings: Settings) -> int:
     options = GateOptions(
         golden=args.golden or settings.eval_golden_set,
         thresholds=args.thresholds or settings.eval_thresholds,
-        corpus=settings.eval_corpus,
+        corpus=args.corpus or settings.eval_corpus,
         report_dir=settings.eval_report_dir,
         baseline=default_to_setting(args.baseline),
         save_baseline=default_to_setting(args.save_baseline),

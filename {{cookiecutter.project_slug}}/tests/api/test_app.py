@@ -15,3 +15,33 @@ def test_openapi_documents_the_endpoints(client: TestClient) -> None:
     paths = client.get("/openapi.json").json()["paths"]
     assert {"/v1/retrieve", "/v1/query", "/healthz", "/readyz"} <= set(paths)
     assert client.get("/docs").status_code == 200
+
+
+def test_every_route_lists_only_the_responses_it_can_give(client: TestClient) -> None:
+    document = client.get("/openapi.json").json()
+    body_errors, keyed_errors = {"413", "422"}, {"401", "403", "429"}
+    checked = 0
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            where = f"{method.upper()} {path}"
+            listed = set(operation["responses"])
+            body = operation.get("requestBody", {}).get("content", {})
+            if body:  # BodyLimit answers 413 for any body, validation 422
+                assert body_errors <= listed, where
+            else:
+                assert not listed & (body_errors | {"415"}), where
+            # 415 is a file type the loader cannot read: only where files are sent.
+            assert ("415" in listed) == ("multipart/form-data" in body), where
+            if operation.get("security"):
+                assert keyed_errors <= listed, where
+            else:  # no key is asked for, so none can be refused
+                assert not listed & keyed_errors, where
+            errors = {s for s in listed if s >= "400"} - ({"503"} if path == "/readyz" else set())
+            for status in errors:  # /readyz's 503 is its Readiness body; every other error:
+                content = operation["responses"][status]["content"]
+                assert set(content) == {"application/problem+json"}, (where, status)
+            checked += 1
+    assert checked >= 9
+    listing = document["paths"]["/v1/documents"]["get"]["responses"]
+    assert not {"413", "415"} & set(listing)  # the case that was reported
+    assert "HTTPValidationError" not in document["components"]["schemas"]

@@ -21,9 +21,15 @@ log = logging.getLogger(__name__)
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 
 
+# What every route behind a key can answer (security.py): no or bad key, a missing scope,
+# the key's rate limit spent, keys that cannot be read; and an unexpected error.
+KEYED_ROUTE = (401, 403, 429, 500, 503)
+
+
 def problem_responses(*statuses: int) -> dict[int | str, dict[str, object]]:
     """OpenAPI `responses` for these error statuses: problem details, of media type
-    application/problem+json (see openapi.py)."""
+    application/problem+json (see openapi.py). Each route lists only what it can answer:
+    a body's 413 and 422 where it takes one, 415 where it takes files."""
     return {status: {"model": Problem, "content": {PROBLEM_MEDIA_TYPE: {}}} for status in statuses}
 
 

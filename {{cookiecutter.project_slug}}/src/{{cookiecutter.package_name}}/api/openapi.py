@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from fastapi import FastAPI
@@ -42,10 +43,19 @@ def document_limits(app: FastAPI, settings: Settings) -> None:
         # Errors are application/problem+json only.
         for operations in document["paths"].values():
             for operation in operations.values():
-                for response in operation.get("responses", {}).values():
+                responses = operation.get("responses", {})
+                # FastAPI gives every route with parameters a 422 of its own shape. Ours is a
+                # problem, declared where validation can fail (a body); the others (string
+                # parameters only) cannot answer 422.
+                if PROBLEM_MEDIA_TYPE not in responses.get("422", {}).get("content", {}):
+                    responses.pop("422", None)
+                for response in responses.values():
                     content = response.get("content", {})
                     if PROBLEM_MEDIA_TYPE in content:
                         response["content"] = {PROBLEM_MEDIA_TYPE: _PROBLEM}
+        if "/HTTPValidationError" not in json.dumps(document["paths"]):
+            for unused in ("HTTPValidationError", "ValidationError"):
+                schemas.pop(unused, None)
         app.openapi_schema = document
         return document
 

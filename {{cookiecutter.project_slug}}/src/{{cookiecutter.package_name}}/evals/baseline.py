@@ -9,11 +9,15 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 from ..errors import BadRequestError
+from .golden import GoldenItem
+
+RECORD_ONE = "record one with `make eval-baseline` (`eval --save-baseline`)"
 
 INFORMATIONAL_PREFIXES = ("latency_", "cost_")
 
@@ -22,8 +26,15 @@ def is_quality_metric(name: str) -> bool:
     return not name.startswith(INFORMATIONAL_PREFIXES)
 
 
-def golden_fingerprint(golden_path: Path) -> str:
-    return hashlib.sha256(golden_path.read_bytes()).hexdigest()[:16]
+def golden_fingerprint(items: Sequence[GoldenItem]) -> str:
+    """Identifies a golden set by what its scores are measured against (each question and
+    its reference answer, gold sources and answerability), not by its bytes: reformatting
+    the file or editing tags keeps a baseline comparable; another question set does not."""
+    scored = [
+        [item.id, item.question, item.reference_answer, item.gold_sources, item.answerable]
+        for item in items
+    ]
+    return hashlib.sha256(json.dumps(scored).encode("utf-8")).hexdigest()[:16]
 
 
 @dataclass(frozen=True)
@@ -33,6 +44,16 @@ class Baseline:
     golden: str
     created_at: str
 
+    def not_comparable(self, golden: str) -> str | None:
+        """Why this run cannot be compared with the baseline, or None when it can."""
+        if self.golden == golden:
+            return None
+        made_from = f"golden set {self.golden}" if self.golden else "an unrecorded golden set"
+        return (
+            f"no comparable baseline: {self.path} was made from {made_from}, this run's "
+            f"golden set is {golden}; {RECORD_ONE}. Only the thresholds apply to this run."
+        )
+
 
 @dataclass(frozen=True)
 class Delta:
@@ -41,11 +62,12 @@ class Delta:
     regressed: bool
 
 
-def save_baseline(path: Path, summary: dict[str, float], golden_path: Path) -> None:
+def save_baseline(path: Path, summary: dict[str, float], golden: str) -> None:
+    """`golden` is the run's golden_fingerprint."""
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = {
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "golden": golden_fingerprint(golden_path),
+        "golden": golden,
         "summary": {name: round(value, 6) for name, value in summary.items()},
     }
     path.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")

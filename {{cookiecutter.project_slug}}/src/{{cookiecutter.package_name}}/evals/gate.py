@@ -154,15 +154,36 @@ def _check_reviewed(items: list[GoldenItem], golden: Path, allowed: bool) -> Non
         )
 
 
+def sync_eval_corpus(services: Services, corpus: Path) -> None:
+    """Make the eval collection hold exactly this corpus: a sync keeps one corpus (named
+    after its folder) up to date but leaves others alone, so the sample an earlier `make
+    eval` left there would be retrieved beside (and cited instead of) the client's files."""
+    report = services.ingestor.ingest(corpus)
+    tenant = services.settings.tenant
+    others = [
+        doc
+        for doc in services.store.documents(tenant=tenant)
+        if doc.corpus != report.corpus and doc.alias_of is None  # aliases go with the holder
+    ]
+    for doc in others:
+        services.store.delete_document(tenant=tenant, corpus=doc.corpus, source=doc.source)
+    removed = sorted({doc.corpus for doc in others})
+    note = f"; removed {len(others)} documents of {', '.join(removed)}" if others else ""
+    print(f"Eval collection: {services.store.collection}, corpus {report.corpus}{note}")
+    print(report.summary())
+
+
 def run_gate(services: Services, options: GateOptions, judge: AnswerJudge | None = None) -> int:
     require_eval_group("The eval gate")  # before the corpus sync, not after it
     items = load_golden_set(options.golden)
     _check_reviewed(items, options.golden, options.allow_unreviewed)
+    golden = golden_fingerprint(items)
     k, thresholds = load_thresholds(options.thresholds)
     baseline = load_baseline(options.baseline) if options.baseline else None
+    # Deltas against another golden set's run mean nothing: no regression can be read off them.
+    not_comparable = baseline.not_comparable(golden) if baseline else None
     if options.corpus is not None:
-        print(f"Eval collection: {services.store.collection}")
-        print(services.ingestor.ingest(options.corpus).summary())
+        sync_eval_corpus(services, options.corpus)
     scorer = RagasScorer(services.settings.data_dir / "ragas")
     results = evaluate(services, items, k, scorer, judge)
     summary = summarise(results, k)
@@ -175,7 +196,9 @@ def run_gate(services: Services, options: GateOptions, judge: AnswerJudge | None
             f"Thresholds name unknown metrics {unknown}; known: {sorted(summary)}"
         )
     deltas: dict[str, Delta] = (
-        compare(summary, baseline, services.settings.eval_regression_tolerance) if baseline else {}
+        compare(summary, baseline, services.settings.eval_regression_tolerance)
+        if baseline and not not_comparable
+        else {}
     )
     rows = [
         MetricRow(name, value, thresholds.get(name), deltas.get(name))
@@ -192,14 +215,14 @@ def run_gate(services: Services, options: GateOptions, judge: AnswerJudge | None
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "collection": services.store.collection,
         "embedding_model": services.dense.model_id,
-        "golden": f"{options.golden} ({golden_fingerprint(options.golden)})",
+        "golden": f"{options.golden} ({golden})",
         "thresholds": str(options.thresholds),
         "k": str(k),
     }
     if baseline:
         context["baseline"] = f"{baseline.path} ({baseline.created_at})"
-        if baseline.golden != golden_fingerprint(options.golden):
-            context["baseline_warning"] = "the baseline was made from another golden set"
+        if not_comparable:
+            context["baseline_warning"] = not_comparable
     if judge is not None:
         for key, value in judge.describe().items():
             context[key if key.startswith("judge_") else f"judge_{key}"] = value
@@ -214,7 +237,7 @@ def run_gate(services: Services, options: GateOptions, judge: AnswerJudge | None
     print(report.table())
     paths = write_reports(report, options.report_dir)
     if options.save_baseline:
-        save_baseline(options.save_baseline, summary, options.golden)
+        save_baseline(options.save_baseline, summary, golden)
         print(f"Baseline written: {options.save_baseline}")
     print(
         f"\n{report.verdict} ({plural(len(results), 'question')}, k={k}); reports: "

@@ -97,5 +97,5 @@ class EvalReport:
                 lines.append(f"  refusal: {r.id} {what} question {r.question!r}")
         lines.extend(f"  judge error: {error}" for error in self.judge_errors)
         if "baseline_warning" in self.context:
-            lines.append(f"  warning: {self.context['baseline_warning']}")
+            lines.append(f"  {self.context['baseline_warning']}")
         return "\n".join(lines)

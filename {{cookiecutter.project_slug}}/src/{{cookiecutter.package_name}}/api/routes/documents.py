@@ -12,14 +12,10 @@ from ...errors import BadRequestError, PayloadTooLargeError
 from ...ingest.uploads import safe_filename
 from ...telemetry import current_trace_id
 from ..deps import IngestCaller, ServicesDep
-from ..errors import problem_responses
+from ..errors import KEYED_ROUTE, problem_responses
 from ..schemas import DocumentDeleted, DocumentList, DocumentOut, IngestionJobOut
 
-router = APIRouter(
-    prefix="/v1",
-    tags=["documents"],
-    responses=problem_responses(400, 401, 403, 413, 422, 429, 500, 503, 404, 409, 415),
-)
+router = APIRouter(prefix="/v1", tags=["documents"], responses=problem_responses(*KEYED_ROUTE))
 _READ_BLOCK = 1 << 20
 
 
@@ -28,7 +24,12 @@ def _blocks(upload: UploadFile) -> Iterator[bytes]:
         yield block
 
 
-@router.post("/documents", status_code=202, response_model=IngestionJobOut)
+@router.post(
+    "/documents",
+    status_code=202,
+    response_model=IngestionJobOut,
+    responses=problem_responses(400, 413, 415, 422),  # names, sizes, file types, the form
+)
 def upload_documents(
     services: ServicesDep,
     caller: IngestCaller,
@@ -65,7 +66,9 @@ def upload_documents(
     return IngestionJobOut.of(job)
 
 
-@router.get("/ingestions/{job_id}", response_model=IngestionJobOut)
+@router.get(
+    "/ingestions/{job_id}", response_model=IngestionJobOut, responses=problem_responses(404)
+)
 def ingestion_job(job_id: str, services: ServicesDep, caller: IngestCaller) -> IngestionJobOut:
     """Progress of an ingestion job and the outcome of each of its files."""
     return IngestionJobOut.of(services.jobs.get(job_id, tenant=caller.tenant))
@@ -82,7 +85,11 @@ def list_documents(
     return DocumentList(documents=[DocumentOut.of(d) for d in sorted(stored, key=lambda d: d.id)])
 
 
-@router.delete("/documents/{document_id}", response_model=DocumentDeleted)
+@router.delete(
+    "/documents/{document_id}",
+    response_model=DocumentDeleted,
+    responses=problem_responses(404, 409),  # no such document; a job is writing
+)
 def delete_document(
     document_id: str, services: ServicesDep, caller: IngestCaller
 ) -> DocumentDeleted:

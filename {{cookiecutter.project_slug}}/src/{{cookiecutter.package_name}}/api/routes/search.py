@@ -8,7 +8,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from ...ask import Question
 from ...telemetry import current_trace_id
 from ..deps import QueryCaller, ServicesDep
-from ..errors import problem_responses
+from ..errors import KEYED_ROUTE, problem_responses
 from ..limits import check_search_limits
 from ..schemas import (
     HitOut,
@@ -24,7 +24,8 @@ from ..sse import answer_events
 router = APIRouter(
     prefix="/v1",
     tags=["search"],
-    responses=problem_responses(400, 401, 403, 413, 422, 429, 500, 503),
+    # 400: the limits that are settings; 502: a remote embedding or LLM endpoint failed.
+    responses=problem_responses(*KEYED_ROUTE, 400, 413, 422, 502),
 )
 
 _SSE_DOC: dict[int | str, dict[str, object]] = {
