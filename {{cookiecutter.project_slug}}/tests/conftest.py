@@ -12,7 +12,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -260,22 +260,24 @@ def serve_on_loopback(app: Any) -> Iterator[str]:
 
 
 @contextmanager
-def cli_server() -> Iterator[tuple[str, subprocess.Popen[str]]]:
-    """`serve` as a user runs it: the console script in a subprocess (this environment's
-    RAG_* settings) on a free loopback port. Yields its base URL once /readyz answers 200, and
-    the process; stops it after."""
+def cli_server(
+    env: Mapping[str, str] | None = None,
+) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+    """`serve` as a user runs it: the console script in a subprocess (with `env`, else this
+    environment's RAG_* settings) on a free loopback port. Yields its base URL once /readyz
+    answers 200, and the process; stops it after (if it still runs)."""
     port = free_port()
     script = Path(sys.executable).parent / CONSOLE_SCRIPT
     server = subprocess.Popen(
         [str(script), "serve", "--port", str(port)],
-        env=os.environ.copy(),
+        env=dict(env) if env is not None else os.environ.copy(),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
     )
     try:
         base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 120  # a loaded machine loads the models slowly
         while True:
             try:
                 if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,9 +18,9 @@ import httpx
 import pytest
 
 from {{ cookiecutter.package_name }}.keys import KeyStore
-from {{ cookiecutter.package_name }}.settings import PACKAGE_NAME, Settings
+from {{ cookiecutter.package_name }}.settings import Settings
 
-from .conftest import SAMPLE_CORPUS, auth, free_port
+from .conftest import SAMPLE_CORPUS, auth, cli_server
 from .test_ingest_crash import stored_state
 
 pytestmark = pytest.mark.slow
@@ -36,7 +35,7 @@ UPLOADS = [
 
 @dataclass
 class Served:
-    process: subprocess.Popen[bytes]
+    process: subprocess.Popen[str]
     base: str
     key: str
 
@@ -63,30 +62,8 @@ def _environment(data_dir: Path, model_dir: Path) -> dict[str, str]:
 
 @contextmanager
 def serving(data_dir: Path, model_dir: Path, key: str) -> Iterator[Served]:
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", PACKAGE_NAME, "serve", "--port", str(port)],
-        env=_environment(data_dir, model_dir),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    served = Served(process, f"http://127.0.0.1:{port}", key)
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert process.poll() is None, "serve exited"
-            assert time.monotonic() < deadline, "serve did not become ready"
-            try:
-                if httpx.get(f"{served.base}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)
-        yield served
-    finally:
-        if process.poll() is None:
-            process.terminate()
-            process.wait(timeout=60)
+    with cli_server(_environment(data_dir, model_dir)) as (base, process):
+        yield Served(process, base, key)
 
 
 def kill(served: Served) -> None:
