@@ -11,6 +11,7 @@ import sys
 import textwrap
 from collections.abc import Sequence
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 from pydantic import ValidationError
@@ -256,15 +257,29 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
 
         from .api import create_app
 
+        app = create_app(settings)
+        jobs = app.state.services.jobs
+
+        class Server(uvicorn.Server):
+            def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+                # At the signal, not after open requests end: no new ingestion turn starts,
+                # and the grace for the file being ingested counts from now.
+                jobs.stop()
+                super().handle_exit(sig, frame)
+
         # Embedded Qdrant allows one process: one worker. Scale out with a Qdrant server.
-        uvicorn.run(
-            create_app(settings),
-            host=args.host or settings.host,
-            port=args.port or settings.port,
-            workers=1,
-            log_config=None,  # uvicorn's own lines go through our (JSON) logging too
+        server = Server(
+            uvicorn.Config(
+                app,
+                host=args.host or settings.host,
+                port=args.port or settings.port,
+                workers=1,
+                log_config=None,  # uvicorn's own lines go through our (JSON) logging too
+                timeout_graceful_shutdown=max(1, round(settings.shutdown_grace_s)),
+            )
         )
-        return 0
+        server.run()
+        return 0 if server.started else 3
     if args.command == "eval":
         return _eval(args, settings)
     if args.command == "mcp":
