@@ -89,6 +89,33 @@ def test_console_script_is_installed_under_the_project_slug(cli_env: Path) -> No
         assert command in result.stdout
 
 
+def _serve(port: int, **env: str) -> subprocess.Popen[str]:
+    """`serve` in a subprocess, returned once /readyz answers 200."""
+    script = Path(sys.executable).parent / CONSOLE_SCRIPT
+    server = subprocess.Popen(
+        [str(script), "serve", "--port", str(port)],
+        env={**os.environ, **env},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    try:
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
+                    return server
+            except httpx.TransportError:
+                pass
+            assert server.poll() is None, server.stderr.read() if server.stderr else ""
+            assert time.monotonic() < deadline, "serve did not become ready"
+            time.sleep(0.2)
+    except BaseException:
+        server.kill()
+        server.wait()
+        raise
+
+
 @pytest.mark.slow
 def test_serve_answers_over_http_and_holds_the_store(
     cli_env: Path, corpus: Path, capsys: pytest.CaptureFixture[str]
@@ -98,26 +125,9 @@ def test_serve_answers_over_http_and_holds_the_store(
     assert main(["keys", "create", "--tenant", "default", "--scopes", "query"]) == 0
     key = capsys.readouterr().out.strip()
     port = free_port()
-    script = Path(sys.executable).parent / CONSOLE_SCRIPT
-    server = subprocess.Popen(
-        [str(script), "serve", "--port", str(port)],
-        env=os.environ.copy(),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    server = _serve(port)
     try:
         base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert server.poll() is None, server.stderr.read() if server.stderr else ""
-            assert time.monotonic() < deadline, "serve did not become ready"
-            time.sleep(0.2)
         question = {"question": "How long must a password be?"}
         assert httpx.post(f"{base}/v1/query", json=question).status_code == 401
         response = httpx.post(
@@ -135,6 +145,71 @@ def test_serve_answers_over_http_and_holds_the_store(
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def _notes(count: int, sentences: int) -> list[tuple[str, bytes]]:
+    """Distinct Markdown files (identical ones would be stored once), about 30 chunks each."""
+    return [
+        (
+            f"note{i}.md",
+            f"# Note {i}\n\n".encode()
+            + "".join(
+                f"Item {j} of note {i} says the courier for region {i * 97 + j} leaves at "
+                f"{j % 24} hours and carries parcels up to {i + j} kilograms. "
+                for j in range(sentences)
+            ).encode(),
+        )
+        for i in range(count)
+    ]
+
+
+@pytest.mark.slow
+def test_sigterm_stops_serve_within_the_grace_while_a_job_runs_and_nothing_is_lost(
+    cli_env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["keys", "create", "--tenant", "default", "--scopes", "ingest"]) == 0
+    headers = {"Authorization": f"Bearer {capsys.readouterr().out.strip()}"}
+    grace = 2.0
+    notes = _notes(12, 120)
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    server = _serve(port, RAG_SHUTDOWN_GRACE_S=str(grace))
+    try:
+        files = [("files", (name, content)) for name, content in notes]
+        accepted = httpx.post(f"{base}/v1/documents", files=files, headers=headers, timeout=30)
+        assert accepted.status_code == 202, accepted.text
+        job_url = f"{base}{accepted.headers['Location']}"
+        deadline = time.monotonic() + 60
+        while (job := httpx.get(job_url, headers=headers).json())["status"] == "queued":
+            assert time.monotonic() < deadline, "the job never started"
+            time.sleep(0.05)
+        assert job["status"] == "running", job
+        assert job["done"] < job["total"], job
+        sent = time.monotonic()
+        server.terminate()  # SIGTERM
+        server.wait(timeout=grace + 30)
+        stopped_after = time.monotonic() - sent
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait()
+    # Exits within the grace (plus start-up of the shutdown, and interpreter exit), where it
+    # used to wait for the whole job.
+    print(f"serve stopped {stopped_after:.1f} s after SIGTERM (grace {grace} s)")
+    assert stopped_after < grace + 5, f"serve took {stopped_after:.1f} s to stop"
+
+    server = _serve(port)  # the inbox kept every accepted file: the next start ingests it
+    try:
+        deadline = time.monotonic() + 300
+        while True:
+            listed = httpx.get(f"{base}/v1/documents", headers=headers).json()["documents"]
+            if {d["source"] for d in listed} == {name for name, _ in notes}:
+                break
+            assert time.monotonic() < deadline, f"after the restart only {len(listed)} landed"
+            time.sleep(0.5)
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
 
 
 def test_demo_uses_its_own_collection(
