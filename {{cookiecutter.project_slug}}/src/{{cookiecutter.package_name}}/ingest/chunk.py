@@ -40,7 +40,8 @@ class Chunker:
         self._tokenize = get_tokenizer()
         # A run without whitespace at least a chunk's length in characters may be more
         # than a chunk in tokens (a token is rarely under one character).
-        self._long_run = re.compile(rf"\S{{{self.chunk_size},}}")
+        # (Concatenated: doubled braces in an f-string would be Jinja to the template.)
+        self._long_run = re.compile(r"\S{" + str(self.chunk_size) + ",}")
 
     def _tokens(self, text: str) -> int:
         return len(self._tokenize(text))

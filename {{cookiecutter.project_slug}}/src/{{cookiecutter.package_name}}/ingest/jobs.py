@@ -299,11 +299,14 @@ class IngestionJobs:
             )
             job.status = "succeeded"
         except _Stopped:
-            job.status = "failed"
-            job.error = (
-                "The service stopped before this job finished; its files are in the upload "
-                "inbox and are ingested when the service starts again."
-            )
+            if job.done < job.total:  # else only the turn after its last file was refused
+                job.status = "failed"
+                job.error = (
+                    "The service stopped before this job finished; its files are in the upload "
+                    "inbox and are ingested when the service starts again."
+                )
+            else:
+                job.status = "succeeded"
             return  # the turn was not granted: nothing to release
         except ServiceError as exc:
             job.status, job.error = "failed", exc.message
