@@ -13,11 +13,25 @@ from typing import cast
 import pytest
 
 from {{ cookiecutter.package_name }}.domain import Document
-from {{ cookiecutter.package_name }}.ingest.chunk import Chunker, chunk_document
-from {{ cookiecutter.package_name }}.ingest.jobs import IngestionJob, IngestionJobs
-from {{ cookiecutter.package_name }}.ingest.load import FileBounds, SkippedFileError, load_document
+from {{ cookiecutter.package_name }}.ingest.chunk import (
+    Chunker,
+    chunk_document,
+)
+from {{ cookiecutter.package_name }}.ingest.jobs import (
+    IngestionJob,
+    IngestionJobs,
+)
+from {{ cookiecutter.package_name }}.ingest.load import (
+    FileBounds,
+    SkippedFileError,
+    load_document,
+)
 from {{ cookiecutter.package_name }}.ingest.pipeline import Ingestor
-from {{ cookiecutter.package_name }}.ingest.report import FileOutcome, IngestReport, ProgressListener
+from {{ cookiecutter.package_name }}.ingest.report import (
+    FileOutcome,
+    IngestReport,
+    ProgressListener,
+)
 from {{ cookiecutter.package_name }}.ingest.uploads import UploadInbox
 
 from .messy_files import write_pdf
