@@ -185,6 +185,60 @@ def test_unwritable_report_path_names_report_not_the_data_folder(
     assert "RAG_DATA_DIR" not in err
 
 
+def _notes(count: int, sentences: int) -> list[tuple[str, bytes]]:
+    """Distinct Markdown files (identical ones would be stored once), about 30 chunks each."""
+    return [
+        (
+            f"note{i}.md",
+            f"# Note {i}\n\n".encode()
+            + "".join(
+                f"Item {j} of note {i} says the courier for region {i * 97 + j} leaves at "
+                f"{j % 24} hours and carries parcels up to {i + j} kilograms. "
+                for j in range(sentences)
+            ).encode(),
+        )
+        for i in range(count)
+    ]
+
+
+@pytest.mark.slow
+def test_sigterm_stops_serve_within_the_grace_while_a_job_runs_and_nothing_is_lost(
+    cli_env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["keys", "create", "--tenant", "default", "--scopes", "ingest"]) == 0
+    headers = {"Authorization": f"Bearer {capsys.readouterr().out.strip()}"}
+    grace = 2.0
+    notes = _notes(12, 120)
+    with cli_server({**os.environ, "RAG_SHUTDOWN_GRACE_S": str(grace)}) as (base, server):
+        files = [("files", (name, content)) for name, content in notes]
+        accepted = httpx.post(f"{base}/v1/documents", files=files, headers=headers, timeout=30)
+        assert accepted.status_code == 202, accepted.text
+        job_url = f"{base}{accepted.headers['Location']}"
+        deadline = time.monotonic() + 60
+        while (job := httpx.get(job_url, headers=headers).json())["status"] == "queued":
+            assert time.monotonic() < deadline, "the job never started"
+            time.sleep(0.05)
+        assert job["status"] == "running", job
+        assert job["done"] < job["total"], job
+        sent = time.monotonic()
+        server.terminate()  # SIGTERM
+        server.wait(timeout=grace + 30)
+        stopped_after = time.monotonic() - sent
+    # Exits within the grace (plus start-up of the shutdown, and interpreter exit), where it
+    # used to wait for the whole job.
+    print(f"serve stopped {stopped_after:.1f} s after SIGTERM (grace {grace} s)")
+    assert stopped_after < grace + 5, f"serve took {stopped_after:.1f} s to stop"
+
+    with cli_server() as (base, server):  # the inbox kept every accepted file: the next start
+        deadline = time.monotonic() + 300  # ingests it
+        while True:
+            listed = httpx.get(f"{base}/v1/documents", headers=headers).json()["documents"]
+            if {d["source"] for d in listed} == {name for name, _ in notes}:
+                break
+            assert time.monotonic() < deadline, f"after the restart only {len(listed)} landed"
+            time.sleep(0.5)
+
+
 def test_demo_uses_its_own_collection(
     cli_env: Path, corpus: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -17,6 +17,7 @@ import sys
 import textwrap
 from collections.abc import Sequence
 from pathlib import Path
+from types import FrameType
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from pydantic import ValidationError
@@ -326,15 +327,26 @@ def _serve(host: str, port: int, settings: Settings) -> int:
 
     sock = _listen(host, port)
     with sock:
+        app = create_app(settings)
+        jobs = app.state.services.jobs
+
+        class Server(uvicorn.Server):
+            def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+                # At the signal, not after open requests end: no new ingestion turn starts,
+                # and the grace for the file being ingested counts from now.
+                jobs.stop()
+                super().handle_exit(sig, frame)
+
         # Embedded Qdrant allows one process: one worker. Scale out with a Qdrant server.
         config = uvicorn.Config(
-            create_app(settings),
+            app,
             host=host,
             port=port,
             workers=1,
             log_config=None,  # uvicorn's own lines go through our (JSON) logging too
+            timeout_graceful_shutdown=max(1, round(settings.shutdown_grace_s)),
         )
-        server = uvicorn.Server(config)
+        server = Server(config)
         server.run(sockets=[sock])
     if not server.started:  # the app's startup failed; uvicorn logged why
         print("error: the API did not start; the log lines above say why.", file=sys.stderr)

@@ -20,7 +20,7 @@ from .embeddings import DenseEncoder, SparseEncoder, build_dense_encoder, build_
 from .ingest import Ingestor
 from .ingest.chunk import Chunker
 from .ingest.jobs import IngestionJobs
-from .ingest.load import RecordFields
+from .ingest.load import FileBounds, RecordFields
 from .ingest.uploads import UploadInbox
 from .refusal import RefusalPolicy
 from .rerank import build_reranker
@@ -71,9 +71,13 @@ class Services:
     def close(self) -> None:
         if self.llm_http is not None:
             self.llm_http.close()
-        self.jobs.close()  # a running job finishes its writes before the store closes
+        # A job finishes its file within the grace, or is abandoned mid-file: then the store
+        # stays open under it and the process exits as after a crash (which ingestion
+        # survives: writes are idempotent, the file is still in the inbox).
+        finished = self.jobs.close()
         self.retriever.close()
-        self.store.close()
+        if finished:
+            self.store.close()
         self.tracer_provider.shutdown()
         self.meter_provider.shutdown()
 
@@ -120,6 +124,11 @@ def build_services(
             text=tuple(settings.record_text_fields),
             metadata=tuple(settings.record_metadata_fields),
         ),
+        bounds=FileBounds(
+            max_pages=settings.ingest_max_pages,
+            max_chars=settings.ingest_max_chars,
+            timeout_s=settings.ingest_file_timeout_s,
+        ),
         tenant=settings.tenant,
     )
     return Services(
@@ -135,6 +144,7 @@ def build_services(
             ingestor,
             UploadInbox(settings.uploads_path, settings.max_file_bytes),
             settings.upload_corpus,
+            grace_s=settings.shutdown_grace_s,
         ),
         retriever=Retriever.from_settings(
             settings,

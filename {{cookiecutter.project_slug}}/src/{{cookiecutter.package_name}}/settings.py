@@ -119,6 +119,22 @@ class Settings(BaseSettings):
     )
     chunk_overlap: int = Field(24, ge=0, description="Token overlap between adjacent chunks.")
     max_file_bytes: int = Field(10_000_000, ge=1, description="Larger files are skipped.")
+    # One worker ingests every tenant's uploads: these bound what one file may take of it.
+    ingest_max_pages: int = Field(
+        2000, ge=1, description="PDFs with more pages are skipped (split them, or raise this)."
+    )
+    ingest_max_chars: int = Field(
+        2_000_000,
+        ge=1,
+        description="Files with more characters of text are skipped: about 2,500 chunks to "
+        "embed at the default chunk size (split them, or raise this).",
+    )
+    ingest_file_timeout_s: float = Field(
+        120.0,
+        gt=0,
+        description="Reading one file's text (parsing its pages, paragraphs or records) may "
+        "take this long (seconds); a slower file is skipped.",
+    )
     legacy_encoding: str = Field(
         "cp1252",
         description="For files that are not UTF-8 and have no byte-order mark: preferred among "
@@ -277,6 +293,13 @@ class Settings(BaseSettings):
     )
     max_upload_files: int = Field(
         20, ge=1, description="Files one upload may carry (each at most RAG_MAX_FILE_BYTES)."
+    )
+    shutdown_grace_s: float = Field(
+        10.0,
+        ge=0,
+        description="On SIGTERM, how long open requests and the file being ingested may take "
+        "to finish (seconds); then the service exits (an unfinished upload stays in the inbox "
+        "and is ingested at the next start).",
     )
 
     max_question_chars: int = Field(

@@ -16,11 +16,14 @@ if TYPE_CHECKING:
     from llama_index.core.node_parser import MarkdownNodeParser, SentenceSplitter
 
 # Bump when chunking logic changes, so the next ingest re-chunks every document.
-CHUNKER_VERSION = 3  # 2: recipe records block packing; 3: lone headings, PDF lines joined
+CHUNKER_VERSION = 4  # 2: block packing; 3: lone headings, PDF lines; 4: long runs cut first
 
 
 # Blocks are separated by blank lines: a paragraph, a run of list items or table rows, code.
 _BLOCK_BREAK = re.compile(r"\n[ \t]*\n")
+# A window of an overlong run is cut to this share of the chunk size by its estimated
+# characters per token, so most windows fit at the first try.
+_WINDOW_FILL = 0.9
 
 
 @dataclass
@@ -52,15 +55,62 @@ class Chunker:
         tokenize: Callable[[str], list[object]] = get_tokenizer()
         return tokenize
 
+    @cached_property
+    def _long_run(self) -> re.Pattern[str]:
+        # A run without whitespace at least a chunk's length in characters may be more
+        # than a chunk in tokens (a token is rarely under one character).
+        # (Concatenated: doubled braces in an f-string would be Jinja to the template.)
+        return re.compile(r"\S{" + str(self.chunk_size) + ",}")
+
     def _tokens(self, text: str) -> int:
         return len(self._tokenize(text))
+
+    def _split(self, text: str) -> list[str]:
+        """The sentence splitter's pieces, with runs longer than a chunk and no whitespace
+        (base64, a minified file, CJK without spaces) cut into chunk-sized windows first.
+
+        Why: the splitter falls back to one split per character for such a run and counts
+        each character's tokens alone, so a 7.5 MB single-line file took minutes to chunk
+        and gave chunks of 200 characters (one "token" each), five times too many to embed."""
+        pieces: list[str] = []
+        start = 0
+        for match in self._long_run.finditer(text):
+            run = match.group()
+            tokens = self._tokens(run)
+            if tokens <= self.chunk_size:
+                continue  # a long URL or word that fits: the splitter keeps it whole
+            pieces += self._sentences(text[start : match.start()])
+            pieces += self._windows(run, tokens)
+            start = match.end()
+        return pieces + self._sentences(text[start:])
+
+    def _sentences(self, text: str) -> list[str]:
+        return list(self._splitter.split_text(text)) if text.strip() else []
+
+    def _windows(self, run: str, tokens: int) -> list[str]:
+        """`run` cut at characters into pieces of at most chunk_size tokens, each counted
+        once or a few times: linear in the run's length."""
+        chars_per_token = len(run) / tokens
+        windows: list[str] = []
+        start = 0
+        while start < len(run):
+            width = max(1, int(self.chunk_size * chars_per_token * _WINDOW_FILL))
+            while True:
+                window = run[start : start + width]
+                counted = self._tokens(window)
+                if counted <= self.chunk_size or width == 1:
+                    break
+                width = max(1, int(width * self.chunk_size / counted * _WINDOW_FILL))
+            windows.append(window)
+            start += len(window)
+        return windows
 
     def _pack(self, text: str) -> list[str]:
         """Whole blocks, greedily packed up to chunk_size tokens. A block that ends a chunk is
         repeated at the start of the next when it fits in chunk_overlap (context across the
         cut); a block larger than a chunk is split at sentences."""
         if not self.pack_blocks:
-            return list(self._splitter.split_text(text))
+            return self._split(text)
         pieces: list[str] = []
         current: list[str] = []
         size = 0
@@ -72,7 +122,7 @@ class Chunker:
                 if current:
                     pieces.append("\n\n".join(current))
                     current, size = [], 0
-                *full, tail = self._splitter.split_text(block)
+                *full, tail = self._split(block)
                 pieces.extend(full)
                 current, size = [tail], self._tokens(tail)  # the tail may take more blocks
                 continue

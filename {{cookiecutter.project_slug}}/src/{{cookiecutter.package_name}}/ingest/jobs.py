@@ -1,5 +1,10 @@
-"""Ingestion jobs for the API: uploads are ingested in the background, one job at a time,
+"""Ingestion jobs for the API: uploads are ingested in the background, one file at a time,
 while queries keep being answered; a job reports its progress and per-file outcomes.
+
+Tenants take turns: one file of each tenant that has work, in the order they asked, so one
+tenant's big uploads delay another's by at most one file (its size and time bounded by the
+RAG_INGEST_* settings), not by all of them. On shutdown no new turn starts; the file being
+ingested may finish within RAG_SHUTDOWN_GRACE_S, else it is abandoned (it stays in the inbox).
 
 Jobs live in memory (a restart forgets them); the files they ingest do not: they are in the
 upload inbox before a job is created, and a start-up job ingests whatever the inbox holds.
@@ -16,9 +21,10 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 import uuid
+from collections import deque
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -44,6 +50,51 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
+class _Stopped(BaseException):
+    """The service is stopping: a job leaves the ingestor between two files. A BaseException,
+    so no file-level `except Exception` in the pipeline takes it for that file's failure."""
+
+
+class Turns:
+    """Who writes to the store next. Each writer (a job's next file, a delete) joins the end
+    of the line and waits until it is first and no one writes, so writers take turns in the
+    order they asked. Shaped like a lock (acquire with a timeout, release), as the store
+    takes one writer at a time anyway."""
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition()
+        self._line: deque[object] = deque()
+        self._holder: object | None = None
+        # Set from a signal handler too: a plain flag (no lock), read by waiters when woken.
+        self.stopping = False
+
+    def acquire(self, timeout: float | None = None) -> bool:
+        """Wait for a turn; False on timeout or once stopping (no new turn starts)."""
+        me = object()
+        with self._changed:
+            self._line.append(me)
+            granted = self._changed.wait_for(
+                lambda: self.stopping or (self._holder is None and self._line[0] is me),
+                timeout,
+            )
+            self._line.remove(me)
+            if not granted or self.stopping:
+                self._changed.notify_all()  # the next in line may be first now
+                return False
+            self._holder = me
+            return True
+
+    def release(self) -> None:
+        with self._changed:
+            self._holder = None
+            self._changed.notify_all()
+
+    def stop(self) -> None:
+        self.stopping = True
+        with self._changed:
+            self._changed.notify_all()
+
+
 @dataclass
 class IngestionJob:
     id: str
@@ -64,16 +115,19 @@ class IngestionJob:
 
 
 @dataclass
-class _InboxProgress:
-    """The ingestor's ProgressListener for a job: fills the job in, counts each file's
-    attempts on disk and quarantines what could not be read."""
+class _JobProgress:
+    """A job's progress listener: fills the job in, counts each file's attempts on disk,
+    quarantines what could not be read, then gives up the writer and waits for the next
+    turn (the ingestor keeps one plan, one read of the tenant's documents, per job, while
+    the files of different tenants' jobs interleave)."""
 
     job: IngestionJob
     inbox: UploadInbox
-    current: str | None = None
+    turns: Turns
+    current: str | None = None  # the file being ingested
 
     def start(self, total: int) -> None:
-        self.job.total += total
+        self.job.total += total  # after files quarantined at start-up, if any
 
     def begin(self, source: str) -> None:
         self.current = source
@@ -86,20 +140,37 @@ class _InboxProgress:
             self.inbox.quarantine(outcome.source, outcome.reason)
         else:
             self.inbox.forget_attempts(outcome.source)
+        self.turns.release()
+        if not self.turns.acquire():
+            raise _Stopped
+
+    def not_an_attempt(self) -> None:
+        """The process lives on (the job failed, or the service stops on purpose), so the
+        file it was on did not kill it; it stays in the inbox for the next start."""
+        if self.current is not None:
+            self.inbox.forget_attempts(self.current)
 
 
 class IngestionJobs:
-    """One worker thread: the store takes one writer at a time anyway, and jobs run in the
-    order they were accepted. Deletes share the writer lock with jobs."""
+    """One writer at a time (the store takes one anyway), in turns: a thread per tenant with
+    work runs that tenant's jobs in the order they were accepted, one file a turn. Deletes
+    take turns with the files."""
 
-    def __init__(self, ingestor: Ingestor, inbox: UploadInbox, corpus: str) -> None:
+    def __init__(
+        self, ingestor: Ingestor, inbox: UploadInbox, corpus: str, *, grace_s: float = 10.0
+    ) -> None:
         self._ingestor = ingestor
         self._inbox = inbox  # its folder holds one inbox folder per tenant
         self.corpus = corpus
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-job")
+        self.grace_s = grace_s
         self._jobs: dict[str, IngestionJob] = {}
         self._jobs_lock = threading.Lock()
-        self.writer = threading.Lock()
+        self.writer = Turns()
+        # Each tenant's accepted jobs, oldest (the running one) first, and its worker thread.
+        self._queues: dict[str, deque[tuple[IngestionJob, Callable[[], list[Path]]]]] = {}
+        self._workers: dict[str, threading.Thread] = {}
+        self._progress: dict[str, _JobProgress] = {}  # each tenant's running job
+        self._stop_requested: float | None = None
 
     def inbox(self, tenant: str) -> UploadInbox:
         return UploadInbox(self._inbox.folder / tenant, self._inbox.max_bytes)
@@ -134,10 +205,7 @@ class IngestionJobs:
             corpus=self.corpus,
             files=[p.name for p in paths],
         )
-        with self._jobs_lock:
-            self._jobs[job.id] = job
-            self._forget_old()
-        self._executor.submit(self._run, job, lambda: paths)
+        self._enqueue(job, lambda: paths)
         return job
 
     def submit_inbox(self) -> list[IngestionJob]:
@@ -162,9 +230,7 @@ class IngestionJobs:
                     log.warning("quarantined %s: %s", path.name, reason)
             if not inbox.files() and not job.outcomes:
                 continue
-            with self._jobs_lock:
-                self._jobs[job.id] = job
-            self._executor.submit(self._run, job, inbox.files)
+            self._enqueue(job, inbox.files)
             jobs.append(job)
         return jobs
 
@@ -185,6 +251,38 @@ class IngestionJobs:
             else:
                 path.unlink()
 
+    def _enqueue(self, job: IngestionJob, paths: Callable[[], list[Path]]) -> None:
+        """Record the job and queue it behind its tenant's; a stopping service queues it
+        all the same (its files are in the inbox for the next start)."""
+        with self._jobs_lock:
+            self._jobs[job.id] = job
+            self._forget_old()
+            self._queues.setdefault(job.tenant, deque()).append((job, paths))
+            if job.tenant not in self._workers and not self.writer.stopping:
+                # A daemon thread: one abandoned on shutdown must not keep the process alive.
+                worker = threading.Thread(
+                    target=self._work, args=(job.tenant,), name=f"ingest-{job.tenant}", daemon=True
+                )
+                self._workers[job.tenant] = worker
+                worker.start()
+
+    def _work(self, tenant: str) -> None:
+        """Run the tenant's jobs in order until its queue is empty (or the service stops)."""
+        while True:
+            with self._jobs_lock:
+                queue = self._queues[tenant]
+                if not queue or self.writer.stopping:
+                    del self._workers[tenant]
+                    return
+                job, paths = queue[0]
+            self._run(job, paths)
+            with self._jobs_lock:
+                queue.popleft()
+                if not queue:
+                    del self._queues[tenant]
+                    del self._workers[tenant]
+                    return
+
     def get(self, job_id: str, *, tenant: str) -> IngestionJob:
         with self._jobs_lock:
             job = self._jobs.get(job_id)
@@ -203,7 +301,7 @@ class IngestionJobs:
         `audit(document)` records the attempt first: a delete that cannot be audited is not
         done. Then the file is set aside, then the chunks are deleted; if that fails, the
         file is put back, so a failure leaves the document as it was."""
-        if not self.writer.acquire(timeout=5):
+        if self._running(tenant) or not self.writer.acquire(timeout=5):
             raise ConflictError(
                 "An ingestion job is writing to the store; retry the delete when it has "
                 "finished (GET /v1/ingestions/{id} shows its progress)."
@@ -241,32 +339,82 @@ class IngestionJobs:
         finally:
             self.writer.release()
 
-    def close(self) -> None:
-        self._executor.shutdown(wait=True, cancel_futures=True)
+    def _running(self, tenant: str) -> bool:
+        """Whether a job of this tenant is part way through: its plan was made from the
+        documents as they were, so a delete waits for it to finish."""
+        with self._jobs_lock:
+            queue = self._queues.get(tenant)
+            return queue is not None and bool(queue) and queue[0][0].status == "running"
+
+    def stop(self) -> None:
+        """Start no new turn: each job stops after its current file. Safe to call from a
+        signal handler (it only sets flags), so the grace is counted from the signal."""
+        if self._stop_requested is None:
+            self._stop_requested = time.monotonic()
+        self.writer.stopping = True
+
+    def close(self) -> bool:
+        """Stop, and wait up to the grace (from the first stop) for the current file; True
+        when every job thread has ended, False when one was abandoned mid-file (its files
+        stay in the inbox, and the store must be left as a crash would leave it)."""
+        self.stop()
+        self.writer.stop()  # wakes the waiting jobs, so they end now
+        started = self._stop_requested or time.monotonic()
+        with self._jobs_lock:
+            workers = list(self._workers.values())
+        for worker in workers:
+            worker.join(timeout=max(0.0, started + self.grace_s - time.monotonic()))
+        busy = [w.name for w in workers if w.is_alive()]
+        with self._jobs_lock:
+            abandoned = list(self._progress.values())  # jobs still running after the grace
+        for progress in abandoned:
+            progress.not_an_attempt()  # stopped on purpose: the file did not kill the process
+        if busy:
+            log.warning(
+                "stopped without waiting for %s after %.1f s (RAG_SHUTDOWN_GRACE_S): the files "
+                "being ingested stay in the upload inbox and are ingested at the next start",
+                ", ".join(busy),
+                self.grace_s,
+            )
+        return not busy
 
     def _run(self, job: IngestionJob, paths: Callable[[], list[Path]]) -> None:
+        if not self.writer.acquire():
+            return  # stopping before the job started: it stays queued, its files in the inbox
         job.status = "running"
         inbox = self.inbox(job.tenant)
-        progress = _InboxProgress(job, inbox)
+        progress = _JobProgress(job, inbox, self.writer)
+        with self._jobs_lock:
+            self._progress[job.tenant] = progress
         try:
-            with self.writer:
-                files = [p for p in paths() if p.exists()]
-                job.files = [p.name for p in files]
-                self._ingestor.for_tenant(job.tenant).add_files(
-                    inbox.folder, files, job.corpus, progress=progress
-                )
+            files = [p for p in paths() if p.exists()]
+            job.files = [p.name for p in files]
+            self._ingestor.for_tenant(job.tenant).add_files(
+                inbox.folder, files, job.corpus, progress=progress
+            )
             job.status = "succeeded"
+        except _Stopped:
+            if job.done < job.total:  # else only the turn after its last file was refused
+                job.status = "failed"
+                job.error = (
+                    "The service stopped before this job finished; its files are in the upload "
+                    "inbox and are ingested when the service starts again."
+                )
+            else:
+                job.status = "succeeded"
+            return  # the turn was not granted: nothing to release
         except ServiceError as exc:
             job.status, job.error = "failed", exc.message
         except Exception as exc:  # a job thread has no caller to raise to: record and log
             log.exception("ingestion job %s failed", job.id)
             job.status, job.error = "failed", f"{type(exc).__name__}: {exc}"
         finally:
-            if job.status == "failed" and progress.current is not None:
-                # The process lived on, so the file it was on did not kill it: not an attempt.
-                # It stays in the inbox for the next start.
-                inbox.forget_attempts(progress.current)
+            if job.status == "failed":
+                progress.not_an_attempt()
+            with self._jobs_lock:
+                self._progress.pop(job.tenant, None)
             job.finished_at = _now()
+        self.writer.release()
 
     def _forget_old(self) -> None:
         finished = [j for j in self._jobs.values() if j.finished_at]

@@ -14,7 +14,7 @@ import charset_normalizer
 
 from ..domain import Document
 from .formats import BY_SUFFIX, BinaryFormat, format_for, supported
-from .parse import ParseOptions, RecordFields, SkippedFileError
+from .parse import FileBounds, ParseOptions, RecordFields, SkippedFileError
 
 # Suffix -> format name, for callers that only check a name (uploads).
 SUPPORTED_SUFFIXES = {suffix: f.name for suffix, f in BY_SUFFIX.items()}
@@ -116,8 +116,11 @@ def load_document(
     max_bytes: int,
     legacy_encoding: str = "cp1252",
     record_fields: RecordFields | None = None,
+    bounds: FileBounds | None = None,
 ) -> Document:
     """Read one file; raise SkippedFileError with a reason a person can act on."""
+    bounds = bounds or FileBounds()
+    deadline = bounds.deadline()  # from the first byte read
     source = path.relative_to(root).as_posix()
     suffix = path.suffix.lower()
     file_format = format_for(suffix)
@@ -142,7 +145,12 @@ def load_document(
         raise SkippedFileError("has no text (empty or whitespace only)")
     metadata: dict[str, Any] = {}
     decode_warnings: tuple[str, ...] = ()
-    options = ParseOptions(max_bytes=max_bytes, record_fields=record_fields or RecordFields())
+    options = ParseOptions(
+        max_bytes=max_bytes,
+        record_fields=record_fields or RecordFields(),
+        max_pages=bounds.max_pages,
+        deadline=deadline,
+    )
     if isinstance(file_format, BinaryFormat):
         parsed = file_format.parse(raw, options)
     else:
@@ -153,6 +161,12 @@ def load_document(
     text = parsed.text.strip()
     if not text:
         raise SkippedFileError("has no text (empty or whitespace only)")
+    if len(text) > bounds.max_chars:
+        # Chunks, and so embedding time, grow with the text: bound it before either starts.
+        raise SkippedFileError(
+            f"has {len(text):,} characters of text, over the {bounds.max_chars:,}-character "
+            "limit per file (RAG_INGEST_MAX_CHARS); split it, or raise the limit"
+        )
     sha256 = hashlib.sha256(raw).hexdigest()
     return Document(
         source=source,
@@ -166,4 +180,11 @@ def load_document(
     )
 
 
-__all__ = ["SUPPORTED_SUFFIXES", "RecordFields", "SkippedFileError", "discover", "load_document"]
+__all__ = [
+    "SUPPORTED_SUFFIXES",
+    "FileBounds",
+    "RecordFields",
+    "SkippedFileError",
+    "discover",
+    "load_document",
+]

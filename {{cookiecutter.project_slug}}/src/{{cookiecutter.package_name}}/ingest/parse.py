@@ -18,10 +18,11 @@ import io
 import json
 import logging
 import re
+import time
 import unicodedata
 import zipfile
 import zlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -115,11 +116,45 @@ class RecordFields:
 
 
 @dataclass(frozen=True)
+class FileBounds:
+    """The work one file may take, so one file cannot hold the single ingestion worker (and
+    every other tenant's uploads) for long: a file over a bound is skipped, with the setting
+    to raise. Reading is bounded in time; chunking and embedding, linear in the text, by its
+    length."""
+
+    max_pages: int = 2000  # RAG_INGEST_MAX_PAGES
+    max_chars: int = 2_000_000  # RAG_INGEST_MAX_CHARS
+    timeout_s: float = 120.0  # RAG_INGEST_FILE_TIMEOUT_S
+
+    def deadline(self, clock: Callable[[], float] = time.monotonic) -> Deadline:
+        return Deadline(self.timeout_s, clock)
+
+
+class Deadline:
+    """The time left to read one file; parsers check it between pages, blocks and records
+    (a thread cannot be interrupted, so the check is where the work is)."""
+
+    def __init__(self, seconds: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.seconds = seconds
+        self._clock = clock
+        self._end = clock() + seconds
+
+    def check(self, doing: str) -> None:
+        if self._clock() > self._end:
+            raise SkippedFileError(
+                f"took over {self.seconds:g} s to read (stopped at {doing}), the time limit "
+                "per file (RAG_INGEST_FILE_TIMEOUT_S); split it, or raise the limit"
+            )
+
+
+@dataclass(frozen=True)
 class ParseOptions:
     """What a parser may need besides the content; each takes what it uses."""
 
     max_bytes: int  # RAG_MAX_FILE_BYTES: a compressed format must not expand far beyond it
     record_fields: RecordFields = field(default_factory=RecordFields)
+    max_pages: int = FileBounds.max_pages
+    deadline: Deadline = field(default_factory=lambda: FileBounds().deadline())
 
 
 @dataclass(frozen=True)
@@ -340,7 +375,16 @@ def parse_pdf(raw: bytes, options: ParseOptions) -> Parsed:
             reader = pypdf.PdfReader(io.BytesIO(raw))
             if reader.is_encrypted:
                 raise SkippedFileError("is an encrypted PDF; save an unencrypted copy to ingest it")
-            pages = [reflow_pdf_lines(page.extract_text() or "") for page in reader.pages]
+            count = len(reader.pages)
+            if count > options.max_pages:
+                raise SkippedFileError(
+                    f"has {count:,} pages, over the {options.max_pages:,}-page limit per file "
+                    "(RAG_INGEST_MAX_PAGES); split it, or raise the limit"
+                )
+            pages = []
+            for number, page in enumerate(reader.pages, start=1):
+                options.deadline.check(f"page {number:,} of {count:,}")
+                pages.append(reflow_pdf_lines(page.extract_text() or ""))
             info = reader.metadata
             title = info.title if info and info.title else None
     except LimitReachedError as exc:
@@ -394,7 +438,8 @@ def parse_docx(raw: bytes, options: ParseOptions) -> Parsed:
             f"is not a valid .docx ({exc}); open and save it again in Word"
         ) from exc
     lines: list[str] = []
-    for block in document.iter_inner_content():
+    for number, block in enumerate(document.iter_inner_content(), start=1):
+        options.deadline.check(f"paragraph or table {number:,}")
         if isinstance(block, docx.table.Table):
             for row in block.rows:
                 cells = [cell.text.strip() for cell in row.cells]
@@ -449,14 +494,16 @@ def _record_segment(
 
 def _records_parsed(
     items: Iterable[tuple[dict[str, int], Mapping[str, Any] | str]],
-    fields: RecordFields,
+    options: ParseOptions,
     unit: str,
 ) -> Parsed:
     """Segments from (position, record or problem) pairs; bad records become warnings."""
+    fields = options.record_fields
     segments: list[Segment] = []
     problems: list[str] = []
     for position, item in items:
         where = f"{unit} {next(iter(position.values()))}"
+        options.deadline.check(where)
         if isinstance(item, str):
             problems.append(f"{where} {item}")
             continue
@@ -496,7 +543,7 @@ def parse_jsonl(text: str, options: ParseOptions) -> Parsed:
                 continue
             yield {"line": number}, value
 
-    return _records_parsed(records(), options.record_fields, "line")
+    return _records_parsed(records(), options, "line")
 
 
 def parse_csv(text: str, options: ParseOptions) -> Parsed:
@@ -522,4 +569,4 @@ def parse_csv(text: str, options: ParseOptions) -> Parsed:
         except csv.Error as exc:
             yield {"row": reader.line_num}, f"cannot be parsed ({exc})"
 
-    return _records_parsed(rows(), options.record_fields, "row")
+    return _records_parsed(rows(), options, "row")

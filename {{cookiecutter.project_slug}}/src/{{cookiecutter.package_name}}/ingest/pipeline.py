@@ -29,7 +29,7 @@ from ..settings import TENANT_PATTERN
 from ..store import VectorStore
 from ..telemetry import RagMetrics
 from .chunk import Chunker, chunk_document
-from .load import RecordFields, SkippedFileError, discover, load_document
+from .load import FileBounds, RecordFields, SkippedFileError, discover, load_document
 from .plan import (
     Alias,
     Delete,
@@ -69,6 +69,7 @@ class Ingestor:
         metrics: RagMetrics | None = None,
         legacy_encoding: str = "cp1252",
         record_fields: RecordFields | None = None,
+        bounds: FileBounds | None = None,
         tenant: str,
     ) -> None:
         self.tenant = tenant  # every document this ingestor reads, writes or deletes
@@ -82,6 +83,7 @@ class Ingestor:
         self._metrics = metrics or RagMetrics.noop()
         self._legacy_encoding = legacy_encoding
         self._record_fields = record_fields or RecordFields()
+        self._bounds = bounds or FileBounds()
 
     def for_tenant(self, tenant: str) -> Ingestor:
         """The same ingestor, working on another tenant's documents."""
@@ -96,7 +98,12 @@ class Ingestor:
 
     def load(self, path: Path, root: Path) -> Document:
         return load_document(
-            path, root, self._max_file_bytes, self._legacy_encoding, self._record_fields
+            path,
+            root,
+            self._max_file_bytes,
+            self._legacy_encoding,
+            self._record_fields,
+            self._bounds,
         )
 
     def chunk(self, document: Document, corpus: str) -> list[Chunk]:
