@@ -17,7 +17,8 @@ measures the service, not the limiter.
 With --hostile, a second phase follows on the same server: tenant `second` asks questions
 alone (idle), then again while tenant `default` uploads the worst files we know (JSON nested
 past the recursion limit, zip and deflate bombs, a zip directory that lies, a 7.5 MB line, a
-PDF of thousands of pages, a name over 255 bytes) and each tenant uploads one good file. It
+PDF of thousands of pages, a name over 255 bytes, and a legal but heavy 1 MB text) and each
+tenant uploads one good file. It
 prints the victim's query p50/p95 beside idle, the errors (a 5xx or a dropped connection; a
 refusal with a 4xx is the right answer to a bad name) and the good uploads lost.
 
@@ -197,7 +198,20 @@ def hostile_files() -> list[tuple[str, bytes]]:
         ("one-line.txt", b"claim" * 1_500_000),  # 7.5 MB, no space, no newline
         ("pages.pdf", pdf_bytes([f"Page {n} of the appendix." for n in range(5_000)])),
         ("\u00e9" * 130 + ".md", b"A name of 263 bytes."),  # refused with 400
+        # Within every bound, and heavy: about a thousand chunks of real sentences.
+        ("heavy.txt", heavy_text(1_000_000)),
     ]
+
+
+def heavy_text(chars: int) -> bytes:
+    rng = random.Random(3)
+    sentences: list[str] = []
+    size = 0
+    while size < chars:
+        words = " ".join(rng.choice(WORDS) for _ in range(12))
+        sentences.append(f"Clause {len(sentences)} of the annex says {words}. ")
+        size += len(sentences[-1])
+    return "".join(sentences).encode()
 
 
 @dataclass
@@ -207,6 +221,8 @@ class Hostile:
     errors: list[str] = field(default_factory=list)
     refused: int = 0
     good: list[tuple[str, str, str, str]] = field(default_factory=list)  # as Results.uploads
+    jobs: list[str] = field(default_factory=list)  # the attacker's accepted jobs
+    attack_seconds: float = 0.0  # from the first hostile upload to its last job's end
 
 
 async def hostile_mix(
@@ -215,8 +231,10 @@ async def hostile_mix(
     out = Hostile()
     rng = random.Random(11)
 
-    async def ask(latencies: list[float]) -> None:
-        for _ in range(queries):
+    async def ask(latencies: list[float], until: asyncio.Task[None] | None = None) -> None:
+        asked = 0
+        while asked < queries or (until is not None and not until.done()):
+            asked += 1
             started = time.perf_counter()
             try:
                 response = await client.post(
@@ -245,20 +263,33 @@ async def hostile_mix(
             out.errors.append(f"upload {name[:40]} -> {response.status_code}")
         elif not response.is_success:
             out.refused += 1
-        elif good:
+        elif key == attacker:
+            out.jobs.append(response.json()["id"])
+        if response.is_success and good:
             code = name.removeprefix("locker-").removesuffix(".md")
             out.good.append((key, name, code, response.json()["id"]))
 
     async def attack() -> None:
-        for name, content in hostile_files():
+        # The victim keeps asking until every hostile job has ended: the whole attack is
+        # measured, not only its uploads.
+        started = time.perf_counter()
+        for name, content in worst:
             await upload(attacker, name, content, good=False)
         await upload(attacker, "locker-attacker01.md", document("attacker01"), good=True)
+        headers = {"Authorization": f"Bearer {attacker}"}
+        for job_id in out.jobs:
+            while (await client.get(f"/v1/ingestions/{job_id}", headers=headers)).json()[
+                "status"
+            ] in ("queued", "running"):
+                await asyncio.sleep(0.2)
+        out.attack_seconds = time.perf_counter() - started
 
+    worst = hostile_files()  # built first: building them blocks this event loop for seconds
     await ask(out.idle)
     attacking = asyncio.create_task(attack())
     await asyncio.sleep(1)  # the first hostile files are in the job queue
     await upload(victim, "locker-victim01.md", document("victim01"), good=True)
-    await ask(out.attacked)
+    await ask(out.attacked, until=attacking)
     await attacking
     return out
 
@@ -267,7 +298,11 @@ def print_hostile(hostile: Hostile, lost: list[str]) -> None:
     idle = sorted(x * 1000 for x in hostile.idle)
     attacked = sorted(x * 1000 for x in hostile.attacked)
     p95_ratio = percentile(attacked, 95) / percentile(idle, 95)
-    print("Hostile mix: tenant `default` uploads the worst files while `second` asks")
+    print(
+        "Hostile mix: tenant `default` uploads the worst files while `second` asks "
+        f"({len(hostile.attacked)} questions over the {hostile.attack_seconds:.1f} s the attack's "
+        "jobs took)"
+    )
     print(
         f"  victim idle      p50 {percentile(idle, 50):7.1f} ms  p95 {percentile(idle, 95):7.1f} ms"
     )

@@ -3,12 +3,13 @@ the worker shares itself: tenants take turns file by file, and shutdown is bound
 
 from __future__ import annotations
 
+import os
 import random
 import threading
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import pytest
 
@@ -98,11 +99,18 @@ class _ScriptedIngestor:
         self.order: list[str] = []
         self.hold = hold or {}
         self.started: dict[str, threading.Event] = {}
+        self.niceness: list[int] = []  # the CPU priority each add_files ran at
+        self.dense: list[object] = []  # the encoders each job ingested with
 
     def for_tenant(self, tenant: str) -> _ScriptedIngestor:
         other = _ScriptedIngestor(self.hold)
         other.tenant, other.order, other.started = tenant, self.order, self.started
+        other.niceness, other.dense = self.niceness, self.dense
         return other
+
+    def with_dense(self, dense: object) -> _ScriptedIngestor:
+        self.dense.append(dense)
+        return self
 
     def add_files(
         self,
@@ -112,6 +120,7 @@ class _ScriptedIngestor:
         progress: ProgressListener | None = None,
     ) -> IngestReport:
         assert progress is not None
+        self.niceness.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
         progress.start(len(paths))
         for path in paths:
             progress.begin(path.name)
@@ -170,6 +179,36 @@ def test_tenants_take_turns_so_a_small_upload_waits_one_file_not_ten(
         assert _finished(job).status == "succeeded"
     assert ingestor.order[:2] == ["a1.md", "b1.md"]
     assert ingestor.order[2:] == [f"a{i}.md" for i in range(2, 9)]  # alpha's own order kept
+    assert jobs.close()
+
+
+def test_jobs_run_below_the_queries_priority_with_their_own_encoder_built_in_a_job_thread(
+    tmp_path: Path,
+) -> None:
+    ingestor = _ScriptedIngestor()
+    built_in: list[int] = []
+
+    def build() -> object:  # its threads (a model session's) inherit the builder's priority
+        built_in.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+        return object()
+
+    jobs = IngestionJobs(
+        cast(Ingestor, ingestor),
+        UploadInbox(tmp_path / "uploads", LIMIT),
+        "uploads",
+        nice=5,
+        background_dense=cast(Any, build),
+    )
+    mine = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    first = jobs.submit(_files(tmp_path, "alpha", ["a1.md"]), tenant="alpha")
+    assert _finished(first).status == "succeeded"
+    second = jobs.submit(_files(tmp_path, "beta", ["b1.md"]), tenant="beta")
+    assert _finished(second).status == "succeeded"
+    assert ingestor.niceness == [min(mine + 5, 19)] * 2
+    assert built_in == [min(mine + 5, 19)]  # built once, in a job thread
+    assert len(ingestor.dense) == 2
+    assert ingestor.dense[0] is ingestor.dense[1]
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == mine  # not the caller
     assert jobs.close()
 
 

@@ -101,6 +101,11 @@ def build_services(
     metrics = RagMetrics.create(meter_provider.get_meter(__name__))
     content = SpanContent.from_settings(settings)
     # Models first: a store opened before a failing model load would stay locked for nothing.
+    # Jobs embed with their own instance of the model at a lower CPU priority (jobs.py), when
+    # the model is ours to load; one passed in (tests share one) is shared with jobs too.
+    background_dense = (
+        (lambda: build_dense_encoder(settings)) if dense is None and settings.ingest_nice else None
+    )
     dense = dense or build_dense_encoder(settings)
     sparse = sparse or build_sparse_encoder(settings)
     store: VectorStore = QdrantStore(settings)
@@ -145,6 +150,8 @@ def build_services(
             UploadInbox(settings.uploads_path, settings.max_file_bytes),
             settings.upload_corpus,
             grace_s=settings.shutdown_grace_s,
+            nice=settings.ingest_nice,
+            background_dense=background_dense,
         ),
         retriever=Retriever.from_settings(
             settings,

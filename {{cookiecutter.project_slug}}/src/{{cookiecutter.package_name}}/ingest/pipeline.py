@@ -96,6 +96,14 @@ class Ingestor:
         other.tenant = tenant
         return other
 
+    def with_dense(self, dense: DenseEncoder) -> Ingestor:
+        """The same ingestor, embedding with another instance of the same dense model."""
+        if dense.model_id != self._dense.model_id:
+            raise ValueError(f"{dense.model_id} is not {self._dense.model_id}")
+        other = copy.copy(self)
+        other._dense = dense
+        return other
+
     def load(self, path: Path, root: Path) -> Document:
         return load_document(
             path,
