@@ -295,12 +295,13 @@ class Settings(BaseSettings):
         20, ge=1, description="Files one upload may carry (each at most RAG_MAX_FILE_BYTES)."
     )
     ingest_nice: int = Field(
-        10,
+        19,
         ge=0,
         le=19,
         description="How much lower the CPU priority of API ingestion jobs is than queries' "
         "(a nice increment, Linux): a job embedding thousands of chunks then slows another "
-        "tenant's queries far less. 0: same priority.",
+        "tenant's queries far less (it only matters while queries want the CPU). 0: same "
+        "priority.",
     )
     shutdown_grace_s: float = Field(
         10.0,

@@ -357,8 +357,10 @@ class IngestionJobs:
             self.writer.release()
 
     def _lower_priority(self) -> None:
-        """This thread (a job's) yields the cores to queries: measured with make bench-hostile,
-        another tenant's query p95 during a heavy job went from 7.7x idle to 3.5x."""
+        """This thread (a job's) yields the cores to queries. Measured with make bench-hostile
+        (2 cores, loaded), another tenant's query p95 during a heavy job: 7.7x idle at the same
+        priority, 3.1x at nice 10, 2.8x at 19 (the default; the job then took 1.4x as long,
+        as it gave way to 1,945 questions in a row)."""
         if self.nice and hasattr(os, "setpriority"):
             try:
                 os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), self.nice)
