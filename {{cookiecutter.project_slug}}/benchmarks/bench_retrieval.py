@@ -19,6 +19,14 @@ most of it embedded Qdrant scoring BM25 in Python over 16k points per query).
 
     uv run python benchmarks/bench_retrieval.py [--json out.json]
 
+The second ranking stage (RAG_SECOND_STAGE, docs/decisions/0014): the fused top candidates
+are re-sorted by cheap signals (the MiniLM cosine of each chunk, the share of the question's
+BM25 terms in the chunk's title and section, the cosine of the chunk's best sentence) and
+that order is fused back by RRF. Each signal's RRF constant and weight are chosen on dev only
+(the grid prints dev numbers only), then the chosen setting is reported on dev and test, and
+dense_resort also runs through Retriever for its latency.
+`--second-stage-only` indexes the shipped chunking alone and runs only those rows.
+
 With RAG_RERANK_URL set (and RAG_RERANK_API, RAG_RERANK_MODEL, RAG_RERANK_API_KEY as needed),
 the hosted reranker gets a row of its own: its quality and its latency cost, in the same run.
 """
@@ -33,25 +41,28 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.trace import Tracer
 
 from {{ cookiecutter.package_name }}.answer import ExtractiveAnswerer
+from {{ cookiecutter.package_name }}.answer.extractive import split_sentences
 from {{ cookiecutter.package_name }}.domain import Chunk, Document, Hit, Point, Query
 from {{ cookiecutter.package_name }}.embeddings import (
     DenseEncoder,
     SparseEncoder,
     build_dense_encoder,
     build_sparse_encoder,
+    cosine,
 )
 from {{ cookiecutter.package_name }}.evals.metrics import percentile
 from {{ cookiecutter.package_name }}.ingest.chunk import Chunker
 from {{ cookiecutter.package_name }}.ingest.load import load_document
 from {{ cookiecutter.package_name }}.refusal import RefusalPolicy
-from {{ cookiecutter.package_name }}.rerank import build_reranker
+from {{ cookiecutter.package_name }}.rerank import Signal, build_reranker, query_cosine, rrf_fuse
 from {{ cookiecutter.package_name }}.retrieve import Retriever
 from {{ cookiecutter.package_name }}.settings import Settings
 from {{ cookiecutter.package_name }}.store import DENSE, SPARSE, SearchOptions
@@ -340,12 +351,189 @@ def refusal_tradeoffs(evidence: list[Evidence], caps: Sequence[float]) -> list[T
     return chosen
 
 
+# --- second ranking stage -----------------------------------------------------------------
+@dataclass
+class Candidates:
+    """The fused candidates of each question (with their query cosines), the retrieve time,
+    and per-signal scores computed once, so every stage setting is scored on the same lists."""
+
+    hits: dict[str, list[Hit]]
+    seconds: dict[str, float]
+    signals: dict[str, dict[str, list[float]]] = field(default_factory=dict)  # name -> qid ->
+    signal_seconds: dict[str, dict[str, float]] = field(default_factory=dict)
+
+
+def title_match(sparse: SparseEncoder) -> Signal:
+    """Share of the question's BM25 terms (stemmed, stopwords out) in the chunk's title and
+    section path: a heading that names what is asked."""
+
+    def signal(query: str, hits: Sequence[Hit]) -> list[float]:
+        terms = set(sparse.embed_query(query).indices)
+        scores = []
+        for hit in hits:
+            header = f"{hit.metadata.get('title', '')} {hit.metadata.get('section', '')}"
+            found = set(sparse.embed_query(header).indices) if header.strip() else set()
+            scores.append(len(terms & found) / len(terms) if terms else 0.0)
+        return scores
+
+    return signal
+
+
+def best_sentence(dense: DenseEncoder, top: int = 10) -> Signal:
+    """The cosine of the chunk's best sentence to the question, for the first `top` fused
+    candidates (the rest sort last): it embeds every sentence of them at query time, about
+    70 sentences a question."""
+
+    def signal(query: str, hits: Sequence[Hit]) -> list[float]:
+        question = dense.embed_query(query)
+        units = [split_sentences(hit.text) or [hit.text] for hit in hits[:top]]
+        vectors = iter(dense.embed_documents([u for group in units for u in group]))
+        scores = [max(cosine(question, next(vectors)) for _ in group) for group in units]
+        return scores + [-2.0] * (len(hits) - len(scores))
+
+    return signal
+
+
+def collect_signals(
+    candidates: Candidates, questions: list[Question], signals: dict[str, Signal]
+) -> None:
+    for name, signal in signals.items():
+        scores, seconds = {}, {}
+        for q in questions:
+            started = time.perf_counter()
+            scores[q.id] = signal(q.text, candidates.hits[q.id])
+            seconds[q.id] = time.perf_counter() - started
+        candidates.signals[name] = scores
+        candidates.signal_seconds[name] = seconds
+        print(f"  signal {name} scored", flush=True)
+
+
+# (signal name, weight) pairs fused with the fused order; one stage setting.
+Mix = tuple[tuple[str, float], ...]
+
+
+def score_stage(
+    label: str, questions: list[Question], candidates: Candidates, mix: Mix, k: int
+) -> Result:
+    """One stage setting over the stored candidates: quality, and latency as the candidate
+    retrieve plus computing the signals plus the fusion."""
+    result = Result(
+        label, {kind: Scores() for kind in KINDS}, {split: Scores() for split in SPLITS}
+    )
+    for q in questions:
+        started = time.perf_counter()
+        hits = candidates.hits[q.id]
+        fused = rrf_fuse(hits, [(candidates.signals[n][q.id], w) for n, w in mix], k)
+        spent = time.perf_counter() - started + candidates.seconds[q.id]
+        spent += sum(candidates.signal_seconds[n][q.id] for n, _ in mix)
+        result.latencies.append(spent)
+        if q.kind != "unanswerable":
+            pages = ranked_pages(fused)
+            result.by_kind[q.kind].add(pages, q.gold)
+            result.by_split[q.split].add(pages, q.gold)
+    return result
+
+
+def dev_key(result: Result) -> tuple[float, float]:
+    """What a stage setting is chosen by, on dev only: MRR@10, then hit@1."""
+    dev = result.by_split["dev"].row()
+    return (dev[3], dev[0])
+
+
+def mix_label(mix: Mix, k: int) -> str:
+    return "second stage " + " + ".join(f"{n} w{w:g}" for n, w in mix) + f" k{k}"
+
+
+def choose_stages(
+    questions: list[Question], candidates: Candidates
+) -> tuple[list[Result], tuple[int, float]]:
+    """Per signal, and per signal added to the chosen cosine stage, the setting with the best
+    dev MRR@10 (the grid is printed with dev numbers only); returns those results and
+    dense_resort's chosen (k, weight)."""
+
+    def best(family: str, mixes: Sequence[tuple[Mix, int]]) -> tuple[Result, Mix, int]:
+        scored = [
+            (score_stage(mix_label(m, k), questions, candidates, m, k), m, k) for m, k in mixes
+        ]
+        print(f"\n{family}: dev hit@1 / hit@5 / MRR@10 per setting (test not shown)")
+        for r, _m, _k in scored:
+            dev = r.by_split["dev"].row()
+            print(f"  {r.label}: {dev[0]:.1f} / {dev[1]:.1f} / {dev[3]:.1f}")
+        result, mix, k = max(scored, key=lambda t: dev_key(t[0]))
+        result.label += " (chosen on dev)"
+        return result, mix, k
+
+    grid = [(k, w) for k in (2, 5, 10, 30, 60) for w in (0.5, 1.0, 2.0, 4.0)]
+    chosen = {name: best(name, [(((name, w),), k) for k, w in grid]) for name in candidates.signals}
+    results = [result for result, _m, _k in chosen.values()]
+    _r, dense_mix, dense_k = chosen["cosine"]
+    dense_w = dense_mix[0][1]
+    for other in (n for n in candidates.signals if n != "cosine"):
+        mixes: list[tuple[Mix, int]] = [
+            ((("cosine", dense_w), (other, w)), dense_k) for w in (0.25, 0.5, 1.0, 2.0)
+        ]
+        results.append(best(f"cosine + {other}", mixes)[0])
+    return results, (dense_k, dense_w)
+
+
+def second_stage_rows(
+    questions: list[Question],
+    store: QdrantStore,
+    dense: CachedDense,
+    sparse: SparseEncoder,
+    tracer: Tracer,
+    shipped: Settings,
+    signals: dict[str, Signal],
+) -> tuple[list[Result], tuple[int, float]]:
+    """The shipped hybrid's candidates with their cosines, once per question; every stage
+    setting is then scored on them (choose_stages)."""
+    options = replace(SearchOptions.from_settings(shipped), query_cosines=True)
+    retriever = Retriever(store, dense, sparse, tracer, options)
+    retriever.retrieve(Query(text=questions[0].text, top_k=CANDIDATES, tenant="default"))
+    candidates = Candidates({}, {})
+    for q in questions:
+        started = time.perf_counter()
+        found = retriever.retrieve(Query(text=q.text, top_k=CANDIDATES, tenant="default"))
+        candidates.seconds[q.id] = time.perf_counter() - started
+        candidates.hits[q.id] = found
+    print("  candidates retrieved", flush=True)
+    collect_signals(candidates, questions, signals)
+    return choose_stages(questions, candidates)
+
+
+def print_stage_bar(results: list[Result]) -> None:
+    """The issue's latency bar: the retriever with dense_resort against the hybrid without."""
+    through = [r for r in results if "refusal evidence" in r.label]
+    without = next((r for r in through if "dense_resort" not in r.label), None)
+    with_stage = next((r for r in through if "dense_resort" in r.label), None)
+    if without is None or with_stage is None:
+        return
+    ratio = percentile(with_stage.latencies, 95) / percentile(without.latencies, 95)
+    print(f"retrieve p95: with dense_resort / without = {ratio:.2f}x (bar: <= 1.5x)")
+    for split in SPLITS:
+        a, b = without.by_split[split].row(), with_stage.by_split[split].row()
+        print(
+            f"{split}: hit@1 {a[0]:.1f} -> {b[0]:.1f}, hit@5 {a[1]:.1f} -> {b[1]:.1f}, "
+            f"MRR@10 {a[3]:.1f} -> {b[3]:.1f}"
+        )
+
+
 # --- main ----------------------------------------------------------------------------------
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
     parser.add_argument("--json", type=Path, help="also write the table as JSON here")
+    parser.add_argument(
+        "--second-stage-only",
+        action="store_true",
+        help="index the shipped chunking only; run the second-stage rows and their baseline",
+    )
+    parser.add_argument(
+        "--skip-sentence-signal",
+        action="store_true",
+        help="leave out the best-sentence signal (it embeds ~70 sentences per question)",
+    )
     args = parser.parse_args()
 
     root = doc_root("python3.11-doc")
@@ -388,6 +576,8 @@ def main() -> None:
     chunkings.setdefault(
         ship, (Chunker(size, overlap, shipped.chunk_pack_blocks), Chunk.embedding_text)
     )
+    if args.second_stage_only:
+        chunkings = {ship: chunkings[ship]}
     results: list[Result] = []
     with tempfile.TemporaryDirectory() as tmp:
         indexes: dict[str, Index] = {}
@@ -423,6 +613,7 @@ def main() -> None:
                     rrf_dense_weight=weight,
                     prefetch_limit=prefetch,
                     evidence_limit=0,
+                    query_cosines=False,
                 ),
             )
             return describe(name, prefetch, fusion, k, weight), search_with(r)
@@ -439,30 +630,54 @@ def main() -> None:
         weight = shipped.rrf_dense_weight
         k, prefetch = shipped.rrf_k, shipped.prefetch_limit
         before_label, before_search = hybrid(ship, 30)
-        plans: list[tuple[str, Callable[[Question], list[Hit]], Answering | None]] = [
-            (*alone(ship, SPARSE), None),
-            (*alone(ship, DENSE), None),
-            (f"BEFORE: {before_label}", before_search, answerer_before),
-            (*hybrid(ship, prefetch), None),
-            (*hybrid(ship, prefetch, k=k, weight=weight / 2), None),
-            (*hybrid(ship, 30, k=k, weight=weight), None),
-            (*hybrid(ship, prefetch, k=k, weight=weight), None),
-            (*hybrid(ship, prefetch, fusion="dbsf"), None),
-            *[
-                (*hybrid(name, prefetch, k=k, weight=weight), None)
-                for name in chunkings
-                if name != ship
-            ],
-        ]
-        # The retriever the service builds from its settings, refusal evidence included.
+        plans: list[tuple[str, Callable[[Question], list[Hit]], Answering | None]] = []
+        if not args.second_stage_only:
+            plans += [
+                (*alone(ship, SPARSE), None),
+                (*alone(ship, DENSE), None),
+                (f"BEFORE: {before_label}", before_search, answerer_before),
+                (*hybrid(ship, prefetch), None),
+                (*hybrid(ship, prefetch, k=k, weight=weight / 2), None),
+                (*hybrid(ship, 30, k=k, weight=weight), None),
+                (*hybrid(ship, prefetch, k=k, weight=weight), None),
+                (*hybrid(ship, prefetch, fusion="dbsf"), None),
+                *[
+                    (*hybrid(name, prefetch, k=k, weight=weight), None)
+                    for name in chunkings
+                    if name != ship
+                ],
+            ]
         store = indexes[ship].store
-        service = Retriever.from_settings(shipped, store, dense, sparse, tracer)
+        signals: dict[str, Signal] = {"cosine": query_cosine, "title": title_match(sparse)}
+        if not args.skip_sentence_signal:  # embeds for real, not through the cache: honest cost
+            signals["sentence"] = best_sentence(dense.inner)
+        stage_results, (stage_k, stage_w) = second_stage_rows(
+            questions, store, dense, sparse, tracer, shipped, signals
+        )
+        # The retrievers the service builds from its settings, refusal evidence included:
+        # without a second stage, and with dense_resort as chosen on dev. SHIPPED is the default.
         label = describe(ship, prefetch, shipped.fusion, k, weight)
-        plans.append((f"SHIPPED: {label} + refusal evidence", search_with(service), answerer_now))
-        reranker = build_reranker(shipped)
-        if reranker is not None:  # RAG_RERANK_URL is set: measure the hosted second stage too
+        for stage in ("none", "dense_resort"):
+            settings = shipped.model_copy(
+                update={
+                    "second_stage": stage,
+                    "second_stage_rrf_k": stage_k,
+                    "second_stage_weight": stage_w,
+                }
+            )
+            retriever = Retriever.from_settings(
+                settings, store, dense, sparse, tracer, reranker=build_reranker(settings)
+            )
+            how = f" + dense_resort k{stage_k} w{stage_w:g}" if stage != "none" else ""
+            default = stage == shipped.second_stage and (
+                stage == "none"
+                or (stage_k, stage_w) == (shipped.second_stage_rrf_k, shipped.second_stage_weight)
+            )
+            row = f"{'SHIPPED: ' if default else ''}{label}{how} + refusal evidence"
+            plans.append((row, search_with(retriever), answerer_now))
+        if shipped.rerank_url is not None:  # measure the hosted second stage too
             reranked = Retriever.from_settings(
-                shipped, store, dense, sparse, tracer, reranker=reranker
+                shipped, store, dense, sparse, tracer, reranker=build_reranker(shipped)
             )
             model = shipped.rerank_model or shipped.rerank_api
             plans.append((f"hybrid + hosted rerank {model} [{ship}]", search_with(reranked), None))
@@ -473,6 +688,7 @@ def main() -> None:
             keep = label.startswith("SHIPPED")
             results.append(run(label, questions, search, answerer, keep_evidence=keep))
             print(f"  ran {label}", flush=True)
+        results += stage_results
         for index in indexes.values():
             index.store.close()
     dense.save()
@@ -481,7 +697,9 @@ def main() -> None:
     shipped_result = next(r for r in results if r.label.startswith("SHIPPED"))
     tradeoffs = refusal_tradeoffs(shipped_result.evidence, caps=(0.1, 0.2, 0.3, 0.5))
     print_tradeoffs(tradeoffs)
-    print_bar(results)
+    if not args.second_stage_only:
+        print_bar(results)
+    print_stage_bar(results)
     if args.json:
         payload = {
             "results": [_as_json(r) for r in results],
@@ -536,6 +754,14 @@ def print_table(results: list[Result]) -> None:
             *refusal,
         ]
         print(f"| {r.label} | " + " | ".join(cells) + " |")
+    print()
+    print("Per split (hit@1 / hit@5 / MRR@10):")
+    for r in results:
+        parts = [
+            f"{split}: " + " / ".join(f"{r.by_split[split].row()[i]:.1f}" for i in (0, 1, 3))
+            for split in SPLITS
+        ]
+        print(f"  {r.label}: " + "; ".join(parts))
     print()
     print("Per kind (hit@1 / hit@5 / hit@10 / MRR@10 / nDCG@10):")
     for r in results:

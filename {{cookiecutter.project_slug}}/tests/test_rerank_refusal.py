@@ -180,7 +180,12 @@ def test_rrf_weights_decide_which_ranking_leads(
 
         def fused(weight: float) -> list[str]:
             options = SearchOptions(
-                fusion="rrf", rrf_k=1, rrf_dense_weight=weight, prefetch_limit=30, evidence_limit=0
+                fusion="rrf",
+                rrf_k=1,
+                rrf_dense_weight=weight,
+                prefetch_limit=30,
+                evidence_limit=0,
+                query_cosines=False,
             )
             hits = store.search(
                 dense.embed_query(question),

@@ -117,6 +117,9 @@ class Hit:
     unmatched_share: float | None = None
     # A second-stage reranker's relevance score (0..1 for Cohere/Jina/TEI), when one ran.
     rerank_score: float | None = None
+    # The query's dense cosine to this chunk for every fused hit, when a second stage asked
+    # for it. Ranking only: refusal's evidence stays `dense_score` (the dense top list).
+    query_cosine: float | None = None
 
     @property
     def location(self) -> dict[str, int]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
+import math
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
@@ -28,6 +29,14 @@ LOCAL_MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
 LOCAL_MODEL_DIMENSIONS = 384
 # sentence-transformers truncates this model at 256 tokens; its tokenizer config says 512.
 LOCAL_MODEL_MAX_TOKENS = 256
+
+
+def cosine(a: Sequence[float], b: Sequence[float]) -> float:
+    """The cosine of two vectors (0 when either is zero)."""
+    dot = sum(x * y for x, y in zip(a, b, strict=True))
+    norm = math.sqrt(sum(x * x for x in a)) * math.sqrt(sum(y * y for y in b))
+    return dot / norm if norm else 0.0
+
 
 # The weights and tokenizer come from small third-party packages: pin what we load.
 _PINNED_SHA256 = {

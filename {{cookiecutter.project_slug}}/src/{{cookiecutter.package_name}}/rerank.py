@@ -1,18 +1,25 @@
-"""Optional second stage: a hosted cross-encoder reranks the fused candidates.
+"""Optional second stage: re-order the fused candidates, then keep the best `top_k`.
 
-Two request shapes cover the common rerank APIs (`RAG_RERANK_API`):
-- cohere: `POST {url}` `{"model", "query", "documents", "top_n"}` ->
+Two stages sit behind one seam (`Reranker`, built by `build_reranker` from Settings):
+- `DenseResort` (`RAG_SECOND_STAGE=dense_resort`), offline: sorts the candidates by their
+  MiniLM cosine to the query (the store returns it for every fused hit from the stored
+  vectors, so nothing more is embedded) and fuses that order back with the fused order by
+  weighted RRF. Measured in docs/decisions/0014-second-ranking-stage.md.
+- `HostedReranker` (`RAG_RERANK_URL`): a hosted cross-encoder. Two request shapes cover the
+  common rerank APIs (`RAG_RERANK_API`):
+  cohere: `POST {url}` `{"model", "query", "documents", "top_n"}` ->
   `{"results": [{"index", "relevance_score"}]}` (Cohere, Jina, Voyage, mixedbread, vLLM);
-- tei: `POST {url}` `{"query", "texts"}` -> `[{"index", "score"}]` (Hugging Face TEI).
-No PyPI package ships cross-encoder weights to run offline (see the retrieval-defaults ADR),
-so the offline default has no reranker.
+  tei: `POST {url}` `{"query", "texts"}` -> `[{"index", "score"}]` (Hugging Face TEI).
+  When set, it replaces the offline stage: a cross-encoder reads query and passage together.
+Only the hosted reranker sets `Hit.rerank_score`; the offline stage changes the order and
+`Hit.score`, never the dense/BM25 evidence refusal is decided from.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 
@@ -20,6 +27,76 @@ from .domain import Hit
 from .errors import RerankError
 from .remote import post_json
 from .settings import RerankApi, Settings
+
+
+class Reranker(Protocol):
+    name: str
+    reads_query_cosines: bool  # the store must put `query_cosine` on every fused hit
+
+    def rerank(self, query: str, hits: Sequence[Hit], top_k: int) -> list[Hit]:
+        """The `top_k` best of `hits` (the fused candidates, best first), re-ordered."""
+        ...
+
+    def span_attributes(self) -> dict[str, str | float]: ...
+
+    def close(self) -> None: ...
+
+
+def rrf_fuse(
+    hits: Sequence[Hit],
+    signals: Sequence[tuple[Sequence[float], float]],
+    k: int,
+) -> list[Hit]:
+    """Fuse the given order of `hits` (weight 1) with the order each (scores, weight) signal
+    sorts them in, by the RRF Qdrant uses: rank r scores 1 / (r / weight + k - 1). Ties keep
+    the given order (Python's sort is stable), so equal scores never reshuffle."""
+
+    def rrf(rank: int, weight: float) -> float:
+        return 1.0 / (rank / weight + k - 1)
+
+    fused = [rrf(rank, 1.0) for rank in range(1, len(hits) + 1)]
+    for scores, weight in signals:
+        if len(scores) != len(hits):
+            raise ValueError(f"{len(scores)} scores for {len(hits)} hits")
+        order = sorted(range(len(hits)), key=lambda i: scores[i], reverse=True)
+        for rank, i in enumerate(order, start=1):
+            fused[i] += rrf(rank, weight)
+    order = sorted(range(len(hits)), key=lambda i: fused[i], reverse=True)
+    return [replace(hits[i], score=fused[i]) for i in order]
+
+
+# A signal scores each candidate for a query; the higher, the better.
+Signal = Callable[[str, Sequence[Hit]], list[float]]
+
+
+def query_cosine(_query: str, hits: Sequence[Hit]) -> list[float]:
+    """Each hit's dense cosine to the query; a hit without one (the store was not asked for
+    it) sorts last."""
+    return [h.query_cosine if h.query_cosine is not None else -2.0 for h in hits]
+
+
+class SignalResort:
+    """Re-sort the candidates by cheap signals and fuse those orders back (RRF)."""
+
+    def __init__(self, name: str, signals: Sequence[tuple[Signal, float]], rrf_k: int) -> None:
+        self.name = name
+        self.reads_query_cosines = True
+        self._signals = list(signals)
+        self._k = rrf_k
+
+    def rerank(self, query: str, hits: Sequence[Hit], top_k: int) -> list[Hit]:
+        scored = [(signal(query, hits), weight) for signal, weight in self._signals]
+        return rrf_fuse(hits, scored, self._k)[:top_k]
+
+    def span_attributes(self) -> dict[str, str | float]:
+        return {"rerank.stage": self.name, "rerank.rrf.k": self._k}
+
+    def close(self) -> None:
+        """Nothing to release: the stage holds no connection."""
+
+
+def dense_resort(rrf_k: int, weight: float) -> SignalResort:
+    return SignalResort("dense_resort", [(query_cosine, weight)], rrf_k)
 
 
 class HostedReranker:
@@ -32,6 +109,8 @@ class HostedReranker:
         timeout_s: float,
     ) -> None:
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self.name = "hosted"
+        self.reads_query_cosines = False
         self.url = url
         self.api = api
         self.model = model
@@ -52,6 +131,16 @@ class HostedReranker:
         scores = self._scores(self._post(body), len(hits))
         order = sorted(range(len(hits)), key=lambda i: scores[i], reverse=True)[:top_k]
         return [replace(hits[i], rerank_score=scores[i]) for i in order]
+
+    def span_attributes(self) -> dict[str, str | float]:
+        attributes: dict[str, str | float] = {
+            "rerank.stage": self.name,
+            "rerank.url": self.url,
+            "rerank.api": self.api,
+        }
+        if self.model:
+            attributes["gen_ai.request.model"] = self.model
+        return attributes
 
     def _post(self, body: dict[str, Any]) -> Any:
         response = post_json(
@@ -96,14 +185,18 @@ class HostedReranker:
         self._client.close()
 
 
-def build_reranker(settings: Settings) -> HostedReranker | None:
-    if settings.rerank_url is None:
-        return None
-    key = settings.rerank_api_key.get_secret_value() if settings.rerank_api_key else None
-    return HostedReranker(
-        settings.rerank_url,
-        settings.rerank_api,
-        settings.rerank_model,
-        key,
-        settings.rerank_timeout_s,
-    )
+def build_reranker(settings: Settings) -> Reranker | None:
+    """The configured second stage: the hosted reranker when RAG_RERANK_URL is set (it reads
+    query and passage together, so it supersedes the offline stage), else RAG_SECOND_STAGE."""
+    if settings.rerank_url is not None:
+        key = settings.rerank_api_key.get_secret_value() if settings.rerank_api_key else None
+        return HostedReranker(
+            settings.rerank_url,
+            settings.rerank_api,
+            settings.rerank_model,
+            key,
+            settings.rerank_timeout_s,
+        )
+    if settings.second_stage == "dense_resort":
+        return dense_resort(settings.second_stage_rrf_k, settings.second_stage_weight)
+    return None

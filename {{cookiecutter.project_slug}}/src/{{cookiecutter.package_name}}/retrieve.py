@@ -1,16 +1,18 @@
 """Hybrid retrieval: embed the query both ways, let Qdrant fuse dense and BM25 results,
-optionally rerank the fused candidates with a hosted cross-encoder."""
+optionally re-order the fused candidates in a second stage (rerank.py: offline from the
+dense cosine, or a hosted cross-encoder)."""
 
 from __future__ import annotations
 
 import json
 import time
+from dataclasses import replace
 
 from opentelemetry.trace import Span, Tracer
 
 from .domain import Hit, Query
 from .embeddings import DenseEncoder, SparseEncoder
-from .rerank import HostedReranker
+from .rerank import Reranker
 from .settings import Settings
 from .store import SearchOptions, VectorStore
 from .telemetry import RagMetrics, SpanContent
@@ -25,7 +27,7 @@ class Retriever:
         tracer: Tracer,
         options: SearchOptions,
         *,
-        reranker: HostedReranker | None = None,
+        reranker: Reranker | None = None,
         rerank_candidates: int = 30,
         metrics: RagMetrics | None = None,
         content: SpanContent | None = None,
@@ -34,7 +36,9 @@ class Retriever:
         self._dense = dense
         self._sparse = sparse
         self._tracer = tracer
-        self.options = options
+        # A stage that reads the query cosine gets it for every fused hit from the store.
+        wants_cosines = reranker is not None and reranker.reads_query_cosines
+        self.options = replace(options, query_cosines=True) if wants_cosines else options
         self._reranker = reranker
         self._rerank_candidates = rerank_candidates
         self._metrics = metrics or RagMetrics.noop()
@@ -49,7 +53,7 @@ class Retriever:
         sparse: SparseEncoder,
         tracer: Tracer,
         *,
-        reranker: HostedReranker | None = None,
+        reranker: Reranker | None = None,
         metrics: RagMetrics | None = None,
         content: SpanContent | None = None,
     ) -> Retriever:
@@ -114,17 +118,18 @@ class Retriever:
                 self._openinference(span, query, hits)
         return hits
 
-    def _rerank(self, reranker: HostedReranker, query: Query, hits: list[Hit]) -> list[Hit]:
+    def _rerank(self, reranker: Reranker, query: Query, hits: list[Hit]) -> list[Hit]:
         with self._tracer.start_as_current_span("rerank") as span:
-            span.set_attribute("rerank.url", reranker.url)
-            span.set_attribute("rerank.api", reranker.api)
-            if reranker.model:
-                span.set_attribute("gen_ai.request.model", reranker.model)
+            for name, value in reranker.span_attributes().items():
+                span.set_attribute(name, value)
             span.set_attribute("rerank.candidates", len(hits))
             reranked = reranker.rerank(query.text, hits, query.top_k)
             span.set_attribute("rerank.returned", len(reranked))
             span.set_attribute("rerank.chunk_ids", [h.chunk_id for h in reranked])
-            span.set_attribute("rerank.scores", [h.rerank_score or 0.0 for h in reranked])
+            span.set_attribute(
+                "rerank.scores",
+                [h.rerank_score if h.rerank_score is not None else h.score for h in reranked],
+            )
             return reranked
 
     def close(self) -> None:

@@ -36,6 +36,7 @@ LLMProvider = Literal["openai", "openai_like", "anthropic"]
 UngroundedPolicy = Literal["flag", "refuse"]
 Fusion = Literal["rrf", "dbsf"]
 RerankApi = Literal["cohere", "tei"]
+SecondStageKind = Literal["none", "dense_resort"]
 AuthMode = Literal["keys", "development"]
 AuditContent = Literal["hash", "text"]
 # Tenant names go into ids and folder names: keep them plain.
@@ -195,6 +196,21 @@ class Settings(BaseSettings):
         description="Refuse when this share of the question's terms appears in none of the "
         "BM25 evidence results (the corpus never mentions them).",
     )
+    second_stage: SecondStageKind = Field(
+        "none",
+        description="Offline second ranking stage over the fused candidates: dense_resort "
+        "re-sorts them by their MiniLM cosine to the query and fuses that order back (RRF); "
+        "none: the fused order. A hosted reranker (RAG_RERANK_URL) replaces it.",
+    )
+    second_stage_rrf_k: int = Field(
+        5, ge=1, description="RRF rank constant of the second stage's fusion (as RAG_RRF_K)."
+    )
+    second_stage_weight: float = Field(
+        4.0,
+        gt=0.0,
+        description="RRF weight of the cosine order against the fused order's 1 (4: chosen "
+        "on the benchmark's dev split).",
+    )
     rerank_url: str | None = Field(
         None,
         description="Hosted reranker endpoint (e.g. https://api.cohere.com/v2/rerank or a TEI "
@@ -206,7 +222,10 @@ class Settings(BaseSettings):
     rerank_model: str | None = Field(None, description="Model name sent to a cohere-style API.")
     rerank_api_key: SecretStr | None = Field(None, description="Bearer key for the reranker.")
     rerank_candidates: int = Field(
-        30, ge=1, description="Fused hits sent to the reranker; the best top_k are returned."
+        30,
+        ge=1,
+        description="Fused hits the second stage (hosted reranker or RAG_SECOND_STAGE) "
+        "re-orders; the best top_k are returned.",
     )
     rerank_timeout_s: float = Field(10.0, gt=0, description="HTTP timeout of a rerank call.")
     refusal_min_rerank: float | None = Field(

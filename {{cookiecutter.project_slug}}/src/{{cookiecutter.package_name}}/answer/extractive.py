@@ -10,7 +10,6 @@ corpus answers at all; a refusing decision is written as the refusal, without qu
 
 from __future__ import annotations
 
-import math
 import re
 import time
 from collections.abc import Iterator
@@ -19,7 +18,7 @@ from dataclasses import dataclass
 from opentelemetry.trace import Tracer
 
 from ..domain import Answer, Citation, Hit
-from ..embeddings import DenseEncoder
+from ..embeddings import DenseEncoder, cosine
 from ..refusal import RefusalDecision
 from ..telemetry import RagMetrics, SpanContent
 from .base import AnswerEvent, Final, Token
@@ -84,12 +83,6 @@ def _table_rows(lines: list[str]) -> list[str]:
 
 def _is_evidence(unit: str) -> bool:
     return len(re.findall(r"\w+", unit)) >= 3 and not unit.endswith("?")
-
-
-def _cosine(a: list[float], b: list[float]) -> float:
-    dot = sum(x * y for x, y in zip(a, b, strict=True))
-    norm = math.sqrt(sum(x * x for x in a)) * math.sqrt(sum(y * y for y in b))
-    return dot / norm if norm else 0.0
 
 
 class ExtractiveAnswerer:
@@ -176,7 +169,7 @@ class ExtractiveAnswerer:
         question_vector = self._dense.embed_query(question)
         vectors = self._dense.embed_documents([sentence for sentence, _ in pairs])
         candidates = [
-            _Candidate(sentence, hit, _cosine(question_vector, vector))
+            _Candidate(sentence, hit, cosine(question_vector, vector))
             for (sentence, hit), vector in zip(pairs, vectors, strict=True)
         ]
         return sorted(candidates, key=lambda c: c.score, reverse=True)

@@ -30,6 +30,7 @@ class SearchOptions:
     rrf_dense_weight: float  # BM25's weight is 1
     prefetch_limit: int  # candidates each of dense and BM25 bring to fusion
     evidence_limit: int  # dense-only and BM25-only top lists for refusal; 0: none
+    query_cosines: bool  # every fused hit carries its query cosine (for a second stage)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> SearchOptions:
@@ -39,6 +40,7 @@ class SearchOptions:
             rrf_dense_weight=settings.rrf_dense_weight,
             prefetch_limit=settings.prefetch_limit,
             evidence_limit=settings.refusal_evidence_limit,
+            query_cosines=False,  # the Retriever turns it on for a stage that reads it
         )
 
 

@@ -23,6 +23,7 @@ from qdrant_client import QdrantClient, models
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
 from ..domain import Hit, IndexedDocument, Point, SparseVector
+from ..embeddings import cosine
 from ..errors import ConfigurationError, StoreInUseError, StoreUnavailableError
 from ..settings import Settings
 from .base import DENSE, SCHEMA_VERSION, SPARSE, SearchOptions
@@ -371,6 +372,8 @@ class QdrantStore:
             filter=query_filter,
             limit=top_k,
             with_payload=True,
+            # The stored chunk vectors: their cosine to the query costs no embedding.
+            with_vector=[DENSE] if options.query_cosines else False,
         )
         requests = [fused]
         if evidence_limit > 0:
@@ -405,7 +408,8 @@ class QdrantStore:
         for point in responses[0].points:
             dense_rank, dense_score = dense_ranks.get(str(point.id), (None, None))
             hit = _hit(point, dense_rank, dense_score, sparse_ranks.get(str(point.id)))
-            hits.append(replace(hit, unmatched_share=unmatched))
+            cosine = _query_cosine(dense, point) if options.query_cosines else None
+            hits.append(replace(hit, unmatched_share=unmatched, query_cosine=cosine))
         return hits
 
     def search_one(
@@ -433,6 +437,13 @@ class QdrantStore:
                 with_payload=True,
             )
         return [_hit(point) for point in response.points]
+
+
+def _query_cosine(query: list[float], point: models.ScoredPoint) -> float | None:
+    stored = point.vector.get(DENSE) if isinstance(point.vector, dict) else None
+    if not isinstance(stored, list) or not stored or not isinstance(stored[0], float):
+        return None  # a dense vector is a flat list of floats
+    return cosine(query, [float(v) for v in stored if isinstance(v, float)])
 
 
 def _hit(
