@@ -129,7 +129,7 @@ class _JobProgress:
     current: str | None = None  # the file being ingested
 
     def start(self, total: int) -> None:
-        self.job.total += total  # after files quarantined at start-up, if any
+        self.job.total = len(self.job.outcomes) + total  # after any quarantined at start-up
 
     def begin(self, source: str) -> None:
         self.current = source
@@ -426,6 +426,7 @@ class IngestionJobs:
         try:
             files = [p for p in paths() if p.exists()]
             job.files = [p.name for p in files]
+            job.total = len(job.outcomes) + len(files)  # known now, before a model loads
             self._job_ingestor(job.tenant).add_files(
                 inbox.folder, files, job.corpus, progress=progress
             )
