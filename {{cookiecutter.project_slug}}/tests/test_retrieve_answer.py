@@ -8,7 +8,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from {{ cookiecutter.package_name }}.answer import REFUSAL
 from {{ cookiecutter.package_name }}.answer.extractive import split_sentences
 from {{ cookiecutter.package_name }}.container import Services
-from {{ cookiecutter.package_name }}.domain import Query
+from {{ cookiecutter.package_name }}.domain import Answer, Query
 
 
 def test_top_k_limits_the_hits(services: Services, corpus: Path) -> None:
@@ -41,12 +41,15 @@ def test_retrieval_span_carries_genai_attributes(
     assert hits[0].chunk_id in str(attributes["gen_ai.retrieval.documents"])
 
 
+def answer_of(services: Services, question: str) -> Answer:
+    """Retrieve the top 5 of tenant `default`, then answer from them."""
+    hits = services.retriever.retrieve(Query(text=question, top_k=5, tenant="default"))
+    return services.asker.answer(question, hits)
+
+
 def test_answer_quotes_the_evidence_and_cites_it(services: Services, corpus: Path) -> None:
     services.ingestor.ingest(corpus)
-    question = "How many characters must a password have?"
-    answer = services.asker.answer(
-        question, services.retriever.retrieve(Query(text=question, top_k=5, tenant="default"))
-    )
+    answer = answer_of(services, "How many characters must a password have?")
     assert not answer.refused
     assert "at least 14 characters" in answer.text
     numbers = {int(n) for n in re.findall(r"\[(\d+)\]", answer.text)}
@@ -103,10 +106,7 @@ def test_a_record_is_quoted_whole_and_cited_with_its_row(
         encoding="utf-8",
     )
     services.ingestor.ingest(corpus)
-    question = "Is river flooding covered for claim C-102?"
-    answer = services.asker.answer(
-        question, services.retriever.retrieve(Query(text=question, top_k=5, tenant="default"))
-    )
+    answer = answer_of(services, "Is river flooding covered for claim C-102?")
     assert not answer.refused
     assert "claim_id: C-102; peril: flood; notes: River flooding excluded" in answer.text
     assert "C-101" not in answer.text
