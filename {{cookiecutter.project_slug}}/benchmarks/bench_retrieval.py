@@ -62,7 +62,12 @@ from {{ cookiecutter.package_name }}.evals.metrics import percentile
 from {{ cookiecutter.package_name }}.ingest.chunk import Chunker
 from {{ cookiecutter.package_name }}.ingest.load import load_document
 from {{ cookiecutter.package_name }}.refusal import RefusalPolicy
-from {{ cookiecutter.package_name }}.rerank import Signal, build_reranker, query_cosine, rrf_fuse
+from {{ cookiecutter.package_name }}.rerank import (
+    Signal,
+    build_reranker,
+    query_cosine,
+    rrf_fuse,
+)
 from {{ cookiecutter.package_name }}.retrieve import Retriever
 from {{ cookiecutter.package_name }}.settings import Settings
 from {{ cookiecutter.package_name }}.store import DENSE, SPARSE, SearchOptions
