@@ -26,8 +26,7 @@ from .refusal import RefusalPolicy
 from .rerank import build_reranker
 from .retrieve import Retriever
 from .settings import Settings
-from .store import VectorStore
-from .store.qdrant import QdrantStore
+from .store import VectorStore, open_store
 from .telemetry import (
     RagMetrics,
     SpanContent,
@@ -108,7 +107,7 @@ def build_services(
     )
     dense = dense or build_dense_encoder(settings)
     sparse = sparse or build_sparse_encoder(settings)
-    store: VectorStore = QdrantStore(settings)
+    store: VectorStore = open_store(settings)
     try:
         store.ensure_collection(dense.model_id, dense.dimensions, sparse.model_id)
         answerer, llm_http = _build_answerer(settings, dense, tracer, metrics, content)
