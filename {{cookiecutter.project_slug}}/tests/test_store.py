@@ -206,7 +206,7 @@ def test_export_then_import_is_the_same_store(
     store.upsert([point(n, [1, n, 0, 0], [n]) for n in range(1, 40)])
     copy = open_store(make_settings(tmp_path / "copy", model_dir, collection="copy"))
     try:
-        copy.ensure_collection(**_schema_args(store))
+        copy.ensure_collection(*_schema_args(store))
         for page in store.export(batch=16):
             copy.import_points(page)
         assert copy.count() == store.count() == 39
@@ -217,13 +217,9 @@ def test_export_then_import_is_the_same_store(
         copy.close()
 
 
-def _schema_args(store: VectorStore) -> dict[str, object]:
+def _schema_args(store: VectorStore) -> tuple[str, int, str]:
     schema = store.stored_schema()
-    return {
-        "dense_model": schema["dense_model"],
-        "dense_dimensions": schema["dense_dimensions"],
-        "sparse_model": schema["sparse_model"],
-    }
+    return str(schema["dense_model"]), int(schema["dense_dimensions"]), str(schema["sparse_model"])
 
 
 def test_collection_built_with_another_model_is_refused(store: VectorStore) -> None:

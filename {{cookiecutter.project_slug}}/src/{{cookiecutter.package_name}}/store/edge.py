@@ -155,7 +155,8 @@ class EdgeStore:
 
     # --- schema --------------------------------------------------------------------------
     def collection_exists(self) -> bool:
-        return self._shard is not None
+        """Asked of the disk, not only of this process: readiness must see a deleted folder."""
+        return self._shard is not None and (self._folder / _SCHEMA_FILE).is_file()
 
     def ensure_collection(self, dense_model: str, dense_dimensions: int, sparse_model: str) -> None:
         """Create the shard, or check that the existing one was built the same way."""
