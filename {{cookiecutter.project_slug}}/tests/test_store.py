@@ -4,6 +4,7 @@ Qdrant server where QDRANT_TEST_URL is set."""
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import subprocess
@@ -386,3 +387,40 @@ def test_migrate_local_to_edge_copies_and_checks(tmp_path: Path, model_dir: Path
         edge.close()
     with pytest.raises(ConfigurationError, match="already holds 59 points"):
         migrate(local_settings, "local", "edge")
+
+
+def test_store_migrate_command_reports_and_refuses_in_one_line(
+    tmp_path: Path,
+    model_dir: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from {{ cookiecutter.package_name }}.cli import main
+
+    settings = engine_settings(tmp_path, model_dir, "edge")
+    edge = open_store(settings)
+    edge.ensure_collection("test/dense", 4, "test/bm25")
+    edge.upsert([point(n, [n % 3, 1, n % 5, 0], [n % 7], index=n) for n in range(1, 30)])
+    edge.close()
+    monkeypatch.setenv("RAG_DATA_DIR", str(settings.data_dir))
+    monkeypatch.setenv("RAG_MODEL_DIR", str(model_dir))
+    monkeypatch.setenv("RAG_COLLECTION", "test")
+    report = tmp_path / "migrate.json"
+    assert (
+        main(["store", "migrate", "--from", "edge", "--to", "local", "--report", str(report)]) == 0
+    )
+    out = capsys.readouterr().out
+    assert "29 points; counts 29 / 29" in out
+    assert json.loads(report.read_text(encoding="utf-8"))["ok"] is True
+    local = open_store(engine_settings(tmp_path, model_dir, "local"))
+    try:
+        assert local.count() == 29
+    finally:
+        local.close()
+    assert main(["store", "migrate", "--from", "local", "--to", "edge"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1
+    assert err[0].startswith("error: ")
+    assert "already holds 29 points" in err[0]
+    assert main(["store", "migrate", "--from", "edge", "--to", "server"]) == 2
+    assert "RAG_QDRANT_URL" in capsys.readouterr().err
