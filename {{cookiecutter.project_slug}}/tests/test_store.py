@@ -191,6 +191,28 @@ def test_delete_removes_old_versions_or_the_whole_document(store: VectorStore) -
     assert store.count() == 0
 
 
+def test_bm25_forgets_deleted_chunks_once_maintained(
+    store: VectorStore, tmp_path: Path, model_dir: Path
+) -> None:
+    """IDF is over the stored chunks: after deletes and maintain(), a BM25 score is what a
+    store that never held the deleted chunks gives (edge counts them until vacuumed)."""
+    store.upsert([point(1, [1, 0, 0, 0], [5, 6], source="keep.md")])
+    store.upsert([point(n, [0, 1, 0, 0], [5], source=f"gone-{n}.md") for n in range(2, 40)])
+    for n in range(2, 40):
+        store.delete_document(tenant="acme", corpus="kb", source=f"gone-{n}.md")
+    store.maintain()
+    fresh = open_store(make_settings(tmp_path / "fresh", model_dir, collection="fresh"))
+    try:
+        fresh.ensure_collection("test/dense", 4, "test/bm25")
+        fresh.upsert([point(1, [1, 0, 0, 0], [5, 6], source="keep.md")])
+        query = SparseVector(indices=[5], values=[1.0])
+        [kept] = store.search_one(SPARSE, query, tenant="acme", top_k=5)
+        [expected] = fresh.search_one(SPARSE, query, tenant="acme", top_k=5)
+        assert kept.score == pytest.approx(expected.score, rel=1e-4)
+    finally:
+        fresh.close()
+
+
 def test_single_retrievers_rank_by_their_own_signal(store: VectorStore) -> None:
     store.upsert([point(1, [1, 0, 0, 0], [7]), point(2, [0, 1, 0, 0], [8, 9], index=1)])
     by_dense = store.search_one(DENSE, [0, 1, 0, 0], tenant="acme", top_k=2)

@@ -171,8 +171,13 @@ class EdgeStore:
                         )
                     },
                     sparse_vectors={SPARSE: qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf)},
-                    # indexing_threshold 0: no HNSW graph, exact dense search (module docstring).
-                    optimizers=qe.EdgeOptimizersConfig(indexing_threshold=0),
+                    optimizers=qe.EdgeOptimizersConfig(
+                        indexing_threshold=0,  # no HNSW graph: exact dense search (docstring)
+                        # Vacuum small shards too, once a tenth is deleted: BM25's IDF counts
+                        # deleted points until then (default: 20%, and never below 1000).
+                        deleted_threshold=0.1,
+                        vacuum_min_vector_number=10,
+                    ),
                 )
                 if self._shard_path.exists():  # a shard created without its schema file
                     shard = self._engine(lambda: qe.EdgeShard.load(str(self._shard_path)))
