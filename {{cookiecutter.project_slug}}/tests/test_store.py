@@ -446,3 +446,22 @@ def test_store_migrate_command_reports_and_refuses_in_one_line(
     assert "already holds 29 points" in err[0]
     assert main(["store", "migrate", "--from", "edge", "--to", "server"]) == 2
     assert "RAG_QDRANT_URL" in capsys.readouterr().err
+
+
+def test_edge_files_opened_by_another_program_give_a_message_not_the_raw_wal_error(
+    tmp_path: Path, model_dir: Path
+) -> None:
+    import qdrant_edge
+
+    settings = engine_settings(tmp_path, model_dir, "edge")
+    created = open_store(settings)
+    created.ensure_collection("test/dense", 4, "test/bm25")
+    created.close()
+    foreign = qdrant_edge.EdgeShard.load(str(settings.edge_path / "test" / "shard"))
+    try:
+        with pytest.raises(StoreInUseError, match="locked by another program") as error:
+            open_store(settings)
+        assert "WouldBlock" not in str(error.value)
+    finally:
+        foreign.close()
+    open_store(settings).close()  # and the lock is released with the failed open

@@ -15,9 +15,9 @@ reads and writes, so there is no process-wide lock, unlike local mode.
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import json
+import logging
 import os
 import threading
 import uuid
@@ -45,6 +45,8 @@ from .records import (
     payload_of,
     schema_of,
 )
+
+log = logging.getLogger(__name__)
 
 _SCHEMA_FILE = "collection.json"
 _HOLDER_FILE = "holder.json"  # the name holder_file() gives
@@ -126,8 +128,10 @@ class EdgeStore:
             if self._lock_file.closed:
                 return
             if self._shard is not None:
-                with contextlib.suppress(Exception):
+                try:
                     self._shard.flush()
+                except Exception as exc:  # the WAL still holds every acknowledged write
+                    log.warning("Flushing the store at %s on close failed: %s", self.location, exc)
                 self._shard.close()
                 self._shard = None
             self._release()
@@ -138,8 +142,12 @@ class EdgeStore:
             return call()
         except Exception as exc:
             text = str(exc)
-            if "WouldBlock" in text:  # the engine's own WAL lock: a tool outside the service
-                raise StoreInUseError(self._note.in_use_message(self.location)) from exc
+            if "WouldBlock" in text:  # the engine's own WAL lock, held by a tool of its own
+                raise StoreInUseError(
+                    f"The embedded store at {self.location} is locked by another program that "
+                    "opened its files directly (the engine's write-ahead log is locked). Stop "
+                    "that program, or set RAG_QDRANT_URL to a Qdrant server."
+                ) from exc
             if isinstance(exc, OSError) or "No space left" in text or "Read-only" in text:
                 raise StoreUnavailableError(
                     f"The embedded store at {self.location} cannot be written: {text}. Free "
