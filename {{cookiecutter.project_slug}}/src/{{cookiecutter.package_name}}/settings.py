@@ -37,6 +37,7 @@ UngroundedPolicy = Literal["flag", "refuse"]
 Fusion = Literal["rrf", "dbsf"]
 RerankApi = Literal["cohere", "tei"]
 SecondStageKind = Literal["none", "dense_resort"]
+RefusalKind = Literal["model", "rules"]
 AuthMode = Literal["keys", "development"]
 AuditContent = Literal["hash", "text"]
 # Tenant names go into ids and folder names: keep them plain.
@@ -170,6 +171,18 @@ class Settings(BaseSettings):
         gt=0.0,
         description="RRF weight of the dense ranking (BM25's is 1): at 6, BM25's first hit "
         "counts as much as dense's sixth.",
+    )
+    refusal: RefusalKind = Field(
+        "model",
+        description="How refusal is decided: model = the calibrated logistic regression over "
+        "the retrieval evidence (RAG_REFUSAL_MODEL_PATH, or the one shipped, fitted on the "
+        "python docs); rules = the hand thresholds RAG_REFUSAL_MIN_DENSE, _STRONG_DENSE, "
+        "_AGREEMENT_RANK and _UNMATCHED_SHARE.",
+    )
+    refusal_model_path: Path | None = Field(
+        None,
+        description="Refusal model written by `eval calibrate` (JSON coefficients; unset = "
+        "the shipped model). `eval calibrate` writes here (default evals/refusal_model.json).",
     )
     refusal_evidence_limit: int = Field(
         10, ge=1, description="Dense-only and BM25-only results fetched as refusal evidence."
