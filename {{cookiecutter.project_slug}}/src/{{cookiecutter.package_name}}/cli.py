@@ -280,7 +280,7 @@ def _eval(args: argparse.Namespace, settings: Settings) -> int:
 
 def _calibrate(args: argparse.Namespace, settings: Settings) -> int:
     from .errors import BadRequestError
-    from .evals.calibrate import calibrate, describe
+    from .evals.calibrate import calibrate, calibration_items, describe
     from .evals.gate import load_thresholds, sync_eval_corpus
     from .evals.metrics import require_eval_group
 
@@ -290,6 +290,7 @@ def _calibrate(args: argparse.Namespace, settings: Settings) -> int:
             f"--max-answerable-refused {args.max_answerable_refused} must be a share in [0, 1)"
         )
     golden = args.golden or settings.eval_golden_set
+    items = calibration_items(golden, allow_unreviewed=args.allow_unreviewed)
     k, _ = load_thresholds(args.thresholds or settings.eval_thresholds)
     out = args.out or settings.refusal_model_path or Path("evals/refusal_model.json")
     from .container import build_services
@@ -300,12 +301,7 @@ def _calibrate(args: argparse.Namespace, settings: Settings) -> int:
         if corpus is not None:
             sync_eval_corpus(services, corpus)
         model = calibrate(
-            services,
-            golden,
-            out,
-            k=k,
-            max_answerable_refused=args.max_answerable_refused,
-            allow_unreviewed=args.allow_unreviewed,
+            services, items, golden, out, k=k, max_answerable_refused=args.max_answerable_refused
         )
     finally:
         services.close()

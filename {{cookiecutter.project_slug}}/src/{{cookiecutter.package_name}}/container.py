@@ -217,6 +217,7 @@ def build_llm_answerer(
         context_tokens=settings.llm_context_tokens,
         refuse_ungrounded=settings.llm_on_ungrounded == "refuse",
         prices=dict(settings.llm_prices),
+        refuse_without_call_from=settings.llm_refuse_without_call_from,
     )
     try:
         provider = build_llm_provider(settings, client)

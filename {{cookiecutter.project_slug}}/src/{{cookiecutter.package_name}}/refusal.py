@@ -308,8 +308,7 @@ class RefusalModel:
 def build_refusal(settings: Settings) -> Refusal:
     """The refusal the service runs: the calibrated model, or the hand thresholds
     (RAG_REFUSAL=rules). With a reranker and RAG_REFUSAL_MIN_RERANK, its score decides."""
-    if settings.refusal == "rules" or (
-        settings.refusal_min_rerank is not None and settings.rerank_url is not None
-    ):
+    reranked = settings.rerank_url is not None or settings.rerank_model_path is not None
+    if settings.refusal == "rules" or (settings.refusal_min_rerank is not None and reranked):
         return RefusalPolicy.from_settings(settings)
     return RefusalModel.load(settings.refusal_model_path)

@@ -206,23 +206,29 @@ def describe(model: RefusalModel, path: Path) -> str:
     return "\n".join(lines)
 
 
-def calibrate(
-    services: Services,
-    golden: Path,
-    out: Path,
-    *,
-    k: int,
-    max_answerable_refused: float,
-    allow_unreviewed: bool = False,
-) -> RefusalModel:
+def calibration_items(golden: Path, *, allow_unreviewed: bool = False) -> list[GoldenItem]:
+    """The golden set's rows, refused before any work when they cannot be fitted on."""
     items = load_golden_set(golden)
     drafts = [item.id for item in items if not item.reviewed]
     if drafts and not allow_unreviewed:
         raise BadRequestError(
             f"Golden set {golden} has {plural(len(drafts), 'unreviewed draft row')}; review "
-            "them (set \"reviewed\": true) or pass --allow-unreviewed."
+            'them (set "reviewed": true) or pass --allow-unreviewed.'
         )
-    check_rows([Row([], not i.answerable) for i in items])  # before any retrieval
+    check_rows([Row([], not i.answerable) for i in items])
+    return items
+
+
+def calibrate(
+    services: Services,
+    items: Sequence[GoldenItem],
+    golden: Path,
+    out: Path,
+    *,
+    k: int,
+    max_answerable_refused: float,
+) -> RefusalModel:
+    """Fit on the golden set's evidence as the service retrieves it, and write the model."""
     rows = golden_rows(services, items, k, DEFAULT_FEATURES)
     model = fit(
         rows, max_answerable_refused=max_answerable_refused, source=f"golden set {golden}"
