@@ -52,7 +52,11 @@ class Observed:
 
 
 def observe(
-    qid: str, split: str, unanswerable: bool, hits: Sequence[Hit], best_sentence: float,
+    qid: str,
+    split: str,
+    unanswerable: bool,
+    hits: Sequence[Hit],
+    best_sentence: float,
     rules: RefusalPolicy,
 ) -> Observed:
     values = evidence_features(hits, DEFAULT_FEATURES)
@@ -78,7 +82,8 @@ def load(path: Path) -> list[Observed]:
 def _rows(observed: Sequence[Observed], with_sentence: bool) -> list[Row]:
     return [
         Row(
-            [o.features[n] for n in DEFAULT_FEATURES] + ([o.best_sentence] if with_sentence else []),
+            [o.features[n] for n in DEFAULT_FEATURES]
+            + ([o.best_sentence] if with_sentence else []),
             o.unanswerable,
         )
         for o in observed
@@ -174,9 +179,7 @@ def report(
 
     rules = [o.rules_refused for o in observed]
     floor = [o.best_sentence < min_similarity for o in observed]
-    by_model = [
-        model._probability(r.features) >= model.threshold for r in _rows(observed, False)
-    ]
+    by_model = [model._probability(r.features) >= model.threshold for r in _rows(observed, False)]
     points = [
         _point("hand rules as shipped (RAG_REFUSAL=rules)", observed, rules),
         _point(
@@ -184,8 +187,11 @@ def report(
             observed,
             [a or b for a, b in zip(rules, floor, strict=True)],
         ),
-        _point(f"refusal model at its dev operating point (t={model.threshold:.3f})", observed,
-               by_model),
+        _point(
+            f"refusal model at its dev operating point (t={model.threshold:.3f})",
+            observed,
+            by_model,
+        ),
         _point(
             f"refusal model + extractive sentence floor {min_similarity:g} (service now)",
             observed,
@@ -215,8 +221,10 @@ def _print(
     lines: list[Line], points: list[Point], model: RefusalModel, decide_ms: dict[str, list[float]]
 ) -> None:
     caps = " | ".join(f"{s} @{c:.0%}" for s in SPLITS for c in CAPS)
-    print("\nRefusal: AUC and unanswerable refused at a cap on answerable refused (each split's "
-          "own scores)")
+    print(
+        "\nRefusal: AUC and unanswerable refused at a cap on answerable refused (each split's "
+        "own scores)"
+    )
     print(f"| signal | dev AUC | test AUC | {caps} |")
     print("|---|---|---|" + "---|" * (2 * len(CAPS)))
     for line in lines:
@@ -239,7 +247,9 @@ def _print(
         f"cross-validated AUC {report['auc_cross_validated']:.3f}; threshold "
         f"{model.threshold:.3f} (<= 10% of dev answerable refused, cross-validated)"
     )
-    for name, coef in sorted(zip(model.features, model.coef, strict=True), key=lambda t: -abs(t[1])):
+    for name, coef in sorted(
+        zip(model.features, model.coef, strict=True), key=lambda t: -abs(t[1])
+    ):
         print(f"  {name:>18} {coef:+.3f}")
     for what, values in decide_ms.items():
         lat = _latency(values)

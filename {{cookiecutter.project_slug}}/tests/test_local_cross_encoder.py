@@ -33,17 +33,24 @@ def build_model(folder: Path) -> Path:
     ]
     output = helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 1])
     nodes = [
-        helper.make_node("Constant", [], ["target"], value=helper.make_tensor(
-            "t", TensorProto.INT64, [], [ESPRESSO])),
+        helper.make_node(
+            "Constant",
+            [],
+            ["target"],
+            value=helper.make_tensor("t", TensorProto.INT64, [], [ESPRESSO]),
+        ),
         helper.make_node("Equal", ["input_ids", "target"], ["is_target"]),
         helper.make_node("Cast", ["is_target"], ["as_float"], to=TensorProto.FLOAT),
-        helper.make_node("Constant", [], ["axes"], value=helper.make_tensor(
-            "a", TensorProto.INT64, [1], [1])),
+        helper.make_node(
+            "Constant", [], ["axes"], value=helper.make_tensor("a", TensorProto.INT64, [1], [1])
+        ),
         helper.make_node("ReduceSum", ["as_float", "axes"], ["count"], keepdims=1),
-        helper.make_node("Constant", [], ["two"], value=helper.make_tensor(
-            "w", TensorProto.FLOAT, [], [2.0])),
-        helper.make_node("Constant", [], ["one"], value=helper.make_tensor(
-            "b", TensorProto.FLOAT, [], [1.0])),
+        helper.make_node(
+            "Constant", [], ["two"], value=helper.make_tensor("w", TensorProto.FLOAT, [], [2.0])
+        ),
+        helper.make_node(
+            "Constant", [], ["one"], value=helper.make_tensor("b", TensorProto.FLOAT, [], [1.0])
+        ),
         helper.make_node("Mul", ["count", "two"], ["scaled"]),
         helper.make_node("Sub", ["scaled", "one"], ["logits"]),
     ]
@@ -103,7 +110,7 @@ def test_a_cross_encoder_whose_hash_differs_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ConfigurationError, match="RAG_RERANK_MODEL_SHA256 is not set"):
         LocalCrossEncoder(folder, None)
     (folder / "tokenizer.json").unlink()
-    with pytest.raises(ConfigurationError, match="lacks tokenizer.json"):
+    with pytest.raises(ConfigurationError, match=r"lacks tokenizer\.json"):
         LocalCrossEncoder(folder, "0" * 64)
 
 

@@ -306,7 +306,10 @@ def _calibrate(args: argparse.Namespace, settings: Settings) -> int:
     finally:
         services.close()
     print(describe(model, out))
-    if settings.refusal_model_path is None or settings.refusal_model_path.resolve() != out.resolve():
+    if (
+        settings.refusal_model_path is None
+        or settings.refusal_model_path.resolve() != out.resolve()
+    ):
         print(f"Use it: RAG_REFUSAL_MODEL_PATH={out} (and RAG_REFUSAL=model, the default).")
     return 0
 

@@ -15,8 +15,8 @@ Two stages sit behind one seam (`Reranker`, built by `build_reranker` from Setti
   copies in (no package ships any that load offline), loaded through FastEmbed's
   `TextCrossEncoder` with `specific_model_path`, after its sha256 matches
   `RAG_RERANK_MODEL_SHA256`. Its logits become 0..1 scores (a sigmoid), as hosted ones are.
-Only the cross-encoders (hosted or local) set `Hit.rerank_score`; the offline stage changes the order and
-`Hit.score`, never the dense/BM25 evidence refusal is decided from.
+Only the cross-encoders (hosted or local) set `Hit.rerank_score`; the offline stage changes
+the order and `Hit.score`, never the dense/BM25 evidence refusal is decided from.
 """
 
 from __future__ import annotations

@@ -29,8 +29,8 @@ from .base import AnswerEvent, Final, Token
 from .cache import AnswerCache, cache_key
 from .grounding import Context, approx_tokens, build_context, check_citations
 from .prompt import PromptTemplate
-from .refusal_text import is_refusal
 from .providers import ChatProvider, ChatRequest, Completion, LLMError
+from .refusal_text import is_refusal
 
 log = logging.getLogger(__name__)
 

@@ -26,7 +26,7 @@ _PATTERNS = [
     rf"\bnot (?:mentioned|covered|specified|stated|addressed|found|discussed|described|"
     rf"answered|included|available) (?:in|by|within) {_SOURCES}",
     r"\b(?:insufficient|not enough) (?:information|context|detail)\b",
-    rf"\b{_SOURCES} (?:is|are) (?:silent|insufficient)\b",
+    rf"\b{_SOURCES}(?: provided| given)? (?:is|are) (?:silent|insufficient|not sufficient)\b",
     rf"\boutside (?:the scope of|of) {_SOURCES}",
 ]
 _REFUSAL = re.compile("|".join(f"(?:{p})" for p in _PATTERNS))
@@ -34,7 +34,10 @@ _FIRST_SENTENCE = re.compile(r"^(.+?[.!?])(?:\s|$)", re.DOTALL)
 
 
 def _normalise(text: str) -> str:
-    return " ".join(text.replace("\u2019", "'").replace("\u2018", "'").lower().split())
+    """Lower case, plain apostrophes, contractions spelled out ("don't" -> "do not")."""
+    text = text.replace("\u2019", "'").replace("\u2018", "'").lower()
+    text = text.replace("can't", "cannot").replace("won't", "will not").replace("n't", " not")
+    return " ".join(text.split())
 
 
 def is_refusal(text: str, exact: str) -> bool:

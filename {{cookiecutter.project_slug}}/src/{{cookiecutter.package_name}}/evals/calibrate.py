@@ -75,7 +75,9 @@ def tradeoff(
     return rows
 
 
-def _counts(scores: Sequence[float], positive: Sequence[bool], threshold: float) -> dict[str, float]:
+def _counts(
+    scores: Sequence[float], positive: Sequence[bool], threshold: float
+) -> dict[str, float]:
     refused = [s >= threshold for s in scores]
     pos = sum(positive)
     neg = len(positive) - pos
@@ -230,8 +232,6 @@ def calibrate(
 ) -> RefusalModel:
     """Fit on the golden set's evidence as the service retrieves it, and write the model."""
     rows = golden_rows(services, items, k, DEFAULT_FEATURES)
-    model = fit(
-        rows, max_answerable_refused=max_answerable_refused, source=f"golden set {golden}"
-    )
+    model = fit(rows, max_answerable_refused=max_answerable_refused, source=f"golden set {golden}")
     write_model(model, out)
     return model
