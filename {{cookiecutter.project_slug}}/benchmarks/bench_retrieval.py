@@ -690,7 +690,7 @@ def main() -> None:
         k, prefetch = shipped.rrf_k, shipped.prefetch_limit
         before_label, before_search = hybrid(ship, 30)
         plans: list[tuple[str, Callable[[Question], list[Hit]], Answering | None]] = []
-        if not args.second_stage_only:
+        if not (args.second_stage_only or args.refusal_only):
             plans += [
                 (*alone(ship, SPARSE), None),
                 (*alone(ship, DENSE), None),
