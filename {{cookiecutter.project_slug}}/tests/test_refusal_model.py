@@ -111,12 +111,12 @@ def test_a_model_file_round_trips_and_a_bad_one_is_one_clear_error(tmp_path: Pat
 
 
 def test_settings_choose_the_model_or_the_rules(tmp_path: Path) -> None:
-    assert isinstance(build_refusal(Settings(_env_file=None)), RefusalModel)
-    rules = build_refusal(Settings(_env_file=None, refusal="rules"))
-    assert isinstance(rules, RefusalPolicy)
+    assert isinstance(build_refusal(Settings(_env_file=None)), RefusalPolicy)  # the default
+    model = build_refusal(Settings(_env_file=None, refusal="model"))
+    assert isinstance(model, RefusalModel)
     path = tmp_path / "m.json"
     path.write_text(json.dumps(RefusalModel.load().to_json()), encoding="utf-8")
-    chosen = build_refusal(Settings(_env_file=None, refusal_model_path=path))
+    chosen = build_refusal(Settings(_env_file=None, refusal="model", refusal_model_path=path))
     assert isinstance(chosen, RefusalModel)
     assert chosen.source == str(path)
 
@@ -207,10 +207,12 @@ def test_eval_calibrate_fits_the_sample_golden_set_and_the_service_uses_it(
     assert f"Refusal model written: {written.relative_to(cli_env)}" in out
     assert "rows: 25 (20 answerable, 5 unanswerable)" in out
     assert "RAG_REFUSAL_MODEL_PATH=evals/refusal_model.json" in out
+    assert "RAG_REFUSAL=model" in out
     model = RefusalModel.load(written)
     assert model.report["rows"] == 25
     assert 0.0 <= model.report["auc_cross_validated"] <= 1.0
     assert "threshold" in model.report["operating_point"]
+    monkeypatch.setenv("RAG_REFUSAL", "model")
     monkeypatch.setenv("RAG_REFUSAL_MODEL_PATH", str(written))
     assert main(["eval"]) in (0, 1)  # the gate runs with it and says which refusal decided
     report = capsys.readouterr().out

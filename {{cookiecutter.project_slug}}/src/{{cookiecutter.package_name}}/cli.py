@@ -310,7 +310,7 @@ def _calibrate(args: argparse.Namespace, settings: Settings) -> int:
         settings.refusal_model_path is None
         or settings.refusal_model_path.resolve() != out.resolve()
     ):
-        print(f"Use it: RAG_REFUSAL_MODEL_PATH={out} (and RAG_REFUSAL=model, the default).")
+        print(f"Use it: RAG_REFUSAL_MODEL_PATH={out} and RAG_REFUSAL=model.")
     return 0
 
 

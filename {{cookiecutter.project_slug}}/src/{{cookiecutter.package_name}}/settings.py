@@ -173,11 +173,11 @@ class Settings(BaseSettings):
         "counts as much as dense's sixth.",
     )
     refusal: RefusalKind = Field(
-        "model",
-        description="How refusal is decided: model = the calibrated logistic regression over "
-        "the retrieval evidence (RAG_REFUSAL_MODEL_PATH, or the one shipped, fitted on the "
-        "python docs); rules = the hand thresholds RAG_REFUSAL_MIN_DENSE, _STRONG_DENSE, "
-        "_AGREEMENT_RANK and _UNMATCHED_SHARE.",
+        "rules",
+        description="How refusal is decided: rules = the hand thresholds RAG_REFUSAL_MIN_DENSE, "
+        "_STRONG_DENSE, _AGREEMENT_RANK and _UNMATCHED_SHARE; model = the calibrated logistic "
+        "regression over the same evidence (RAG_REFUSAL_MODEL_PATH from `eval calibrate`, or "
+        "the one shipped, fitted on the python docs; docs/decisions/0018).",
     )
     refusal_model_path: Path | None = Field(
         None,
