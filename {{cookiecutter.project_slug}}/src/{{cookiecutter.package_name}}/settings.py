@@ -384,7 +384,8 @@ class Settings(BaseSettings):
 
     # --- MCP (see docs/mcp.md) ------------------------------------------------------------
     mcp_enabled: bool = Field(
-        _CHOSEN["mcp_enabled"], description="Serve the MCP tools over streamable HTTP at /mcp on the API."
+        _CHOSEN["mcp_enabled"],
+        description="Serve the MCP tools over streamable HTTP at /mcp on the API.",
     )
     mcp_write_tools: bool = Field(
         False,
