@@ -287,12 +287,18 @@ def problems(answers: dict[str, str]) -> list[str]:
     for option, values in OPTION_VALUES.items():
         if answers[option] not in values:
             bad(option, f"is not one of {', '.join(values)}", values[0])
-    for combination, why, fix in UNSUPPORTED:
-        if all(answers[key] == value for key, value in combination.items()):
-            chosen = " with ".join(f"{key}={value}" for key, value in combination.items())
-            found.append(f"{chosen} is not supported: {why}; choose {fix}")
-
+    found += unsupported(answers)
     return found
+
+
+def unsupported(answers: dict[str, str]) -> list[str]:
+    """One line per refused combination of choices the answers make (the tests skip these)."""
+    return [
+        " with ".join(f"{key}={value}" for key, value in combination.items())
+        + f" is not supported: {why}; choose {fix}"
+        for combination, why, fix in UNSUPPORTED
+        if all(answers.get(key) == value for key, value in combination.items())
+    ]
 
 
 def main() -> int:

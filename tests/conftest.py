@@ -1,9 +1,11 @@
 """Render the template the way users do and hand the results to the tests.
 
-Scenarios come from cookiecutter.json: every combination of its choice options
-(itertools.product), each rendered with the default answers, with a second answer set
-that changes every name and puts quotes and backslashes into the free-text answers, and with
-the longest names the pre-gen hook accepts.
+Combinations come from cookiecutter.json: every combination of its choice options
+(itertools.product) that the pre-gen hook accepts is rendered by test_combinations.py. The
+per-project tests (SCENARIOS) run on a pairwise covering set of them (every pair of values of
+two options in at least one combination), each with the default answers, with a second answer
+set that changes every name and puts quotes and backslashes into the free-text answers, and
+with the longest names the pre-gen hook accepts.
 Renders are cached per session; a render takes well under a second.
 """
 
@@ -75,6 +77,13 @@ LONG_ANSWERS: dict[str, str] = {
 ANSWER_SETS = {"default": DEFAULT_ANSWERS, "other": OTHER_ANSWERS, "long": LONG_ANSWERS}
 
 
+def combination_id(answers: Mapping[str, str]) -> str:
+    """The combination's values in option order, e.g. none-compose-github-yes-py3.11-embedded."""
+    return "-".join(
+        f"py{answers[k]}" if k == "python_version" else answers[k] for k in sorted(CHOICES)
+    )
+
+
 def choice_combinations(choices: Mapping[str, list[str]] | None = None) -> list[dict[str, str]]:
     """Every combination of the choice options, each value under its own option's name."""
     choices = CHOICES if choices is None else choices
@@ -85,6 +94,36 @@ def choice_combinations(choices: Mapping[str, list[str]] | None = None) -> list[
     ]
 
 
+def supported_combinations(
+    choices: Mapping[str, list[str]] | None = None,
+) -> list[dict[str, str]]:
+    """The combinations the pre-gen hook accepts (it refuses a few with a reason)."""
+    hook = load_hook("pre_gen_project")
+    return [c for c in choice_combinations(choices) if not hook.unsupported(c)]
+
+
+def pairwise_cover(combinations: list[dict[str, str]]) -> list[dict[str, str]]:
+    """A small subset in which every pair of values of two options that occurs in
+    `combinations` occurs at least once (greedy: take the combination covering most pairs
+    not yet covered; ties go to the first, so the set is deterministic)."""
+
+    def pairs(combination: Mapping[str, str]) -> set[tuple[str, str, str, str]]:
+        items = sorted(combination.items())
+        return {(a, x, b, y) for (a, x), (b, y) in itertools.combinations(items, 2)}
+
+    uncovered = set().union(*(pairs(c) for c in combinations)) if combinations else set()
+    chosen: list[dict[str, str]] = []
+    while uncovered:
+        best = max(combinations, key=lambda c: len(pairs(c) & uncovered))
+        chosen.append(best)
+        uncovered -= pairs(best)
+    return chosen
+
+
+SUPPORTED = supported_combinations()
+PAIRWISE = pairwise_cover(SUPPORTED)
+
+
 @dataclass(frozen=True)
 class Scenario:
     name: str
@@ -92,8 +131,7 @@ class Scenario:
 
     @property
     def id(self) -> str:
-        choices = "-".join(f"py{v}" if k == "python_version" else v for k, v in self.choices)
-        return f"{self.name}-{choices}"
+        return f"{self.name}-{combination_id(self.answers)}"
 
     @property
     def choices(self) -> list[tuple[str, str]]:
@@ -103,7 +141,7 @@ class Scenario:
 SCENARIOS = [
     Scenario(name, {**answers, **combination})
     for name, answers in ANSWER_SETS.items()
-    for combination in choice_combinations()
+    for combination in PAIRWISE
 ]
 
 
