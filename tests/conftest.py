@@ -20,6 +20,7 @@ import subprocess
 import sys
 import warnings
 from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -183,6 +184,40 @@ def render(overrides: Mapping[str, str], output_dir: Path) -> Rendered:
         str(REPO), no_input=True, output_dir=str(output_dir), extra_context=dict(overrides)
     )
     return Rendered(Path(project), effective_answers(overrides))
+
+
+@contextmanager
+def shared_template_cache() -> Iterator[None]:
+    """Renders inside share one Jinja environment and loader, so each template file is lexed
+    and compiled once instead of once per render (2.5x faster here, byte-identical output).
+
+    Cookiecutter builds a new environment (and a new FileSystemLoader, whose identity keys
+    Jinja's cache) for every render; the answers reach the templates only at render time.
+    """
+    import cookiecutter.generate as generate
+    from jinja2 import FileSystemLoader
+
+    environments: dict[str, Any] = {}
+    loaders: dict[tuple[str, ...], FileSystemLoader] = {}
+    create_env = generate.create_env_with_context
+
+    def shared_env(context: dict[str, Any]) -> Any:
+        options = context.get("cookiecutter", {})
+        key = repr((options.get("_jinja2_env_vars"), options.get("_extensions")))
+        if key not in environments:
+            environments[key] = create_env(context)
+        return environments[key]
+
+    def shared_loader(searchpath: list[str]) -> FileSystemLoader:
+        key = tuple(os.path.abspath(path) for path in searchpath)
+        if key not in loaders:
+            loaders[key] = FileSystemLoader(list(key))
+        return loaders[key]
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(generate, "create_env_with_context", shared_env)
+        patch.setattr(generate, "FileSystemLoader", shared_loader)
+        yield
 
 
 def cookiecutter_cli(
