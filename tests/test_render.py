@@ -50,14 +50,28 @@ def expected_paths(package: str) -> list[str]:
         "README.md",
         ".env.example",
         "Dockerfile",
-        "compose.yaml",
-        ".github/workflows/ci.yml",
         f"src/{package}/__init__.py",
         f"src/{package}/cli.py",
         "tests/",
         "data/sample/",
         "evals/",
     ]
+
+
+def choice_paths(rendered: Rendered) -> list[str]:
+    """The files the project's choices keep (test_combinations checks the pruned ones)."""
+    deploy = {
+        "compose": ["compose.yaml", "deploy/otel-collector.yaml"],
+        "kubernetes": ["deploy/kubernetes/base/kustomization.yaml"],
+        "none": [],
+    }
+    ci = {"github": [".github/workflows/ci.yml"], "gitlab": [".gitlab-ci.yml"], "none": []}
+    mcp = (
+        [f"src/{rendered.package}/mcp/__init__.py"]
+        if rendered.answers["mcp_server"] == "yes"
+        else []
+    )
+    return deploy[rendered.answers["deploy"]] + ci[rendered.answers["ci"]] + mcp
 
 
 def pyproject(rendered: Rendered) -> dict[str, Any]:
@@ -71,7 +85,7 @@ def relative(rendered: Rendered, path: Path) -> str:
 def test_expected_files_exist(rendered: Rendered) -> None:
     missing = [
         name
-        for name in expected_paths(rendered.package)
+        for name in expected_paths(rendered.package) + choice_paths(rendered)
         if not (rendered.path / name).exists()
         or name.endswith("/") != (rendered.path / name).is_dir()
     ]
