@@ -22,7 +22,7 @@ from .ingest.chunk import Chunker
 from .ingest.jobs import IngestionJobs
 from .ingest.load import FileBounds, RecordFields
 from .ingest.uploads import UploadInbox
-from .refusal import RefusalPolicy
+from .refusal import Refusal, build_refusal
 from .rerank import build_reranker
 from .retrieve import Retriever
 from .settings import Settings
@@ -50,7 +50,7 @@ class Services:
     jobs: IngestionJobs
     retriever: Retriever
     answerer: Answerer
-    refusal: RefusalPolicy
+    refusal: Refusal
     audit: AuditLog
     llm_http: httpx.Client | None = None  # the LLM answerer's connection pool
 
@@ -164,7 +164,7 @@ def build_services(
             content=content,
         ),
         answerer=answerer,
-        refusal=RefusalPolicy.from_settings(settings),
+        refusal=build_refusal(settings),
         llm_http=llm_http,
         audit=AuditLog(settings.audit_path, settings.audit_content, settings.redact_pii),
     )
@@ -217,6 +217,7 @@ def build_llm_answerer(
         context_tokens=settings.llm_context_tokens,
         refuse_ungrounded=settings.llm_on_ungrounded == "refuse",
         prices=dict(settings.llm_prices),
+        refuse_without_call_from=settings.llm_refuse_without_call_from,
     )
     try:
         provider = build_llm_provider(settings, client)

@@ -39,6 +39,7 @@ UngroundedPolicy = Literal["flag", "refuse"]
 Fusion = Literal["rrf", "dbsf"]
 RerankApi = Literal["cohere", "tei"]
 SecondStageKind = Literal["none", "dense_resort"]
+RefusalKind = Literal["model", "rules"]
 AuthMode = Literal["keys", "development"]
 AuditContent = Literal["hash", "text"]
 # Tenant names go into ids and folder names: keep them plain.
@@ -173,6 +174,18 @@ class Settings(BaseSettings):
         description="RRF weight of the dense ranking (BM25's is 1): at 6, BM25's first hit "
         "counts as much as dense's sixth.",
     )
+    refusal: RefusalKind = Field(
+        "rules",
+        description="How refusal is decided: rules = the hand thresholds RAG_REFUSAL_MIN_DENSE, "
+        "_STRONG_DENSE, _AGREEMENT_RANK and _UNMATCHED_SHARE; model = the calibrated logistic "
+        "regression over the same evidence (RAG_REFUSAL_MODEL_PATH from `eval calibrate`, or "
+        "the one shipped, fitted on the python docs; docs/decisions/0018).",
+    )
+    refusal_model_path: Path | None = Field(
+        None,
+        description="Refusal model written by `eval calibrate` (JSON coefficients; unset = "
+        "the shipped model). `eval calibrate` writes here (default evals/refusal_model.json).",
+    )
     refusal_evidence_limit: int = Field(
         10, ge=1, description="Dense-only and BM25-only results fetched as refusal evidence."
     )
@@ -223,6 +236,23 @@ class Settings(BaseSettings):
     )
     rerank_model: str | None = Field(None, description="Model name sent to a cohere-style API.")
     rerank_api_key: SecretStr | None = Field(None, description="Bearer key for the reranker.")
+    rerank_model_path: Path | None = Field(
+        None,
+        description="Folder of a local ONNX cross-encoder (model.onnx, tokenizer.json, "
+        "tokenizer_config.json, special_tokens_map.json; e.g. ms-marco-MiniLM-L-6-v2 exported "
+        "to ONNX), loaded offline through FastEmbed; it re-orders the fused candidates and sets "
+        "rerank scores (0..1). Needs RAG_RERANK_MODEL_SHA256. RAG_RERANK_URL wins when both "
+        "are set.",
+    )
+    rerank_model_sha256: str | None = Field(
+        None,
+        pattern=r"^[0-9a-f]{64}$",
+        description="sha256 of RAG_RERANK_MODEL_PATH's model.onnx: the file is refused unless "
+        "it matches (you copied it in; this pins which file).",
+    )
+    rerank_threads: int | None = Field(
+        None, ge=1, description="ONNX Runtime threads of the local cross-encoder (unset: all)."
+    )
     rerank_candidates: int = Field(
         30,
         ge=1,
@@ -299,6 +329,15 @@ class Settings(BaseSettings):
         "flag",
         description="An answer citing nothing, or chunks it was not given: flag = return it "
         "with grounded=false; refuse = replace it with the refusal.",
+    )
+    llm_refuse_without_call_from: float = Field(
+        0.9,
+        ge=0.0,
+        le=1.0,
+        description="With the refusal model: a question it would refuse with P(unanswerable) "
+        "below this is still sent to the model, which reads the context and answers (with "
+        "citations) or refuses; from this on it is refused without a call. 0: every refusal "
+        "skips the call (as the hand rules always do).",
     )
     llm_prices: dict[str, tuple[float, float]] = Field(
         {},
