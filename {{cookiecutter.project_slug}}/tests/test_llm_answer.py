@@ -451,7 +451,7 @@ def test_providers_that_need_a_key_say_so(monkeypatch: pytest.MonkeyPatch) -> No
             settings, TracerProvider().get_tracer("t"), RagMetrics.noop(), SpanContent()
         )
     with pytest.raises(ValueError, match="needs RAG_LLM_BASE_URL"):
-        Settings(_env_file=None, llm_provider="openai_like")
+        Settings(_env_file=None, llm_provider="openai_like", llm_base_url=None)
     with pytest.raises(ConfigurationError, match="No prompt named 'nope'"):
         build_llm_answerer(
             Settings(_env_file=None, llm_prompt="nope"),

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import importlib
 import logging
 import socket
 import sys
@@ -423,6 +424,21 @@ def _serve(host: str, port: int, settings: Settings) -> int:
     return 0
 
 
+def _serve_mcp(settings: Settings, url: str | None) -> int:
+    # Imported by name: a project generated with mcp_server=no has no mcp/ package.
+    try:
+        module = importlib.import_module(f"{__package__}.mcp")
+    except ModuleNotFoundError as error:
+        if error.name != f"{__package__}.mcp":
+            raise
+        print(
+            "error: this project was generated without the MCP server (mcp_server=no)",
+            file=sys.stderr,
+        )
+        return 2
+    return int(module.serve_stdio(settings, url))
+
+
 def _run(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "keys":
         return _keys(args, settings)
@@ -439,9 +455,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
             _write_report(args.report, moved.to_json())
         return 0 if moved.ok else 1
     if args.command == "mcp":
-        from .mcp import serve_stdio
-
-        return serve_stdio(settings, args.url)
+        return _serve_mcp(settings, args.url)
 
     if args.command == "demo":
         settings = _side_collection(settings, "demo")

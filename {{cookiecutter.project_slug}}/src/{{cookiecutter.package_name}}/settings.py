@@ -24,6 +24,8 @@ from pydantic_settings import (
 _PROJECT = json.loads(resources.files(__package__).joinpath("project.json").read_text("utf-8"))
 PROJECT_NAME: str = _PROJECT["name"]
 CONSOLE_SCRIPT: str = _PROJECT["slug"]
+# Defaults the render-time choices set (the LLM provider, MCP); .env.example lists the same.
+_CHOSEN: dict[str, Any] = _PROJECT["defaults"]
 PACKAGE_NAME = __package__
 
 EmbeddingProvider = Literal["local", "fastembed", "openai"]
@@ -279,7 +281,7 @@ class Settings(BaseSettings):
     )
     answer_max_sentences: int = Field(3, ge=1, description="Sentences quoted in an answer.")
     answerer: AnswererKind = Field(
-        "extractive",
+        _CHOSEN["answerer"],
         description="extractive = quote the hits' best sentences (offline, no LLM); "
         "llm = generate a cited answer with the RAG_LLM_* model.",
     )
@@ -293,13 +295,13 @@ class Settings(BaseSettings):
 
     # --- LLM answers (RAG_ANSWERER=llm) ----------------------------------------------------
     llm_provider: LLMProvider = Field(
-        "openai",
+        _CHOSEN["llm_provider"],
         description="openai = api.openai.com; openai_like = any OpenAI-compatible endpoint "
         "(vLLM, Ollama, LM Studio, Azure OpenAI's /openai/v1); anthropic = the Messages API.",
     )
-    llm_model: str = Field("gpt-4o-mini", description="Model that writes answers.")
+    llm_model: str = Field(_CHOSEN["llm_model"], description="Model that writes answers.")
     llm_base_url: str | None = Field(
-        None,
+        _CHOSEN["llm_base_url"],
         description="Endpoint base URL, e.g. http://127.0.0.1:11434/v1 (unset = the "
         "provider's public API; required for openai_like).",
     )
@@ -428,7 +430,8 @@ class Settings(BaseSettings):
 
     # --- MCP (see docs/mcp.md) ------------------------------------------------------------
     mcp_enabled: bool = Field(
-        True, description="Serve the MCP tools over streamable HTTP at /mcp on the API."
+        _CHOSEN["mcp_enabled"],
+        description="Serve the MCP tools over streamable HTTP at /mcp on the API.",
     )
     mcp_write_tools: bool = Field(
         False,
