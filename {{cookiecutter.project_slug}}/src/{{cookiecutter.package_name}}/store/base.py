@@ -9,7 +9,7 @@ caller can forget it.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -17,7 +17,7 @@ from ..domain import Hit, IndexedDocument, Point, SparseVector
 from ..settings import Fusion, Settings
 
 if TYPE_CHECKING:
-    from .records import StoredPoint
+    from .records import ShelfRecord, StoredPoint
 
 DENSE = "dense"  # the named vectors of every collection
 SPARSE = "bm25"
@@ -46,6 +46,29 @@ class SearchOptions:
             evidence_limit=settings.refusal_evidence_limit,
             query_cosines=False,  # the Retriever turns it on for a stage that reads it
         )
+
+
+class RecordShelf(Protocol):
+    """Records beside the corpus, in the same engine (so a server's replicas share them):
+    found by exact payload fields and a time window, never by similarity."""
+
+    def put(self, records: Sequence[ShelfRecord]) -> None: ...
+
+    def find(
+        self,
+        *,
+        equals: Mapping[str, str] | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        with_vectors: bool = False,
+    ) -> Iterator[ShelfRecord]:
+        """Records whose fields equal these and whose `time` (epoch seconds) is in
+        [since, until); in no particular order."""
+        ...
+
+    def drop_before(self, time: float) -> None:
+        """Delete the records whose `time` is before this (retention)."""
+        ...
 
 
 class VectorStore(Protocol):
@@ -106,6 +129,11 @@ class VectorStore(Protocol):
         sources: Sequence[str] | None,
         options: SearchOptions,
     ) -> list[Hit]: ...
+
+    def shelf(self, name: str, dimensions: int = 1) -> RecordShelf:
+        """The record collection `<collection>_<name>` beside the corpus (created on first
+        write), whose records may carry a dense vector of `dimensions`."""
+        ...
 
     # --- copying between engines (`store migrate`)
     def stored_schema(self) -> dict[str, Any]:

@@ -21,7 +21,7 @@ import logging
 import os
 import threading
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -35,6 +35,7 @@ from .records import (
     DOCUMENT_FIELDS,
     HolderNote,
     Scored,
+    ShelfRecord,
     StoredPoint,
     check_schema,
     collect_documents,
@@ -97,6 +98,7 @@ class EdgeStore:
         self._folder.mkdir(parents=True, exist_ok=True)
         self._lock_file = self._claim()
         self._shard: qe.EdgeShard | None = None
+        self._shelves: list[EdgeShelf] = []  # opened with the store, closed with it
         try:
             if (self._folder / _SHARD_DIR).exists():
                 self._shard = self._engine(lambda: qe.EdgeShard.load(str(self._shard_path)))
@@ -127,6 +129,8 @@ class EdgeStore:
         with self._state:
             if self._lock_file.closed:
                 return
+            for shelf in self._shelves:
+                shelf.close()
             if self._shard is not None:
                 try:
                     self._shard.flush()
@@ -417,6 +421,11 @@ class EdgeStore:
         points = self._engine(lambda: shard.query(request))
         return [hit_of(p.id, p.payload, float(p.score)) for p in points]
 
+    def shelf(self, name: str, dimensions: int = 1) -> EdgeShelf:
+        shelf = EdgeShelf(self._folder.parent / f"{self.collection}_{name}", dimensions)
+        self._shelves.append(shelf)
+        return shelf
+
     # --- copying (`store migrate`) -----------------------------------------------------
     def stored_schema(self) -> dict[str, Any]:
         path = self._folder / _SCHEMA_FILE
@@ -464,6 +473,108 @@ class EdgeStore:
                 ]
             )
         )
+
+
+class EdgeShelf:
+    """A record collection in its own shard beside the corpus's, opened on first use; held
+    by the process that holds the corpus (one process per embedded store)."""
+
+    def __init__(self, folder: Path, dimensions: int) -> None:
+        self.location = str(folder)
+        self._folder = folder
+        self._dimensions = dimensions
+        self._shard: qe.EdgeShard | None = None
+        self._lock = threading.Lock()
+
+    def _open(self, create: bool) -> qe.EdgeShard | None:
+        with self._lock:
+            if self._shard is None and (create or self._folder.exists()):
+                config = qe.EdgeConfig(
+                    vectors={
+                        DENSE: qe.EdgeVectorParams(
+                            size=self._dimensions, distance=qe.Distance.Cosine
+                        )
+                    }
+                )
+                try:
+                    self._shard = (
+                        qe.EdgeShard.load(self.location)
+                        if self._folder.exists()
+                        else qe.EdgeShard.create(self.location, config)
+                    )
+                except Exception as exc:
+                    raise StoreUnavailableError(
+                        f"The record store at {self.location} cannot be opened: {exc}"
+                    ) from exc
+            return self._shard
+
+    def put(self, records: Sequence[ShelfRecord]) -> None:
+        if not records:
+            return
+        shard = self._open(create=True)
+        assert shard is not None
+        shard.update(
+            qe.UpdateOperation.upsert_points(
+                [
+                    qe.Point(r.id, {DENSE: r.vector} if r.vector is not None else {}, r.payload)
+                    for r in records
+                ]
+            )
+        )
+
+    def _filter(
+        self, equals: Mapping[str, str] | None, since: float | None, until: float | None
+    ) -> qe.Filter | None:
+        must: list[Any] = [_match(key, value) for key, value in (equals or {}).items()]
+        if since is not None or until is not None:
+            must.append(qe.FieldCondition(key="time", range=qe.RangeFloat(gte=since, lt=until)))
+        return qe.Filter(must=must) if must else None
+
+    def find(
+        self,
+        *,
+        equals: Mapping[str, str] | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        with_vectors: bool = False,
+    ) -> Iterator[ShelfRecord]:
+        shard = self._open(create=False)
+        if shard is None:
+            return
+        offset: Any = None
+        while True:
+            request = qe.ScrollRequest(
+                offset=offset,
+                limit=_PAGE,
+                filter=self._filter(equals, since, until),
+                with_payload=True,
+                with_vector=[DENSE] if with_vectors else False,
+            )
+            records, offset = shard.scroll(request)
+            for record in records:
+                vector = record.vector.get(DENSE) if isinstance(record.vector, dict) else None
+                yield ShelfRecord(
+                    id=str(record.id),
+                    payload=dict(record.payload or {}),
+                    vector=[v for v in vector if isinstance(v, float)]
+                    if isinstance(vector, list)
+                    else None,
+                )
+            if offset is None:
+                return
+
+    def drop_before(self, time: float) -> None:
+        shard = self._open(create=False)
+        if shard is not None:
+            selected = self._filter(None, None, time)
+            assert selected is not None
+            shard.update(qe.UpdateOperation.delete_points_by_filter(selected))
+
+    def close(self) -> None:
+        with self._lock:
+            if self._shard is not None:
+                self._shard.close()
+                self._shard = None
 
 
 def _is_uuid(value: str) -> bool:

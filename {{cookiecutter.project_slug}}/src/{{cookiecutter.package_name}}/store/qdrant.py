@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from qdrant_client import QdrantClient, models
@@ -24,6 +24,7 @@ from .records import (
     DOCUMENT_FIELDS,
     HolderNote,
     Scored,
+    ShelfRecord,
     StoredPoint,
     check_schema,
     collect_documents,
@@ -348,6 +349,11 @@ class QdrantStore:
             )
         return [hit_of(p.id, p.payload, float(p.score)) for p in response.points]
 
+    def shelf(self, name: str, dimensions: int = 1) -> QdrantShelf:
+        return QdrantShelf(
+            self._client, f"{self.collection}_{name}", dimensions, self._guard, self.embedded
+        )
+
     # --- copying (`store migrate`) -----------------------------------------------------
     def stored_schema(self) -> dict[str, Any]:
         with self._guard():
@@ -406,6 +412,116 @@ class QdrantStore:
     def maintain(self) -> bool:
         """Nothing to do: a server optimises in the background, local mode never needs to."""
         return False
+
+
+class QdrantShelf:
+    """A record collection beside the corpus, through the store's client and its guard (the
+    process-wide lock in local mode; error translation everywhere)."""
+
+    def __init__(
+        self,
+        client: QdrantClient,
+        collection: str,
+        dimensions: int,
+        guard: Callable[[], contextlib.AbstractContextManager[None]],
+        embedded: bool,
+    ) -> None:
+        self.location = collection
+        self._client = client
+        self._collection = collection
+        self._dimensions = dimensions
+        self._guard = guard
+        self._embedded = embedded
+        self._ready = False
+
+    def _ensure(self) -> None:
+        if self._ready or self._client.collection_exists(self._collection):
+            self._ready = True
+            return
+        self._client.create_collection(
+            self._collection,
+            vectors_config={
+                DENSE: models.VectorParams(size=self._dimensions, distance=models.Distance.COSINE)
+            },
+        )
+        if not self._embedded:  # a server filters fast on indexed fields
+            for field in ("tenant", "trace_id"):
+                self._client.create_payload_index(
+                    self._collection, field, models.PayloadSchemaType.KEYWORD
+                )
+            self._client.create_payload_index(
+                self._collection, "time", models.PayloadSchemaType.FLOAT
+            )
+        self._ready = True
+
+    def put(self, records: Sequence[ShelfRecord]) -> None:
+        if not records:
+            return
+        points = [
+            models.PointStruct(
+                id=r.id, vector={DENSE: r.vector} if r.vector is not None else {}, payload=r.payload
+            )
+            for r in records
+        ]
+        with self._guard():
+            self._ensure()
+            self._client.upsert(self._collection, points=points, wait=True)
+
+    @staticmethod
+    def _filter(
+        equals: Mapping[str, str] | None, since: float | None, until: float | None
+    ) -> models.Filter | None:
+        must: list[models.Condition] = [
+            models.FieldCondition(key=key, match=models.MatchValue(value=value))
+            for key, value in (equals or {}).items()
+        ]
+        if since is not None or until is not None:
+            must.append(models.FieldCondition(key="time", range=models.Range(gte=since, lt=until)))
+        return models.Filter(must=must) if must else None
+
+    def find(
+        self,
+        *,
+        equals: Mapping[str, str] | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        with_vectors: bool = False,
+    ) -> Iterator[ShelfRecord]:
+        offset: Any = None
+        while True:
+            with self._guard():
+                if not self._client.collection_exists(self._collection):
+                    return
+                records, offset = self._client.scroll(
+                    self._collection,
+                    scroll_filter=self._filter(equals, since, until),
+                    limit=512,
+                    offset=offset,
+                    with_payload=True,
+                    with_vectors=[DENSE] if with_vectors else False,
+                )
+            for record in records:
+                vector = record.vector.get(DENSE) if isinstance(record.vector, dict) else None
+                yield ShelfRecord(
+                    id=str(record.id),
+                    payload=dict(record.payload or {}),
+                    vector=[v for v in vector if isinstance(v, float)]
+                    if isinstance(vector, list)
+                    else None,
+                )
+            if offset is None:
+                return
+
+    def drop_before(self, time: float) -> None:
+        selected = self._filter(None, None, time)
+        assert selected is not None
+        with self._guard():
+            if self._client.collection_exists(self._collection):
+                self._client.delete(
+                    self._collection,
+                    points_selector=models.FilterSelector(filter=selected),
+                    wait=True,
+                )
 
 
 def _scored(point: models.ScoredPoint) -> Scored:

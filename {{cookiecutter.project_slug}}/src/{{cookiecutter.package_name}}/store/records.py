@@ -88,6 +88,16 @@ class Scored:
 
 
 @dataclass(frozen=True)
+class ShelfRecord:
+    """A plain record kept beside the corpus (a vote, a captured question): its payload, and
+    optionally one dense vector (a captured question's, for drift)."""
+
+    id: str
+    payload: dict[str, Any]
+    vector: list[float] | None = None
+
+
+@dataclass(frozen=True)
 class StoredPoint:
     """A point exactly as stored (vectors and payload), for copying between engines."""
 
