@@ -25,6 +25,7 @@ from {{ cookiecutter.package_name }}.embeddings import DenseEncoder, SparseEncod
 from {{ cookiecutter.package_name }}.errors import ConfigurationError, StoreInUseError
 from {{ cookiecutter.package_name }}.settings import Settings
 from {{ cookiecutter.package_name }}.store import DENSE, SPARSE, SearchOptions, VectorStore, open_store
+from {{ cookiecutter.package_name }}.store.records import ShelfRecord
 
 from .conftest import make_settings
 
@@ -465,3 +466,31 @@ def test_edge_files_opened_by_another_program_give_a_message_not_the_raw_wal_err
     finally:
         foreign.close()
     open_store(settings).close()  # and the lock is released with the failed open
+
+
+# --- records beside the corpus (feedback, captured questions) ---------------------------
+def shelf_record(
+    n: int, tenant: str, time: float, vector: list[float] | None = None
+) -> ShelfRecord:
+    payload = {"tenant": tenant, "trace_id": f"t{n}", "time": time}
+    return ShelfRecord(id=str(uuid.UUID(int=n)), payload=payload, vector=vector)
+
+
+def test_records_are_found_by_field_and_time_and_dropped_by_age(store: VectorStore) -> None:
+    shelf = store.shelf("votes", dimensions=4)
+    assert list(shelf.find(equals={"tenant": "acme"})) == []  # nothing written yet
+    shelf.put(
+        [
+            shelf_record(1, "acme", 100.0, [1.0, 0.0, 0.0, 0.0]),
+            shelf_record(2, "acme", 200.0),
+            shelf_record(3, "rival", 150.0),
+        ]
+    )
+    mine = {r.payload["trace_id"] for r in shelf.find(equals={"tenant": "acme"})}
+    assert mine == {"t1", "t2"}
+    [one] = shelf.find(equals={"tenant": "acme", "trace_id": "t1"}, with_vectors=True)
+    assert one.vector == [1.0, 0.0, 0.0, 0.0]
+    assert [r.payload["trace_id"] for r in shelf.find(since=120.0, until=180.0)] == ["t3"]
+    shelf.drop_before(160.0)
+    assert {r.payload["trace_id"] for r in shelf.find()} == {"t2"}
+    assert store.count() == 0  # the corpus never sees them
