@@ -62,7 +62,8 @@ def test_ui_redirects_to_its_page_which_loads_only_the_services_own_files(
     for path in STATIC_DIR.iterdir():
         text = path.read_text("utf-8").replace("http://www.w3.org/2000/svg", "")
         assert not re.search(r"https?://", text), (path.name, re.findall(r"https?://\S+", text))
-        assert "@import" not in text and "@font-face" not in text, path.name
+        assert "@import" not in text, path.name
+        assert "@font-face" not in text, path.name
 
 
 def test_ui_files_forbid_loading_from_other_hosts(anonymous: TestClient) -> None:
@@ -71,8 +72,10 @@ def test_ui_files_forbid_loading_from_other_hosts(anonymous: TestClient) -> None
         assert "default-src 'self'" in headers["content-security-policy"], path
         assert "frame-ancestors 'none'" in headers["content-security-policy"]
         assert headers["x-content-type-options"] == "nosniff"
-    assert anonymous.get("/ui/app.js").headers["content-type"].startswith(
-        ("text/javascript", "application/javascript")
+    assert (
+        anonymous.get("/ui/app.js")
+        .headers["content-type"]
+        .startswith(("text/javascript", "application/javascript"))
     )
 
 
