@@ -5,6 +5,8 @@ feedback reaching the API. Screenshots of the main screens land in docs/screensh
 
 from __future__ import annotations
 
+import re
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +34,7 @@ from .conftest import (
     make_settings,
     serve_on_loopback,
 )
+from .fake_openai import FakeOpenAI, Reply
 from .test_api_docs import chromium_or_skip
 
 pytestmark = pytest.mark.slow
@@ -373,3 +376,73 @@ def test_the_app_reads_on_a_phone(browser: Browser, served: Served) -> None:
         assert session.errors == []
     finally:
         session.page.context.close()
+
+
+LLM_KEY = "sk-ui-test-key"
+
+
+def test_an_llm_answer_appears_word_by_word_and_stop_ends_the_generation(
+    browser: Browser,
+    tmp_path: Path,
+    model_dir: Path,
+    dense: DenseEncoder,
+    sparse: SparseEncoder,
+    corpus: Path,
+) -> None:
+    fake = FakeOpenAI(api_key=LLM_KEY).start()
+    settings = make_settings(
+        tmp_path,
+        model_dir,
+        answerer="llm",
+        llm_provider="openai_like",
+        llm_base_url=fake.base_url,
+        llm_api_key=LLM_KEY,
+        llm_model="fake-chat",
+        llm_max_retries=0,
+    )
+    services = build_services(settings, dense=dense, sparse=sparse)
+    try:
+        services.ingestor.ingest(corpus)
+        with serve_on_loopback(create_app(services=services)) as base:
+            session = _session(browser, base, api_key(settings), LAPTOP)
+            page = session.page
+            session.enter_key()
+            expect(page.locator("#key-status")).to_contain_text("Key accepted")
+
+            fake.replies = [Reply(content="Passwords must be at least 14 characters long [1].")]
+            fake.stream_chunk_delay_s = 0.3
+            session.ask("How long must a password be?")
+            # Read in one step in the page: part of the answer is there, the rest is coming.
+            partial = page.wait_for_function(
+                """() => {
+                    const a = document.querySelector("article.answer");
+                    return a && a.dataset.state === "streaming" && Number(a.dataset.tokens) >= 3
+                        && a.querySelector(".answer-text").textContent;
+                }"""
+            ).json_value()
+            done = page.locator("article.answer[data-state=answered]")
+            expect(done).to_be_visible()
+            whole = done.locator(".answer-text").inner_text()
+            assert whole.startswith(partial.strip())
+            assert 0 < len(partial) < len(whole)
+            expect(done.locator("button.cite")).to_have_text("[1]")
+            expect(done).to_contain_text("Model: fake-chat")
+
+            fake.replies = [Reply(content=" ".join(["word"] * 300) + " [1].")]
+            fake.stream_chunk_delay_s = 0.05
+            session.ask("How often are passwords rotated?")
+            streaming = page.locator("article.answer[data-state=streaming]")
+            expect(streaming).to_have_attribute("data-tokens", re.compile(r"^\d\d$"))
+            page.get_by_role("button", name="Stop").click()
+            expect(page.locator("article.answer[data-state=stopped]")).to_contain_text("Stopped.")
+            deadline = time.monotonic() + 10
+            while fake.streams_aborted == 0 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert fake.streams_aborted == 1  # the model's stream was closed, not read to the end
+            assert fake.stream_chunks_sent < 250
+            assert session.blocked == []
+            assert session.errors == []
+            page.context.close()
+    finally:
+        services.close()
+        fake.stop()
