@@ -18,7 +18,7 @@ import pytest
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from playwright.sync_api import Browser, Page, Route, expect, sync_playwright
+from playwright.sync_api import Browser, Page, Request, Route, expect, sync_playwright
 
 from {{ cookiecutter.package_name }}.api.app import create_app
 from {{ cookiecutter.package_name }}.container import Services, build_services
@@ -73,7 +73,7 @@ class Session:
     page: Page
     base: str
     key: str
-    requests: list[tuple[str, str, dict[str, str]]] = field(default_factory=list)
+    requests: list[Request] = field(default_factory=list)  # those to the app
     blocked: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
 
@@ -143,7 +143,7 @@ def _session(browser: Browser, base: str, key: str, viewport: dict[str, int]) ->
     def guard(route: Route) -> None:
         request = route.request
         if urlsplit(request.url).netloc == ours:
-            session.requests.append((request.method, request.url, request.headers))
+            session.requests.append(request)
             route.continue_()
         else:
             session.blocked.append(request.url)
@@ -171,7 +171,7 @@ def tab(browser: Browser, served: Served) -> Iterator[Session]:
     assert session.blocked == [], f"requests to other hosts: {session.blocked}"
     assert session.errors == [], session.errors
     # The key travels as a header, never in a URL.
-    assert all(session.key not in url for _, url, _ in session.requests)
+    assert all(session.key not in request.url for request in session.requests)
 
 
 def test_ask_streams_a_cited_answer_and_a_citation_opens_its_passage(
@@ -183,9 +183,9 @@ def test_ask_streams_a_cited_answer_and_a_citation_opens_its_passage(
     answer = tab.page.locator("article.answer[data-state=answered]")
     expect(answer).to_be_visible()
     assert int(answer.get_attribute("data-tokens") or 0) >= 1  # it came as token events
-    query = [r for r in tab.requests if r[1].endswith("/v1/query")]
+    query = [r for r in tab.requests if r.url.endswith("/v1/query")]
     assert query
-    assert query[0][2]["authorization"] == f"Bearer {tab.key}"
+    assert query[0].headers["authorization"] == f"Bearer {tab.key}"
     assert tab.page.evaluate("sessionStorage.length") == 1
     # The trace id shown is the answer's own trace.
     trace_id = answer.locator(".trace-id").inner_text()

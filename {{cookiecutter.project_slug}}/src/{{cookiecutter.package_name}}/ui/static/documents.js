@@ -31,6 +31,7 @@ export async function loadDocuments(message = "") {
   status.textContent = message || "Loading\u2026";
   try {
     const { documents } = await apiJson("/v1/documents");
+    documents.sort((a, b) => a.source.localeCompare(b.source) || a.corpus.localeCompare(b.corpus));
     status.textContent = message || (documents.length ? plural(documents.length, "document") + "." : "");
     if (!documents.length) {
       clear(table, h("p", { class: "muted" }, "No documents yet: upload some above, or ingest a folder with `make ingest`."));
