@@ -239,9 +239,15 @@ def test_a_refusal_says_the_documents_do_not_answer_not_that_something_failed(
 def test_a_wrong_key_is_refused_in_a_sentence_and_not_kept(
     tab: Session, services: Services
 ) -> None:
+    tab.open()
+    expect(tab.page.locator("body[data-screen=key]")).to_be_attached()  # no key: asked for one
+    tab.ask(QUESTION)
+    expect(tab.page.get_by_role("alert")).to_contain_text("No API key is set for this tab")
+
     tab.enter_key("rag_not-a-real-key")
     alert = tab.page.locator("#key-status [role=alert]")
-    expect(alert).to_contain_text("The API key was not accepted.")
+    expect(alert).to_contain_text("The API key is not valid")
+    expect(alert).to_contain_text("Enter a valid key on the Key screen.")
     expect(alert.locator(".trace-id")).to_have_count(1)
     assert tab.page.evaluate("sessionStorage.length") == 0
     expect(tab.page.locator("#key-state")).to_have_text("No key set")
@@ -254,7 +260,7 @@ def test_a_wrong_key_is_refused_in_a_sentence_and_not_kept(
     store.revoke(tab.key.split("_")[1])  # rag_<id>_<secret>
     tab.ask(QUESTION)
     failed = tab.page.locator("article.answer[data-state=error]")
-    expect(failed.get_by_role("alert")).to_contain_text("The API key was not accepted.")
+    expect(failed.get_by_role("alert")).to_contain_text("The API key is not valid")
 
     # A key without the ingest scope: the Documents screen says what it lacks.
     query_only = api_key(services.settings, scopes=("query",))

@@ -33,7 +33,7 @@ export function sentence(status, problem, retryAfter, hadKey) {
   const detail = problem && typeof problem.detail === "string" ? asSentence(problem.detail) : "";
   if (status === 401) {
     if (!hadKey) return "No API key is set for this tab: enter one on the Key screen.";
-    return `The API key was not accepted. ${detail || "Enter a valid key on the Key screen."}`;
+    return `${detail || "The API key was not accepted."} Enter a valid key on the Key screen.`;
   }
   if (status === 403) return `This API key may not do that. ${detail}`.trim();
   if (status === 429) {
