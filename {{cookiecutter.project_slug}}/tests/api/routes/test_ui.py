@@ -89,6 +89,15 @@ def test_ui_config_says_whether_keys_are_needed_and_the_upload_limits(
     assert {".md", ".pdf", ".csv"} <= set(config["suffixes"])
 
 
+def test_ui_config_says_no_key_is_needed_in_development_mode(
+    tmp_path: Path, model_dir: Path, services: Services
+) -> None:
+    settings = make_settings(tmp_path, model_dir, auth_mode="development")
+    development = dataclasses.replace(services, settings=settings)
+    with TestClient(create_app(services=development)) as client:
+        assert client.get("/ui/config.json").json()["keys_required"] is False
+
+
 def test_ui_routes_stay_out_of_the_api_schema(anonymous: TestClient) -> None:
     paths = anonymous.get("/openapi.json").json()["paths"]
     assert not [path for path in paths if path.startswith("/ui")]
