@@ -77,9 +77,12 @@ async function ask(text) {
     }
   } finally {
     article.setAttribute("aria-busy", "false");
-    if (running === controller) running = null;
-    button.disabled = false;
-    stop.hidden = true;
+    if (running === controller) {
+      // Not when a newer question replaced this one: its answer is still coming.
+      running = null;
+      button.disabled = false;
+      stop.hidden = true;
+    }
   }
 }
 

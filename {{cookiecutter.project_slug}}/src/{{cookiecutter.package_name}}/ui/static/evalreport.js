@@ -8,6 +8,8 @@ export function initEval() {
   document.getElementById("eval-refresh").addEventListener("click", () => loadEval());
 }
 
+let downloadUrl = null;
+
 export async function loadEval() {
   const body = document.getElementById("eval-body");
   clear(body, h("p", { class: "status" }, "Loading the report\u2026"));
@@ -16,7 +18,9 @@ export async function loadEval() {
     const html = await response.text();
     const frame = h("iframe", { class: "report", title: "Eval report", sandbox: "" });
     frame.srcdoc = html;
-    const download = h("a", { href: URL.createObjectURL(new Blob([html], { type: "text/html" })), download: "eval-report.html" }, "Download the report");
+    if (downloadUrl) URL.revokeObjectURL(downloadUrl);
+    downloadUrl = URL.createObjectURL(new Blob([html], { type: "text/html" }));
+    const download = h("a", { href: downloadUrl, download: "eval-report.html" }, "Download the report");
     clear(body, h("p", {}, download), frame);
   } catch (error) {
     if (error.status === 404) {

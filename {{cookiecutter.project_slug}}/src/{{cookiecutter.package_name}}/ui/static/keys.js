@@ -20,7 +20,7 @@ export function initKeys(config, onChange) {
       // from a bad one (401).
       await apiJson("/v1/documents", { key });
       keyStore.set(key);
-      clear(status, h("p", { class: "notice ok" }, "Key accepted: it is kept for this tab until you close it."));
+      clear(status, h("p", { class: "notice ok" }, "Key accepted: it is kept for this tab until you close it. ", h("a", { href: "#ask" }, "Ask a question")));
     } catch (error) {
       if (error.status === 401 || error.status === 0) {
         keyStore.clear();
