@@ -174,6 +174,17 @@ def tab(browser: Browser, served: Served) -> Iterator[Session]:
     assert all(session.key not in request.url for request in session.requests)
 
 
+def finished_traces(spans: InMemorySpanExporter, wanted: str) -> set[str]:
+    """The trace ids of finished spans, once `wanted` is among them (the request's own span
+    ends just after its last byte reached the browser) or after 10 s."""
+    deadline = time.monotonic() + 10
+    while True:
+        traces = {format(span.context.trace_id, "032x") for span in spans.get_finished_spans()}
+        if wanted in traces or time.monotonic() > deadline:
+            return traces
+        time.sleep(0.05)
+
+
 def test_ask_streams_a_cited_answer_and_a_citation_opens_its_passage(
     tab: Session, served: Served
 ) -> None:
@@ -189,8 +200,7 @@ def test_ask_streams_a_cited_answer_and_a_citation_opens_its_passage(
     assert tab.page.evaluate("sessionStorage.length") == 1
     # The trace id shown is the answer's own trace.
     trace_id = answer.locator(".trace-id").inner_text()
-    traces = {format(span.context.trace_id, "032x") for span in served.spans.get_finished_spans()}
-    assert trace_id in traces
+    assert trace_id in finished_traces(served.spans, trace_id)
 
     # What the API answers to the same question is what the page shows.
     expected = httpx.post(
