@@ -64,6 +64,10 @@ export function feedbackForm(traceId) {
           clear(status, h("p", { class: "notice ok" }, "Thank you: your feedback was recorded."));
         } catch (error) {
           send.disabled = false;
+          if (error.status === 404 && error.problem && error.problem.detail === "Not Found") {
+            // No such route (a service from before the feedback endpoint), not a bad trace id.
+            error.message = "This service does not take feedback (it has no POST /v1/feedback).";
+          }
           clear(status, errorBox(error));
         }
       },
