@@ -5,6 +5,7 @@ feedback reaching the API. Screenshots of the main screens land in docs/screensh
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from collections.abc import Iterator
@@ -462,3 +463,37 @@ def test_an_llm_answer_appears_word_by_word_and_stop_ends_the_generation(
     finally:
         services.close()
         fake.stop()
+
+
+def test_feedback_on_an_answer_reaches_the_api(tab: Session, served: Served) -> None:
+    tab.enter_key()
+    expect(tab.page.locator("#key-status")).to_contain_text("Key accepted")
+    tab.ask(QUESTION)
+    answer = tab.page.locator("article.answer[data-state=answered]")
+    expect(answer).to_be_visible()
+    trace_id = answer.locator(".trace-id").inner_text()
+    form = answer.locator("form.feedback")
+    send = form.get_by_role("button", name="Send feedback")
+    expect(send).to_be_disabled()  # nothing to send before a rating
+    form.get_by_role("button", name="No").click()
+    expect(form.get_by_role("button", name="No")).to_have_attribute("aria-pressed", "true")
+    expect(form.get_by_role("button", name="Yes")).to_have_attribute("aria-pressed", "false")
+    comment = "It should say what part-time staff get."
+    form.get_by_label("Comment (optional)").fill(comment)
+    send.click()
+    expect(form.locator(".notice.ok")).to_contain_text("your feedback was recorded")
+    expect(form).to_have_attribute("data-sent", "down")
+    tab.shot("feedback")
+
+    sent = [r for r in tab.requests if r.url.endswith("/v1/feedback")]
+    assert len(sent) == 1
+    assert sent[0].method == "POST"
+    assert sent[0].headers["authorization"] == f"Bearer {tab.key}"
+    assert json.loads(sent[0].post_data or "") == {
+        "trace_id": trace_id,
+        "rating": "down",
+        "comment": comment,
+    }
+    # And the service kept it, under the key's tenant and the answer's trace.
+    (stored,) = served.services.feedback.of_tenant("default", trace_id)
+    assert (stored.rating, stored.comment) == ("down", comment)
