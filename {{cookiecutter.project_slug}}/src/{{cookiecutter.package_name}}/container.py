@@ -22,6 +22,7 @@ from .ingest.chunk import Chunker
 from .ingest.jobs import IngestionJobs
 from .ingest.load import FileBounds, RecordFields
 from .ingest.uploads import UploadInbox
+from .monitor.feedback import FeedbackStore
 from .refusal import Refusal, build_refusal
 from .rerank import build_reranker
 from .retrieve import Retriever
@@ -51,6 +52,7 @@ class Services:
     answerer: Answerer
     refusal: Refusal
     audit: AuditLog
+    feedback: FeedbackStore
     llm_http: httpx.Client | None = None  # the LLM answerer's connection pool
 
     @property
@@ -166,6 +168,7 @@ def build_services(
         refusal=build_refusal(settings),
         llm_http=llm_http,
         audit=AuditLog(settings.audit_path, settings.audit_content, settings.redact_pii),
+        feedback=FeedbackStore.beside(store, settings.collection, settings.redact_pii),
     )
 
 

@@ -355,6 +355,11 @@ class Settings(BaseSettings):
     # --- API -----------------------------------------------------------------------------
     host: str = Field("127.0.0.1", description="Bind address of `serve`.")
     port: int = Field(8000, ge=1, le=65535, description="Port of `serve`.")
+    ui_enabled: bool = Field(
+        True,
+        description="Serve the web app at /ui (ask with cited answers, documents, feedback, "
+        "the eval report); it calls the same API with the key a user enters.",
+    )
     upload_corpus: str = Field(
         "uploads", description="Corpus that documents uploaded through the API belong to."
     )

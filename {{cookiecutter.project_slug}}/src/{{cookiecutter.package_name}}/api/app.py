@@ -23,6 +23,7 @@ from .errors import install_error_handlers
 from .limits import BodyLimit
 from .openapi import document_limits
 from .routes import ROUTERS
+from .routes.ui import install_ui
 from .security import Authenticator
 
 # Where the vendored Swagger UI / ReDoc files are served (public, like /docs itself).
@@ -132,6 +133,8 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         app.include_router(router)
     if mcp is not None:
         mcp.install(app)
+    if built.settings.ui_enabled:
+        install_ui(app)
     install_error_handlers(app)
     document_limits(app, built.settings)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
@@ -264,3 +264,28 @@ class DocumentDeleted(BaseModel):
     source: str
     chunks_deleted: int
     note: str
+
+
+# A W3C trace id, as X-Trace-Id and every response body give it.
+TRACE_ID_PATTERN = r"^[0-9a-f]{32}$"
+MAX_FEEDBACK_COMMENT_CHARS = 2000
+
+
+class FeedbackRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, strict=True)
+
+    trace_id: str = Field(
+        pattern=TRACE_ID_PATTERN,
+        description="The answer's trace id (its X-Trace-Id header or `trace_id` field).",
+        examples=["4bf92f3577b34da6a3ce929d0e0e4736"],
+    )
+    rating: Literal["up", "down"]
+    comment: str | None = Field(
+        None, max_length=MAX_FEEDBACK_COMMENT_CHARS, description="What was right or wrong."
+    )
+
+
+class FeedbackResponse(BaseModel):
+    feedback_id: str = Field(description="This vote's id.")
+    trace_id: str = Field(description="The answer the vote is about.")
+    rating: Literal["up", "down"]
