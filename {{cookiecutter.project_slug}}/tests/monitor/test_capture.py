@@ -1,0 +1,91 @@
+"""Capture: sampled production questions in a Qdrant collection beside the corpus."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from {{ cookiecutter.package_name }}.api import create_app
+from {{ cookiecutter.package_name }}.container import Services, build_services
+from {{ cookiecutter.package_name }}.embeddings import DenseEncoder, SparseEncoder
+from {{ cookiecutter.package_name }}.monitor.capture import Capture, CaptureRecord
+
+from ..conftest import keyed_client, make_settings
+
+QUESTION = "How long must passwords be?"
+
+
+@pytest.fixture
+def captured(
+    tmp_path: Path, model_dir: Path, dense: DenseEncoder, sparse: SparseEncoder, corpus: Path
+) -> Iterator[Services]:
+    built = build_services(
+        make_settings(tmp_path, model_dir, capture_rate=1.0), dense=dense, sparse=sparse
+    )
+    built.ingestor.ingest(corpus)
+    yield built
+    built.close()
+
+
+def _ask(services: Services) -> str:
+    with keyed_client(create_app(services=services), services.settings) as client:
+        response = client.post("/v1/query", json={"question": QUESTION})
+    assert response.status_code == 200, response.text
+    return str(response.json()["trace_id"])
+
+
+def _records(services: Services) -> list[CaptureRecord]:
+    services.capture.flush()
+    return list(services.capture.sink.read(0.0, time.time() + 60))
+
+
+def test_an_answered_question_is_captured_with_its_vector_and_hash(captured: Services) -> None:
+    trace_id = _ask(captured)
+    (record,) = _records(captured)
+    assert record.trace_id == trace_id
+    assert record.tenant == "default"
+    assert record.question == {"sha256": hashlib.sha256(QUESTION.encode()).hexdigest()}
+    assert len(record.vector) == captured.dense.dimensions
+    assert record.chunk_ids
+    assert len(record.scores) == len(record.chunk_ids)
+    assert record.refused is False
+    assert set(record.latency_ms) == {"retrieve", "answer"}
+    assert captured.capture.errors == 0
+
+
+def test_rate_zero_captures_nothing(services: Services, corpus: Path) -> None:
+    services.ingestor.ingest(corpus)
+    _ask(services)
+    assert _records(services) == []
+
+
+class _BrokenSink:
+    def write(self, records: list[CaptureRecord]) -> None:
+        raise OSError("disk full")
+
+    def read(self, since: float, until: float) -> Iterator[CaptureRecord]:
+        return iter(())
+
+    def prune(self, before: float) -> None:
+        raise AssertionError("not reached")
+
+
+def test_a_capture_failure_never_fails_the_question(captured: Services) -> None:
+    captured.capture.close()
+    broken = Capture(_BrokenSink(), captured.dense.embed_query, rate=1.0)
+    captured.capture = broken
+    _ask(captured)
+    broken.flush()
+    assert broken.errors == 1
+    broken.close()
+
+
+def test_records_older_than_the_retention_are_pruned(captured: Services) -> None:
+    _ask(captured)
+    (record,) = _records(captured)
+    captured.capture.sink.prune(record.time + 1)
+    assert _records(captured) == []
