@@ -174,6 +174,22 @@ def _parser() -> argparse.ArgumentParser:
     mcp.add_argument("--url", help="always go through this /mcp endpoint (e.g. a remote API)")
 
     commands.add_parser("demo", help="ingest the sample corpus and answer three questions")
+
+    monitor = commands.add_parser(
+        "monitor",
+        help="report on captured traffic (drift, refusals, operations); exit 1 on a breach",
+    )
+    monitor.add_argument("--days", type=float, default=7.0, help="window: the last N days")
+    monitor.add_argument(
+        "--reference",
+        choices=("golden", "previous"),
+        default="golden",
+        help="compare with the golden set's questions or the previous window",
+    )
+    monitor.add_argument(
+        "--thresholds", type=Path, default=Path("evals/monitor.toml"), help="limits file"
+    )
+    monitor.add_argument("--out", type=Path, default=None, help="report folder")
     return parser
 
 
@@ -413,6 +429,11 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
             else:
                 _print_answer(args.question, response)
             return 0
+        if args.command == "monitor":
+            from .monitor.command import run_monitor
+
+            out = args.out or settings.data_dir / "monitor"
+            return run_monitor(services, args.days, args.reference, args.thresholds, out)
         if args.command == "demo":
             print(f"Demo collection: {settings.collection}")
             print(services.ingestor.ingest(settings.eval_corpus).summary(), end="\n\n")

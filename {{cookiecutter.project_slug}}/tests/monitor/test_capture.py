@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,6 +14,7 @@ from {{ cookiecutter.package_name }}.api import create_app
 from {{ cookiecutter.package_name }}.container import Services, build_services
 from {{ cookiecutter.package_name }}.embeddings import DenseEncoder, SparseEncoder
 from {{ cookiecutter.package_name }}.monitor.capture import Capture, CaptureRecord
+from {{ cookiecutter.package_name }}.monitor.command import run_monitor
 
 from ..conftest import keyed_client, make_settings
 
@@ -89,3 +91,21 @@ def test_records_older_than_the_retention_are_pruned(captured: Services) -> None
     (record,) = _records(captured)
     captured.capture.sink.prune(record.time + 1)
     assert _records(captured) == []
+
+
+def test_monitor_reports_on_captured_traffic_and_fails_on_a_breach(
+    captured: Services, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for _ in range(3):
+        _ask(captured)
+    captured.capture.flush()
+    limits = tmp_path / "monitor.toml"
+    limits.write_text("min_sample = 50\n[metrics.refusal_rate]\nmax = 0.5\n", encoding="utf-8")
+    out = tmp_path / "report"
+    assert run_monitor(captured, 7, "previous", limits, out) == 0
+    assert "not enough traffic" in capsys.readouterr().out
+    assert json.loads((out / "monitor.json").read_text())["n_current"] == 3
+    assert (out / "monitor.html").read_text().startswith("<!doctype html>")
+    limits.write_text("[metrics.questions]\nmin = 100\n", encoding="utf-8")
+    assert run_monitor(captured, 7, "previous", limits, out) == 1
+    assert "BREACH: questions 3 < 100" in capsys.readouterr().out
