@@ -129,7 +129,9 @@ def _parser() -> argparse.ArgumentParser:
         description="`eval` (= `eval run`) scores the golden set and exits 1 on NO-GO; "
         "`eval generate` drafts questions from your documents with the judge LLM.",
     )
-    evaluate.add_argument("action", nargs="?", choices=("run", "generate"), default="run")
+    evaluate.add_argument(
+        "action", nargs="?", choices=("run", "generate", "harvest"), default="run"
+    )
     evaluate.add_argument("--golden", type=Path, default=None, help="golden set JSONL")
     evaluate.add_argument("--thresholds", type=Path, default=None)
     evaluate.add_argument(
@@ -163,7 +165,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     evaluate.add_argument("--out", type=Path, default=None, help="generate: output JSONL")
     evaluate.add_argument("--size", type=int, default=20, help="generate: questions to draft")
-    evaluate.add_argument("--overwrite", action="store_true", help="generate: replace --out")
+    evaluate.add_argument(
+        "--overwrite", action="store_true", help="generate, harvest: replace --out"
+    )
+    evaluate.add_argument(
+        "--days", type=float, default=7.0, help="harvest: captured traffic of the last N days"
+    )
 
     mcp = commands.add_parser(
         "mcp",
@@ -231,6 +238,16 @@ def _print_answer(question: str, response: QueryResponse) -> None:
 
 
 def _eval(args: argparse.Namespace, settings: Settings) -> int:
+    if args.action == "harvest":
+        from .container import build_services
+        from .monitor.harvest import run_harvest
+
+        services = build_services(settings)
+        try:
+            out = args.out or Path("evals/golden.harvest.jsonl")
+            return run_harvest(services, args.days, out, args.overwrite)
+        finally:
+            services.close()
     if args.action == "generate":
         from .evals.generate import generate_golden_set
 

@@ -13,8 +13,12 @@ import pytest
 from {{ cookiecutter.package_name }}.api import create_app
 from {{ cookiecutter.package_name }}.container import Services, build_services
 from {{ cookiecutter.package_name }}.embeddings import DenseEncoder, SparseEncoder
+from {{ cookiecutter.package_name }}.errors import BadRequestError
+from {{ cookiecutter.package_name }}.evals.gate import _check_reviewed
+from {{ cookiecutter.package_name }}.evals.golden import load_golden_set
 from {{ cookiecutter.package_name }}.monitor.capture import Capture, CaptureRecord
 from {{ cookiecutter.package_name }}.monitor.command import run_monitor
+from {{ cookiecutter.package_name }}.monitor.harvest import run_harvest
 
 from ..conftest import keyed_client, make_settings
 
@@ -109,3 +113,26 @@ def test_monitor_reports_on_captured_traffic_and_fails_on_a_breach(
     limits.write_text("[metrics.questions]\nmin = 100\n", encoding="utf-8")
     assert run_monitor(captured, 7, "previous", limits, out) == 1
     assert "BREACH: questions 3 < 100" in capsys.readouterr().out
+
+
+def test_harvest_drafts_rows_the_golden_set_loader_accepts_and_the_gate_refuses(
+    tmp_path: Path, model_dir: Path, dense: DenseEncoder, sparse: SparseEncoder, corpus: Path
+) -> None:
+    settings = make_settings(tmp_path, model_dir, capture_rate=1.0, audit_content="text")
+    built = build_services(settings, dense=dense, sparse=sparse)
+    try:
+        built.ingestor.ingest(corpus)
+        trace_id = _ask(built)
+        built.capture.flush()
+        built.feedback.add(trace_id, "default", "k", "down", "wrong")
+        out = tmp_path / "harvest.jsonl"
+        assert run_harvest(built, 7, out, overwrite=False) == 0
+    finally:
+        built.close()
+    (item,) = load_golden_set(out)
+    assert item.question == QUESTION
+    assert not item.reviewed
+    assert "down-voted" in item.tags
+    assert "policies/passwords.md" in item.gold_sources
+    with pytest.raises(BadRequestError, match="unreviewed draft row"):
+        _check_reviewed([item], out, allowed=False)

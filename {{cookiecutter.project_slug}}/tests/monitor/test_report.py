@@ -54,6 +54,7 @@ def _traffic(centre: list[float], n: int, seed: int, score: float = 0.8) -> list
                 trace_id=f"{i:032x}",
                 question={"sha256": "x"},
                 chunk_ids=["c1", "c2"],
+                sources=["a.md", "a.md"],
                 scores=[top, top - 0.1],
                 dense_scores=[top, top - 0.1],
                 refused=rng.random() < 0.1,

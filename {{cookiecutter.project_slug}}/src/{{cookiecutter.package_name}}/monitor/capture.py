@@ -43,6 +43,7 @@ class CaptureRecord:
     trace_id: str
     question: dict[str, str]  # {"text": ...} or {"sha256": ...}, as the audit log keeps it
     chunk_ids: list[str]
+    sources: list[str]
     scores: list[float]
     dense_scores: list[float | None]
     refused: bool | None  # None: a retrieval, no answer
@@ -203,6 +204,7 @@ class Capture:
                 trace_id=asked.trace_id,
                 question=self._question(asked.query.text),
                 chunk_ids=[h.chunk_id for h in asked.hits],
+                sources=[h.source for h in asked.hits],
                 scores=[h.score for h in asked.hits],
                 dense_scores=[h.dense_score for h in asked.hits],
                 refused=answer.refused,
