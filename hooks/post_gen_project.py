@@ -3,7 +3,8 @@
 The manifest is `_manifest` in cookiecutter.json:
   select       target path <- source path; `{answer}` placeholders are filled from the answers
                (e.g. pick the lock file for the chosen Python version)
-  remove_when  answer -> value -> paths to delete when that answer has that value
+  remove_when  answer -> value -> paths to delete when that answer has that value (`{answer}`
+               placeholders filled as in select, e.g. `src/{package_name}/mcp`)
   remove       paths always deleted (scaffolding such as the per-version lock folder)
 
 Deterministic and offline: no network, no randomness, no `uv lock`, so re-rendering the same
@@ -59,7 +60,11 @@ def apply_manifest(project: Path, manifest: dict[str, Any], answers: dict[str, A
     for answer, by_value in manifest.get("remove_when", {}).items():
         if answer not in answers:
             raise ManifestError(f"remove_when names unknown answer {answer!r}")
-        for path in by_value.get(str(answers[answer]), []):
+        for pattern in by_value.get(str(answers[answer]), []):
+            try:
+                path = pattern.format(**answers)
+            except KeyError as error:
+                raise ManifestError(f"remove_when {answer}: unknown answer {error}") from None
             resolved = _inside(project, path)
             if not resolved.exists():
                 raise ManifestError(f"remove_when {answer}: {path!r} does not exist")

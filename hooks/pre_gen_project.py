@@ -24,12 +24,36 @@ ANSWERS_JSON = r"""{
   "description": {{ cookiecutter.description | tojson }},
   "author_name": {{ cookiecutter.author_name | tojson }},
   "author_email": {{ cookiecutter.author_email | tojson }},
-  "python_version": {{ cookiecutter.python_version | tojson }}
+  "python_version": {{ cookiecutter.python_version | tojson }},
+  "llm_provider": {{ cookiecutter.llm_provider | tojson }},
+  "vector_store": {{ cookiecutter.vector_store | tojson }},
+  "deploy": {{ cookiecutter.deploy | tojson }},
+  "ci": {{ cookiecutter.ci | tojson }},
+  "mcp_server": {{ cookiecutter.mcp_server | tojson }}
 }"""
 
 # Must match the python_version choices in cookiecutter.json (a test checks it): a version
 # outside them has no lock file in the template.
 SUPPORTED_PYTHONS = ("3.11", "3.12", "3.13")
+# The other choice options and their values, as in cookiecutter.json (a test checks it). The
+# prompt offers only these, but `--no-input key=value` and a replayed or cruft answers file
+# can carry anything.
+OPTION_VALUES: dict[str, tuple[str, ...]] = {
+    "llm_provider": ("none", "openai", "anthropic", "openai_like"),
+    "vector_store": ("embedded", "qdrant_server"),
+    "deploy": ("compose", "kubernetes", "none"),
+    "ci": ("github", "gitlab", "none"),
+    "mcp_server": ("yes", "no"),
+}
+# Combinations the template refuses: (answers that must all match, why, what to choose).
+UNSUPPORTED: tuple[tuple[dict[str, str], str, str], ...] = (
+    (
+        {"deploy": "kubernetes", "vector_store": "embedded"},
+        "embedded Qdrant is one process per storage folder, so the Deployment's replicas "
+        "(and the HPA) could not share it",
+        "vector_store=qdrant_server",
+    ),
+)
 
 # Import names the generated project uses directly or through its main dependencies. A package
 # with one of these names would shadow (or be shadowed by) the installed one.
@@ -260,7 +284,21 @@ def problems(answers: dict[str, str]) -> list[str]:
     if answers["python_version"] not in SUPPORTED_PYTHONS:
         bad("python_version", f"is not one of {', '.join(SUPPORTED_PYTHONS)}", "3.11")
 
+    for option, values in OPTION_VALUES.items():
+        if answers[option] not in values:
+            bad(option, f"is not one of {', '.join(values)}", values[0])
+    found += unsupported(answers)
     return found
+
+
+def unsupported(answers: dict[str, str]) -> list[str]:
+    """One line per refused combination of choices the answers make (the tests skip these)."""
+    return [
+        " with ".join(f"{key}={value}" for key, value in combination.items())
+        + f" is not supported: {why}; choose {fix}"
+        for combination, why, fix in UNSUPPORTED
+        if all(answers.get(key) == value for key, value in combination.items())
+    ]
 
 
 def main() -> int:

@@ -1,9 +1,11 @@
 """Render the template the way users do and hand the results to the tests.
 
-Scenarios come from cookiecutter.json: every combination of its choice options
-(itertools.product), each rendered with the default answers, with a second answer set
-that changes every name and puts quotes and backslashes into the free-text answers, and with
-the longest names the pre-gen hook accepts.
+Combinations come from cookiecutter.json: every combination of its choice options
+(itertools.product) that the pre-gen hook accepts is rendered by test_combinations.py. The
+per-project tests (SCENARIOS) run on a pairwise covering set of them (every pair of values of
+two options in at least one combination), each with the default answers, with a second answer
+set that changes every name and puts quotes and backslashes into the free-text answers, and
+with the longest names the pre-gen hook accepts.
 Renders are cached per session; a render takes well under a second.
 """
 
@@ -18,6 +20,7 @@ import subprocess
 import sys
 import warnings
 from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -75,6 +78,13 @@ LONG_ANSWERS: dict[str, str] = {
 ANSWER_SETS = {"default": DEFAULT_ANSWERS, "other": OTHER_ANSWERS, "long": LONG_ANSWERS}
 
 
+def combination_id(answers: Mapping[str, str]) -> str:
+    """The combination's values in option order, e.g. none-compose-github-yes-py3.11-embedded."""
+    return "-".join(
+        f"py{answers[k]}" if k == "python_version" else answers[k] for k in sorted(CHOICES)
+    )
+
+
 def choice_combinations(choices: Mapping[str, list[str]] | None = None) -> list[dict[str, str]]:
     """Every combination of the choice options, each value under its own option's name."""
     choices = CHOICES if choices is None else choices
@@ -85,6 +95,36 @@ def choice_combinations(choices: Mapping[str, list[str]] | None = None) -> list[
     ]
 
 
+def supported_combinations(
+    choices: Mapping[str, list[str]] | None = None,
+) -> list[dict[str, str]]:
+    """The combinations the pre-gen hook accepts (it refuses a few with a reason)."""
+    hook = load_hook("pre_gen_project")
+    return [c for c in choice_combinations(choices) if not hook.unsupported(c)]
+
+
+def pairwise_cover(combinations: list[dict[str, str]]) -> list[dict[str, str]]:
+    """A small subset in which every pair of values of two options that occurs in
+    `combinations` occurs at least once (greedy: take the combination covering most pairs
+    not yet covered; ties go to the first, so the set is deterministic)."""
+
+    def pairs(combination: Mapping[str, str]) -> set[tuple[str, str, str, str]]:
+        items = sorted(combination.items())
+        return {(a, x, b, y) for (a, x), (b, y) in itertools.combinations(items, 2)}
+
+    uncovered = set().union(*(pairs(c) for c in combinations)) if combinations else set()
+    chosen: list[dict[str, str]] = []
+    while uncovered:
+        best = max(combinations, key=lambda c: len(pairs(c) & uncovered))
+        chosen.append(best)
+        uncovered -= pairs(best)
+    return chosen
+
+
+SUPPORTED = supported_combinations()
+PAIRWISE = pairwise_cover(SUPPORTED)
+
+
 @dataclass(frozen=True)
 class Scenario:
     name: str
@@ -92,8 +132,7 @@ class Scenario:
 
     @property
     def id(self) -> str:
-        choices = "-".join(f"py{v}" if k == "python_version" else v for k, v in self.choices)
-        return f"{self.name}-{choices}"
+        return f"{self.name}-{combination_id(self.answers)}"
 
     @property
     def choices(self) -> list[tuple[str, str]]:
@@ -103,7 +142,7 @@ class Scenario:
 SCENARIOS = [
     Scenario(name, {**answers, **combination})
     for name, answers in ANSWER_SETS.items()
-    for combination in choice_combinations()
+    for combination in PAIRWISE
 ]
 
 
@@ -145,6 +184,40 @@ def render(overrides: Mapping[str, str], output_dir: Path) -> Rendered:
         str(REPO), no_input=True, output_dir=str(output_dir), extra_context=dict(overrides)
     )
     return Rendered(Path(project), effective_answers(overrides))
+
+
+@contextmanager
+def shared_template_cache() -> Iterator[None]:
+    """Renders inside share one Jinja environment and loader, so each template file is lexed
+    and compiled once instead of once per render (2.5x faster here, byte-identical output).
+
+    Cookiecutter builds a new environment (and a new FileSystemLoader, whose identity keys
+    Jinja's cache) for every render; the answers reach the templates only at render time.
+    """
+    import cookiecutter.generate as generate
+    from jinja2 import FileSystemLoader
+
+    environments: dict[str, Any] = {}
+    loaders: dict[tuple[str, ...], FileSystemLoader] = {}
+    create_env = generate.create_env_with_context
+
+    def shared_env(context: dict[str, Any]) -> Any:
+        options = context.get("cookiecutter", {})
+        key = repr((options.get("_jinja2_env_vars"), options.get("_extensions")))
+        if key not in environments:
+            environments[key] = create_env(context)
+        return environments[key]
+
+    def shared_loader(searchpath: list[str]) -> FileSystemLoader:
+        key = tuple(os.path.abspath(path) for path in searchpath)
+        if key not in loaders:
+            loaders[key] = FileSystemLoader(list(key))
+        return loaders[key]
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(generate, "create_env_with_context", shared_env)
+        patch.setattr(generate, "FileSystemLoader", shared_loader)
+        yield
 
 
 def cookiecutter_cli(

@@ -151,10 +151,25 @@ def test_shipped_manifest_moves_the_chosen_lock_and_removes_the_rest(
     tmp_path: Path, version: str
 ) -> None:
     locks = [f".locks/py{v}.uv.lock" for v in CHOICES["python_version"]]
-    make_tree(tmp_path, "pyproject.toml", *locks)
-    post_gen.apply_manifest(tmp_path, CONFIG["_manifest"], {"python_version": version})
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["pyproject.toml", "uv.lock"]
+    # What the default choices prune: the Kubernetes files and the GitLab pipeline.
+    pruned = ["deploy/kubernetes/base/kustomization.yaml", ".gitlab-ci.yml"]
+    make_tree(tmp_path, "pyproject.toml", *locks, *pruned)
+    post_gen.apply_manifest(tmp_path, CONFIG["_manifest"], {**VALID, "python_version": version})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["deploy", "pyproject.toml", "uv.lock"]
+    assert list((tmp_path / "deploy").iterdir()) == []
     assert (tmp_path / "uv.lock").read_text(encoding="utf-8") == f".locks/py{version}.uv.lock"
+
+
+def test_remove_when_paths_are_filled_from_the_answers(tmp_path: Path) -> None:
+    manifest: dict[str, Any] = {"remove_when": {"mcp": {"no": ["src/{package_name}/mcp"]}}}
+    make_tree(tmp_path, "src/claims/mcp/__init__.py", "src/claims/cli.py")
+    post_gen.apply_manifest(tmp_path, manifest, {"mcp": "no", "package_name": "claims"})
+    assert [p.name for p in (tmp_path / "src" / "claims").iterdir()] == ["cli.py"]
+
+
+def test_a_choice_outside_its_values_is_refused_with_the_valid_ones() -> None:
+    [message] = problems_for(deploy="helm")
+    assert message.startswith("deploy='helm' is not one of compose, kubernetes, none")
 
 
 def test_remove_when_deletes_only_for_the_matching_answer(tmp_path: Path) -> None:

@@ -50,14 +50,28 @@ def expected_paths(package: str) -> list[str]:
         "README.md",
         ".env.example",
         "Dockerfile",
-        "compose.yaml",
-        ".github/workflows/ci.yml",
         f"src/{package}/__init__.py",
         f"src/{package}/cli.py",
         "tests/",
         "data/sample/",
         "evals/",
     ]
+
+
+def choice_paths(rendered: Rendered) -> list[str]:
+    """The files the project's choices keep (test_combinations checks the pruned ones)."""
+    deploy = {
+        "compose": ["compose.yaml", "deploy/otel-collector.yaml"],
+        "kubernetes": ["deploy/kubernetes/base/kustomization.yaml"],
+        "none": [],
+    }
+    ci = {"github": [".github/workflows/ci.yml"], "gitlab": [".gitlab-ci.yml"], "none": []}
+    mcp = (
+        [f"src/{rendered.package}/mcp/__init__.py"]
+        if rendered.answers["mcp_server"] == "yes"
+        else []
+    )
+    return deploy[rendered.answers["deploy"]] + ci[rendered.answers["ci"]] + mcp
 
 
 def pyproject(rendered: Rendered) -> dict[str, Any]:
@@ -71,7 +85,7 @@ def relative(rendered: Rendered, path: Path) -> str:
 def test_expected_files_exist(rendered: Rendered) -> None:
     missing = [
         name
-        for name in expected_paths(rendered.package)
+        for name in expected_paths(rendered.package) + choice_paths(rendered)
         if not (rendered.path / name).exists()
         or name.endswith("/") != (rendered.path / name).is_dir()
     ]
@@ -133,7 +147,9 @@ def test_toml_files_parse(rendered: Rendered) -> None:
 
 def test_yaml_files_parse(rendered: Rendered) -> None:
     files = files_with_suffix(rendered, ".yaml", ".yml")
-    assert files, "none in the rendered project"
+    # The YAML files are the deployment's and the CI's; with neither there are none.
+    without_yaml = rendered.answers["deploy"] == rendered.answers["ci"] == "none"
+    assert bool(files) != without_yaml, "YAML files expected exactly when deploy or ci ships"
     for path, text in files:
         try:
             list(yaml.safe_load_all(text))

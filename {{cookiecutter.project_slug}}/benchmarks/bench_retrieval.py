@@ -27,6 +27,14 @@ that order is fused back by RRF. Each signal's RRF constant and weight are chose
 dense_resort also runs through Retriever for its latency.
 `--second-stage-only` indexes the shipped chunking alone and runs only those rows.
 
+Refusal (docs/decisions/0018): the shipped retriever's top-5 evidence per question is turned
+into the refusal model's features; the model is fitted on dev (evals/calibrate.py) and
+reported on dev and test as AUC and as the trade-off table, against every single signal and
+the hand thresholds (refusal_rows.py). `--refusal-only` indexes the shipped chunking and runs
+only that; `--refusal-from-cache` refits from the last run's evidence without indexing;
+`--write-refusal-model PATH` writes the dev-fitted model (the shipped one is
+src/{{ cookiecutter.package_name }}/refusal_model.json).
+
 With RAG_RERANK_URL set (and RAG_RERANK_API, RAG_RERANK_MODEL, RAG_RERANK_API_KEY as needed),
 the hosted reranker gets a row of its own: its quality and its latency cost, in the same run.
 """
@@ -61,7 +69,7 @@ from {{ cookiecutter.package_name }}.embeddings import (
 from {{ cookiecutter.package_name }}.evals.metrics import percentile
 from {{ cookiecutter.package_name }}.ingest.chunk import Chunker
 from {{ cookiecutter.package_name }}.ingest.load import load_document
-from {{ cookiecutter.package_name }}.refusal import RefusalPolicy
+from {{ cookiecutter.package_name }}.refusal import RefusalModel, RefusalPolicy
 from {{ cookiecutter.package_name }}.rerank import (
     Signal,
     build_reranker,
@@ -74,6 +82,7 @@ from {{ cookiecutter.package_name }}.store import DENSE, SPARSE, SearchOptions
 from {{ cookiecutter.package_name }}.store.qdrant import QdrantStore
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import refusal_rows
 from debian_docs import doc_root, package_version
 
 HERE = Path(__file__).resolve().parent
@@ -82,6 +91,7 @@ CACHE = HERE.parent / ".cache" / "bench"
 KINDS = ("key_terms", "non_expert", "value")
 SPLITS = ("dev", "test")
 RANKED = 10  # pages scored per question
+REFUSAL_EVIDENCE = CACHE / "refusal-evidence.json"  # the last run's, for --refusal-from-cache
 CANDIDATES = 30  # chunks fetched per question before pages are deduplicated
 
 
@@ -106,6 +116,16 @@ def corpus_pages(root: Path) -> list[Path]:
         for p in root.rglob("*.html")
         if not any(part.startswith("_") for part in p.relative_to(root).parts[:-1])
     )
+
+
+def page_order(pages: list[Path], root: Path, questions: list[Question]) -> list[Path]:
+    """Gold pages first, then the rest in a fixed shuffled order: `--pages N` indexes the
+    first N, a smaller corpus that still holds every gold page."""
+    gold = {g for q in questions for g in q.gold}
+    first = [p for p in pages if p.relative_to(root).as_posix() in gold]
+    rest = [p for p in pages if p.relative_to(root).as_posix() not in gold]
+    rest.sort(key=lambda p: hashlib.sha256(p.relative_to(root).as_posix().encode()).hexdigest())
+    return first + rest
 
 
 # --- metrics -----------------------------------------------------------------------------
@@ -539,7 +559,39 @@ def main() -> None:
         action="store_true",
         help="leave out the best-sentence signal (it embeds ~70 sentences per question)",
     )
+    parser.add_argument(
+        "--refusal-only",
+        action="store_true",
+        help="index the shipped chunking only; run the refusal rows (and their retrieval)",
+    )
+    parser.add_argument(
+        "--refusal-from-cache",
+        action="store_true",
+        help="no indexing: refit and report refusal from the last run's evidence",
+    )
+    parser.add_argument(
+        "--write-refusal-model", type=Path, help="write the dev-fitted refusal model here"
+    )
+    parser.add_argument(
+        "--pages",
+        type=int,
+        help="index only the gold pages and then other pages up to this many (fixed order): "
+        "quicker, and not comparable with a run over the whole corpus",
+    )
     args = parser.parse_args()
+    shipped = Settings()
+    if args.refusal_from_cache:
+        if not REFUSAL_EVIDENCE.is_file():
+            raise SystemExit(f"No {REFUSAL_EVIDENCE} yet: run with --refusal-only first.")
+        payload = refusal_rows.report(
+            refusal_rows.load(REFUSAL_EVIDENCE),
+            shipped.answer_min_similarity,
+            {},
+            args.write_refusal_model,
+        )
+        if args.json:
+            args.json.write_text(json.dumps({"refusal": payload}, indent=2), encoding="utf-8")
+        return
 
     root = doc_root("python3.11-doc")
     questions = load_questions()
@@ -548,17 +600,19 @@ def main() -> None:
     missing = sorted({g for q in questions for g in q.gold} - sources)
     if missing:
         raise SystemExit(f"Gold pages that are not in the corpus: {missing}. Fix the questions.")
+    if args.pages is not None:
+        pages = page_order(pages, root, questions)[: args.pages]
     docs = [load_document(p, root, 50_000_000) for p in pages]
     unanswerable = sum(q.kind == "unanswerable" for q in questions)
     print(
-        f"corpus: python3.11-doc {package_version('python3.11-doc')}, {len(docs)} pages; "
+        f"corpus: python3.11-doc {package_version('python3.11-doc')}, {len(docs)} pages"
+        f"{f' (--pages {args.pages})' if args.pages is not None else ''}; "
         f"{len(questions)} questions ({len(questions) - unanswerable} answerable, "
         f"{unanswerable} unanswerable; dev {sum(q.split == 'dev' for q in questions)}, "
         f"test {sum(q.split == 'test' for q in questions)})",
         flush=True,
     )
 
-    shipped = Settings()
     dense = CachedDense(build_dense_encoder(shipped), CACHE / "dense-minilm.npz")
     sparse = build_sparse_encoder(Settings(data_dir=CACHE / "models"))
     tracer = TracerProvider().get_tracer("bench")
@@ -581,7 +635,7 @@ def main() -> None:
     chunkings.setdefault(
         ship, (Chunker(size, overlap, shipped.chunk_pack_blocks), Chunk.embedding_text)
     )
-    if args.second_stage_only:
+    if args.second_stage_only or args.refusal_only:
         chunkings = {ship: chunkings[ship]}
     results: list[Result] = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -636,7 +690,7 @@ def main() -> None:
         k, prefetch = shipped.rrf_k, shipped.prefetch_limit
         before_label, before_search = hybrid(ship, 30)
         plans: list[tuple[str, Callable[[Question], list[Hit]], Answering | None]] = []
-        if not args.second_stage_only:
+        if not (args.second_stage_only or args.refusal_only):
             plans += [
                 (*alone(ship, SPARSE), None),
                 (*alone(ship, DENSE), None),
@@ -656,13 +710,16 @@ def main() -> None:
         signals: dict[str, Signal] = {"cosine": query_cosine, "title": title_match(sparse)}
         if not args.skip_sentence_signal:  # embeds for real, not through the cache: honest cost
             signals["sentence"] = best_sentence(dense.inner)
-        stage_results, (stage_k, stage_w) = second_stage_rows(
-            questions, store, dense, sparse, tracer, shipped, signals
-        )
+        stage_results: list[Result] = []
+        stage_k, stage_w = shipped.second_stage_rrf_k, shipped.second_stage_weight
+        if not args.refusal_only:
+            stage_results, (stage_k, stage_w) = second_stage_rows(
+                questions, store, dense, sparse, tracer, shipped, signals
+            )
         # The retrievers the service builds from its settings, refusal evidence included:
         # without a second stage, and with dense_resort as chosen on dev. SHIPPED is the default.
         label = describe(ship, prefetch, shipped.fusion, k, weight)
-        for stage in ("none", "dense_resort"):
+        for stage in ("none",) if args.refusal_only else ("none", "dense_resort"):
             settings = shipped.model_copy(
                 update={
                     "second_stage": stage,
@@ -702,15 +759,43 @@ def main() -> None:
     shipped_result = next(r for r in results if r.label.startswith("SHIPPED"))
     tradeoffs = refusal_tradeoffs(shipped_result.evidence, caps=(0.1, 0.2, 0.3, 0.5))
     print_tradeoffs(tradeoffs)
-    if not args.second_stage_only:
+    refusal = refusal_report(shipped_result, shipped, args.write_refusal_model)
+    if not (args.second_stage_only or args.refusal_only):
         print_bar(results)
     print_stage_bar(results)
     if args.json:
         payload = {
             "results": [_as_json(r) for r in results],
             "refusal_tradeoffs": [_tradeoff_json(t) for t in tradeoffs],
+            "refusal": refusal,
         }
         args.json.write_text(json.dumps(payload, indent=2), encoding="utf-8")
+
+
+def refusal_report(
+    shipped_result: Result, shipped: Settings, model_out: Path | None
+) -> dict[str, object]:
+    """The refusal model's rows from the shipped retriever's evidence (cached for
+    --refusal-from-cache), with the decision latency of the model and of the rules."""
+    rules = RefusalPolicy.from_settings(shipped)
+    observed = [
+        refusal_rows.observe(
+            e.question.id,
+            e.question.split,
+            e.question.kind == "unanswerable",
+            e.hits,
+            e.best_sentence,
+            rules,
+        )
+        for e in shipped_result.evidence
+    ]
+    refusal_rows.save(observed, REFUSAL_EVIDENCE)
+    model = RefusalModel.load()  # the shipped model: its decide() is what the service runs
+    decide_ms: dict[str, list[float]] = {"shipped model": [], "hand rules": []}
+    for e in shipped_result.evidence:
+        decide_ms["shipped model"].append(refusal_rows.timed(model.decide, e.hits))
+        decide_ms["hand rules"].append(refusal_rows.timed(rules.decide, e.hits))
+    return refusal_rows.report(observed, shipped.answer_min_similarity, decide_ms, model_out)
 
 
 def _as_json(result: Result) -> dict[str, object]:

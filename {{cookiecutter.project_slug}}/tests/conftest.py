@@ -50,6 +50,12 @@ def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> No
         if name.startswith(("RAG_", "OTEL_")):
             monkeypatch.delenv(name)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    # Whatever LLM provider the project was generated for, tests (and the CLI they start) get
+    # the offline answerer and the template's provider defaults unless they set their own;
+    # tests/test_project_choices.py checks the chosen defaults against their fake server.
+    monkeypatch.setenv("RAG_ANSWERER", "extractive")
+    monkeypatch.setenv("RAG_LLM_PROVIDER", "openai")
+    monkeypatch.setenv("RAG_LLM_MODEL", "gpt-4o-mini")
     monkeypatch.chdir(tmp_path)
 
 

@@ -35,7 +35,7 @@ from {{ cookiecutter.package_name }}.container import build_llm_answerer, build_
 from {{ cookiecutter.package_name }}.domain import Hit
 from {{ cookiecutter.package_name }}.embeddings import DenseEncoder, SparseEncoder
 from {{ cookiecutter.package_name }}.errors import ConfigurationError, LLMUnavailableError
-from {{ cookiecutter.package_name }}.refusal import RefusalPolicy
+from {{ cookiecutter.package_name }}.refusal import RefusalDecision, RefusalPolicy
 from {{ cookiecutter.package_name }}.settings import Settings
 from {{ cookiecutter.package_name }}.telemetry import RagMetrics, SpanContent
 
@@ -451,7 +451,7 @@ def test_providers_that_need_a_key_say_so(monkeypatch: pytest.MonkeyPatch) -> No
             settings, TracerProvider().get_tracer("t"), RagMetrics.noop(), SpanContent()
         )
     with pytest.raises(ValueError, match="needs RAG_LLM_BASE_URL"):
-        Settings(_env_file=None, llm_provider="openai_like")
+        Settings(_env_file=None, llm_provider="openai_like", llm_base_url=None)
     with pytest.raises(ConfigurationError, match="No prompt named 'nope'"):
         build_llm_answerer(
             Settings(_env_file=None, llm_prompt="nope"),
@@ -768,3 +768,123 @@ def test_a_bad_llm_setting_stops_startup_without_holding_the_store(
         build_services(settings, dense=dense, sparse=sparse)
     # The embedded store was released: the next start opens it.
     build_services(make_settings(tmp_path, model_dir), dense=dense, sparse=sparse).close()
+
+
+# --- refusals in the model's own words ------------------------------------------------------
+
+# How models refuse when they do not copy the prompt's sentence (seen from GPT-4o-mini, Claude,
+# Llama and Mistral style replies); each cites nothing.
+PARAPHRASED_REFUSALS = [
+    "I don't know.",
+    "I do not know based on the provided documents.",
+    "The provided documents do not contain information about the 1998 World Cup.",
+    "The documents don't mention who won the 1998 World Cup.",
+    "I couldn't find this in the context.",
+    "I cannot answer this question from the given documents.",
+    "There is no information about the World Cup in these documents.",
+    "Sorry, I am unable to find the answer in the supplied sources.",
+    "That is not mentioned in the provided context.",
+    "The context does not say who won.",
+    "Unfortunately, the information provided is insufficient to answer this question.",
+    "I\u2019m sorry, but I can\u2019t determine that from the documents.",
+]
+# Answers that use refusal words but answer, with citations: checked as answers.
+ANSWERS_WITH_REFUSAL_WORDS = [
+    "Passwords must be at least 14 characters [1]; the documents do not mention a maximum.",
+    "I couldn't find a maximum, but the minimum is 14 characters [1].",
+    "There is no information on symbols; the length is at least 14 characters [1].",
+]
+
+
+@pytest.mark.parametrize("reply", PARAPHRASED_REFUSALS)
+def test_a_paraphrased_refusal_is_a_grounded_refusal(
+    fake: FakeOpenAI, make: Callable[..., Harness], reply: str
+) -> None:
+    fake.replies = [Reply(content=reply)]
+    harness = make()
+    answer = harness.answerer.answer("Who won the 1998 World Cup?", HITS)
+    assert answer.refused, reply
+    assert answer.grounded
+    assert answer.citations == []
+    assert answer.text == load_prompt("grounded_answer").refusal
+    check = dict(harness.span("citation check").attributes or {})
+    assert check["rag.answer.refusal_paraphrased"] is True
+
+
+@pytest.mark.parametrize("reply", ANSWERS_WITH_REFUSAL_WORDS)
+def test_a_cited_answer_with_refusal_words_is_an_answer(
+    fake: FakeOpenAI, make: Callable[..., Harness], reply: str
+) -> None:
+    fake.replies = [Reply(content=reply)]
+    answer = make().answerer.answer(QUESTION, HITS)
+    assert not answer.refused
+    assert answer.grounded
+    assert answer.citations
+
+
+def test_an_uncited_answer_is_still_flagged_not_taken_for_a_refusal(
+    fake: FakeOpenAI, make: Callable[..., Harness]
+) -> None:
+    fake.replies = [Reply(content="Passwords need 14 characters. No maximum is given.")]
+    answer = make().answerer.answer(QUESTION, HITS)
+    assert not answer.refused
+    assert answer.grounded is False
+
+
+def test_the_anthropic_provider_recognises_a_paraphrased_refusal(
+    anthropic: FakeAnthropic,
+) -> None:
+    anthropic.replies = [Reply(content="The provided documents do not mention the World Cup.")]
+    settings = Settings(
+        _env_file=None,
+        answerer="llm",
+        llm_provider="anthropic",
+        llm_base_url=anthropic.base_url,
+        llm_api_key=KEY,
+        llm_model="claude-test",
+    )
+    harness = Harness(settings)
+    try:
+        answer = harness.answerer.answer("Who won the 1998 World Cup?", HITS)
+    finally:
+        harness.client.close()
+    assert answer.refused
+    assert answer.grounded
+
+
+def _borderline(probability: float) -> RefusalDecision:
+    return RefusalDecision(True, "refusal model: borderline", 0.4, 1, probability)
+
+
+def test_a_borderline_refusal_lets_the_model_read_the_context_and_answer(
+    fake: FakeOpenAI, make: Callable[..., Harness]
+) -> None:
+    """The refusal model would refuse, but not with confidence: the model reads the context,
+    and its cited answer stands."""
+    fake.replies = [Reply(content="At least 14 characters [1].")]
+    harness = make(llm_refuse_without_call_from=0.9)
+    answer = harness.answerer.answer(QUESTION, HITS, decision=_borderline(0.6))
+    assert not answer.refused
+    assert answer.citations
+    assert len(fake.chat_requests()) == 1
+    assert harness.span("chat primary-model").attributes["answer.refusal.deferred_to_model"]  # type: ignore[index]
+
+
+def test_a_borderline_refusal_the_model_confirms_is_a_refusal(
+    fake: FakeOpenAI, make: Callable[..., Harness]
+) -> None:
+    fake.replies = [Reply(content="The documents do not say.")]
+    answer = make(llm_refuse_without_call_from=0.9).answerer.answer(
+        "Who won the 1998 World Cup?", HITS, decision=_borderline(0.6)
+    )
+    assert answer.refused
+    assert answer.grounded
+    assert len(fake.chat_requests()) == 1
+
+
+def test_a_confident_refusal_costs_no_call(fake: FakeOpenAI, make: Callable[..., Harness]) -> None:
+    harness = make(llm_refuse_without_call_from=0.9)
+    answer = harness.answerer.answer(QUESTION, HITS, decision=_borderline(0.95))
+    assert answer.refused
+    assert answer.cost_usd == 0.0
+    assert fake.chat_requests() == []

@@ -3,7 +3,8 @@
 The API (`/v1/retrieve`, `/v1/query`), the CLI (`ask`, `demo`) and the eval gate all ask
 through an `Asker`, so the top_k rules, the tenant, the refusal decision and the audit line
 are the same whichever way a question comes in. The answerers only write answers: whether the
-retrieved evidence is good enough to answer at all is decided here, once, by `RefusalPolicy`,
+retrieved evidence is good enough to answer at all is decided here, once, by the refusal
+(refusal.py: the calibrated model or the hand rules),
 and handed to the answerer, which writes the refusal in its own words (an LLM answerer
 without calling the model) and puts the reason on its span.
 """
@@ -18,7 +19,7 @@ from .answer import Answerer, AnswerEvent, Final
 from .audit import AuditLog
 from .domain import Answer, Hit, Query
 from .errors import BadRequestError
-from .refusal import RefusalPolicy
+from .refusal import Refusal
 from .retrieve import Retriever
 from .telemetry import current_trace_id
 
@@ -63,7 +64,7 @@ class Asker:
         self,
         retriever: Retriever,
         answerer: Answerer,
-        refusal: RefusalPolicy,
+        refusal: Refusal,
         audit: AuditLog,
         *,
         default_top_k: int,

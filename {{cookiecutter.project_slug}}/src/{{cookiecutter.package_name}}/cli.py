@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import importlib
 import logging
 import socket
 import sys
@@ -127,10 +128,14 @@ def _parser() -> argparse.ArgumentParser:
         "eval",
         help="run the golden set and the go/no-go gate, or draft a golden set",
         description="`eval` (= `eval run`) scores the golden set and exits 1 on NO-GO; "
-        "`eval generate` drafts questions from your documents with the judge LLM.",
+        "`eval generate` drafts questions from your documents with the judge LLM; "
+        "`eval calibrate` fits the refusal model on the golden set's answerable and "
+        "unanswerable rows and writes it (RAG_REFUSAL_MODEL_PATH, default "
+        "evals/refusal_model.json) with its fit report; `eval harvest` drafts golden-set "
+        "rows from captured production questions (down-voted, refused, drifted).",
     )
     evaluate.add_argument(
-        "action", nargs="?", choices=("run", "generate", "harvest"), default="run"
+        "action", nargs="?", choices=("run", "generate", "calibrate", "harvest"), default="run"
     )
     evaluate.add_argument("--golden", type=Path, default=None, help="golden set JSONL")
     evaluate.add_argument("--thresholds", type=Path, default=None)
@@ -163,7 +168,19 @@ def _parser() -> argparse.ArgumentParser:
         help="documents the golden set is about (default RAG_EVAL_CORPUS); a run makes "
         "<collection>_eval hold exactly these",
     )
-    evaluate.add_argument("--out", type=Path, default=None, help="generate: output JSONL")
+    evaluate.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="generate: output JSONL; calibrate: the model file (default "
+        "RAG_REFUSAL_MODEL_PATH, else evals/refusal_model.json)",
+    )
+    evaluate.add_argument(
+        "--max-answerable-refused",
+        type=float,
+        default=0.10,
+        help="calibrate: the operating point refuses at most this share of answerable rows",
+    )
     evaluate.add_argument("--size", type=int, default=20, help="generate: questions to draft")
     evaluate.add_argument(
         "--overwrite", action="store_true", help="generate, harvest: replace --out"
@@ -261,6 +278,9 @@ def _eval(args: argparse.Namespace, settings: Settings) -> int:
         )
         return 0
 
+    if args.action == "calibrate":
+        return _calibrate(args, settings)
+
     from .evals.gate import GateOptions, run_gate
 
     def default_to_setting(value: Path | bool | None) -> Path | None:
@@ -289,6 +309,42 @@ def _eval(args: argparse.Namespace, settings: Settings) -> int:
         return run_gate(services, options, judge)
     finally:
         services.close()
+
+
+def _calibrate(args: argparse.Namespace, settings: Settings) -> int:
+    from .errors import BadRequestError
+    from .evals.calibrate import calibrate, calibration_items, describe
+    from .evals.gate import load_thresholds, sync_eval_corpus
+    from .evals.metrics import require_eval_group
+
+    require_eval_group("`eval calibrate`")
+    if not 0.0 <= args.max_answerable_refused < 1.0:
+        raise BadRequestError(
+            f"--max-answerable-refused {args.max_answerable_refused} must be a share in [0, 1)"
+        )
+    golden = args.golden or settings.eval_golden_set
+    items = calibration_items(golden, allow_unreviewed=args.allow_unreviewed)
+    k, _ = load_thresholds(args.thresholds or settings.eval_thresholds)
+    out = args.out or settings.refusal_model_path or Path("evals/refusal_model.json")
+    from .container import build_services
+
+    services = build_services(_side_collection(settings, "eval"))
+    try:
+        corpus = args.corpus or settings.eval_corpus
+        if corpus is not None:
+            sync_eval_corpus(services, corpus)
+        model = calibrate(
+            services, items, golden, out, k=k, max_answerable_refused=args.max_answerable_refused
+        )
+    finally:
+        services.close()
+    print(describe(model, out))
+    if (
+        settings.refusal_model_path is None
+        or settings.refusal_model_path.resolve() != out.resolve()
+    ):
+        print(f"Use it: RAG_REFUSAL_MODEL_PATH={out} and RAG_REFUSAL=model.")
+    return 0
 
 
 def _keys(args: argparse.Namespace, settings: Settings) -> int:
@@ -387,6 +443,21 @@ def _serve(host: str, port: int, settings: Settings) -> int:
     return 0
 
 
+def _serve_mcp(settings: Settings, url: str | None) -> int:
+    # Imported by name: a project generated with mcp_server=no has no mcp/ package.
+    try:
+        module = importlib.import_module(f"{__package__}.mcp")
+    except ModuleNotFoundError as error:
+        if error.name != f"{__package__}.mcp":
+            raise
+        print(
+            "error: this project was generated without the MCP server (mcp_server=no)",
+            file=sys.stderr,
+        )
+        return 2
+    return int(module.serve_stdio(settings, url))
+
+
 def _run(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "keys":
         return _keys(args, settings)
@@ -395,9 +466,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "eval":
         return _eval(args, settings)
     if args.command == "mcp":
-        from .mcp import serve_stdio
-
-        return serve_stdio(settings, args.url)
+        return _serve_mcp(settings, args.url)
 
     if args.command == "demo":
         settings = _side_collection(settings, "demo")

@@ -24,7 +24,7 @@ from .ingest.load import FileBounds, RecordFields
 from .ingest.uploads import UploadInbox
 from .monitor.capture import Capture, QdrantCaptureSink
 from .monitor.feedback import FeedbackStore
-from .refusal import RefusalPolicy
+from .refusal import Refusal, build_refusal
 from .rerank import build_reranker
 from .retrieve import Retriever
 from .settings import Settings
@@ -52,7 +52,7 @@ class Services:
     jobs: IngestionJobs
     retriever: Retriever
     answerer: Answerer
-    refusal: RefusalPolicy
+    refusal: Refusal
     audit: AuditLog
     feedback: FeedbackStore
     capture: Capture
@@ -169,7 +169,7 @@ def build_services(
             content=content,
         ),
         answerer=answerer,
-        refusal=RefusalPolicy.from_settings(settings),
+        refusal=build_refusal(settings),
         llm_http=llm_http,
         audit=AuditLog(settings.audit_path, settings.audit_content, settings.redact_pii),
         feedback=FeedbackStore.beside(store, settings.collection, settings.redact_pii),
@@ -231,6 +231,7 @@ def build_llm_answerer(
         context_tokens=settings.llm_context_tokens,
         refuse_ungrounded=settings.llm_on_ungrounded == "refuse",
         prices=dict(settings.llm_prices),
+        refuse_without_call_from=settings.llm_refuse_without_call_from,
     )
     try:
         provider = build_llm_provider(settings, client)

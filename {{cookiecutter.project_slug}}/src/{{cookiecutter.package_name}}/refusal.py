@@ -9,14 +9,28 @@ it on each hit (`Hit.dense_score`, `dense_rank`, `sparse_rank`, `unmatched_share
 use case (ask.py) calls `RefusalPolicy.decide(hits)` once, before any answerer runs, and hands
 the decision to it. Thresholds
 were chosen on the retrieval benchmark (docs/decisions, retrieval defaults by measurement).
+
+`RefusalModel` (`RAG_REFUSAL=model`) combines the same evidence instead of chaining hand
+thresholds: a logistic regression over a few named features of the hits (`FEATURES`), read
+from a JSON file of coefficients (the shipped one is fitted on the python-docs benchmark's
+dev split; `eval calibrate` fits one on a client's golden set). At run time it is a dot
+product and a sigmoid; scikit-learn is only needed to fit it (evals/calibrate.py). Because the
+evidence is weighed together, one term the corpus never mentions lowers the score but no
+longer refuses a question whose dense and BM25 evidence is strong.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+import json
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Protocol
 
 from .domain import Hit
+from .errors import ConfigurationError
 from .settings import Settings
 
 
@@ -26,6 +40,13 @@ class RefusalDecision:
     reason: str
     best_dense: float | None  # highest cosine among the hits, None if none is in the dense top
     agreeing: int  # hits in the top `agreement_rank` of both dense and BM25
+    probability: float | None = None  # the refusal model's P(unanswerable), when it decided
+
+
+class Refusal(Protocol):
+    """Decides, once per question, whether the retrieved evidence answers it."""
+
+    def decide(self, hits: Sequence[Hit]) -> RefusalDecision: ...
 
 
 @dataclass(frozen=True)
@@ -82,3 +103,212 @@ class RefusalPolicy:
         return RefusalDecision(
             True, f"dense cosine {best:.2f} is weak and BM25 does not agree", best, agreeing
         )
+
+
+# --- the calibrated model ---------------------------------------------------------------------
+# Ranks at or below this count as "near the top" for the agreement features (the evidence
+# lists are RAG_REFUSAL_EVIDENCE_LIMIT long, 10 by default).
+_AGREEMENT_RANK = 3
+
+
+def _reciprocal(rank: int | None) -> float:
+    return 1.0 / rank if rank else 0.0
+
+
+def _best_dense(hits: Sequence[Hit]) -> float:
+    return max((h.dense_score for h in hits if h.dense_score is not None), default=0.0)
+
+
+def _first_dense(hits: Sequence[Hit]) -> float:
+    return (hits[0].dense_score or 0.0) if hits else 0.0
+
+
+def _dense_spread(hits: Sequence[Hit]) -> float:
+    """How far the best cosine stands above the hits' mean (a match, not a flat field)."""
+    scores = [h.dense_score for h in hits if h.dense_score is not None]
+    return max(scores) - sum(scores) / len(scores) if scores else 0.0
+
+
+def _in_dense_top(hits: Sequence[Hit]) -> float:
+    return float(any(h.dense_score is not None for h in hits))
+
+
+def _best_sparse_rank(hits: Sequence[Hit]) -> float:
+    ranks = [h.sparse_rank for h in hits if h.sparse_rank is not None]
+    return _reciprocal(min(ranks)) if ranks else 0.0
+
+
+def _first_sparse_rank(hits: Sequence[Hit]) -> float:
+    return _reciprocal(hits[0].sparse_rank) if hits else 0.0
+
+
+def _agreeing_share(hits: Sequence[Hit]) -> float:
+    """Share of the hits that both the dense and the BM25 top lists hold."""
+    both = sum(1 for h in hits if h.dense_rank is not None and h.sparse_rank is not None)
+    return both / len(hits) if hits else 0.0
+
+
+def _top_agreement(hits: Sequence[Hit]) -> float:
+    """1 when one hit is near the top of both lists: two unrelated retrievers chose it."""
+    return float(
+        any(
+            h.dense_rank is not None
+            and h.sparse_rank is not None
+            and h.dense_rank <= _AGREEMENT_RANK
+            and h.sparse_rank <= _AGREEMENT_RANK
+            for h in hits
+        )
+    )
+
+
+def _matched_share(hits: Sequence[Hit]) -> float:
+    """Share of the question's BM25 terms that some BM25 top result contains."""
+    shares = [h.unmatched_share for h in hits if h.unmatched_share is not None]
+    return 1.0 - max(shares) if shares else 0.0
+
+
+def _best_rerank(hits: Sequence[Hit]) -> float:
+    return max((h.rerank_score for h in hits if h.rerank_score is not None), default=0.0)
+
+
+# Every feature a model may name, computed from the hits the ask use case hands to refusal.
+# A model file lists the ones it was fitted with; `best_rerank` only helps where a reranker
+# ran both when the model was fitted and when it is applied.
+FEATURES: dict[str, Callable[[Sequence[Hit]], float]] = {
+    "best_dense": _best_dense,
+    "first_dense": _first_dense,
+    "dense_spread": _dense_spread,
+    "in_dense_top": _in_dense_top,
+    "best_sparse_rank": _best_sparse_rank,
+    "first_sparse_rank": _first_sparse_rank,
+    "agreeing_share": _agreeing_share,
+    "top_agreement": _top_agreement,
+    "matched_share": _matched_share,
+    "best_rerank": _best_rerank,
+}
+# What the shipped model and `eval calibrate` fit on when no reranker runs.
+DEFAULT_FEATURES = tuple(name for name in FEATURES if name != "best_rerank")
+
+
+def evidence_features(hits: Sequence[Hit], names: Sequence[str] = DEFAULT_FEATURES) -> list[float]:
+    return [FEATURES[name](hits) for name in names]
+
+
+def shipped_model_path() -> Path:
+    return Path(str(resources.files(__package__).joinpath("refusal_model.json")))
+
+
+@dataclass(frozen=True)
+class RefusalModel:
+    """P(unanswerable) = sigmoid(intercept + sum(coef * (feature - mean) / scale)); refuse
+    from `threshold` on. Everything in it is in its JSON file, readable by hand."""
+
+    features: tuple[str, ...]
+    mean: tuple[float, ...]
+    scale: tuple[float, ...]
+    coef: tuple[float, ...]
+    intercept: float
+    threshold: float
+    source: str = ""  # where the file came from, for error messages and reasons
+    report: dict[str, Any] = field(default_factory=dict)  # the fit report, as written
+
+    def probability(self, hits: Sequence[Hit]) -> float:
+        return self._probability(evidence_features(hits, self.features))
+
+    def _probability(self, values: Sequence[float]) -> float:
+        z = self.intercept + sum(
+            c * (v - m) / s
+            for c, v, m, s in zip(self.coef, values, self.mean, self.scale, strict=True)
+        )
+        return 1.0 / (1.0 + math.exp(-max(min(z, 60.0), -60.0)))
+
+    def decide(self, hits: Sequence[Hit]) -> RefusalDecision:
+        best = max((h.dense_score for h in hits if h.dense_score is not None), default=None)
+        agreeing = sum(1 for h in hits if h.dense_rank is not None and h.sparse_rank is not None)
+        if not hits:
+            return RefusalDecision(True, "nothing was retrieved", None, 0, 1.0)
+        values = evidence_features(hits, self.features)
+        p = self._probability(values)
+        refuse = p >= self.threshold
+        # The feature that pushed hardest towards the verdict, so a reason says why.
+        pushes = [
+            (c * (v - m) / s, name, v)
+            for name, c, v, m, s in zip(
+                self.features, self.coef, values, self.mean, self.scale, strict=True
+            )
+        ]
+        push, name, value = max(pushes) if refuse else min(pushes)
+        verdict = ">=" if refuse else "<"
+        reason = (
+            f"refusal model: P(unanswerable) {p:.2f} {verdict} {self.threshold:.2f} "
+            f"(most: {name} {value:.2f}, {push:+.2f})"
+        )
+        return RefusalDecision(refuse, reason, best, agreeing, p)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "kind": "logistic_regression",
+            "version": 1,
+            "features": list(self.features),
+            "mean": list(self.mean),
+            "scale": list(self.scale),
+            "coef": list(self.coef),
+            "intercept": self.intercept,
+            "threshold": self.threshold,
+            "report": self.report,
+        }
+
+    @classmethod
+    def from_json(cls, data: Any, source: str) -> RefusalModel:
+        try:
+            features = tuple(str(n) for n in data["features"])
+            model = cls(
+                features=features,
+                mean=tuple(float(v) for v in data["mean"]),
+                scale=tuple(float(v) for v in data["scale"]),
+                coef=tuple(float(v) for v in data["coef"]),
+                intercept=float(data["intercept"]),
+                threshold=float(data["threshold"]),
+                source=source,
+                report=dict(data.get("report") or {}),
+            )
+        except (TypeError, KeyError, ValueError) as exc:
+            raise ConfigurationError(
+                f"The refusal model {source} is not a model file ({exc!r} is missing or "
+                "wrong); refit it with `eval calibrate` or unset RAG_REFUSAL_MODEL_PATH."
+            ) from exc
+        unknown = [n for n in features if n not in FEATURES]
+        sizes = {len(features), len(model.mean), len(model.scale), len(model.coef)}
+        if unknown or len(sizes) != 1 or any(s <= 0 for s in model.scale):
+            raise ConfigurationError(
+                f"The refusal model {source} is inconsistent (unknown features {unknown}, or "
+                "lists of different lengths, or a scale <= 0); refit it with `eval calibrate`."
+            )
+        return model
+
+    @classmethod
+    def load(cls, path: Path | None = None) -> RefusalModel:
+        """The model at `path`, or the one shipped in the package."""
+        where = path or shipped_model_path()
+        try:
+            data = json.loads(where.read_text(encoding="utf-8"))
+        except FileNotFoundError as exc:
+            raise ConfigurationError(
+                f"RAG_REFUSAL_MODEL_PATH={where} does not exist; write it with `eval "
+                "calibrate`, or unset it to use the shipped model."
+            ) from exc
+        except (OSError, ValueError) as exc:
+            raise ConfigurationError(
+                f"The refusal model {where} cannot be read as JSON ({exc}); refit it with "
+                "`eval calibrate`."
+            ) from exc
+        return cls.from_json(data, str(where))
+
+
+def build_refusal(settings: Settings) -> Refusal:
+    """The refusal the service runs: the calibrated model, or the hand thresholds
+    (RAG_REFUSAL=rules). With a reranker and RAG_REFUSAL_MIN_RERANK, its score decides."""
+    reranked = settings.rerank_url is not None or settings.rerank_model_path is not None
+    if settings.refusal == "rules" or (settings.refusal_min_rerank is not None and reranked):
+        return RefusalPolicy.from_settings(settings)
+    return RefusalModel.load(settings.refusal_model_path)

@@ -11,20 +11,28 @@ Two stages sit behind one seam (`Reranker`, built by `build_reranker` from Setti
   `{"results": [{"index", "relevance_score"}]}` (Cohere, Jina, Voyage, mixedbread, vLLM);
   tei: `POST {url}` `{"query", "texts"}` -> `[{"index", "score"}]` (Hugging Face TEI).
   When set, it replaces the offline stage: a cross-encoder reads query and passage together.
-Only the hosted reranker sets `Hit.rerank_score`; the offline stage changes the order and
-`Hit.score`, never the dense/BM25 evidence refusal is decided from.
+- `LocalCrossEncoder` (`RAG_RERANK_MODEL_PATH`): a cross-encoder's ONNX weights the client
+  copies in (no package ships any that load offline), loaded through FastEmbed's
+  `TextCrossEncoder` with `specific_model_path`, after its sha256 matches
+  `RAG_RERANK_MODEL_SHA256`. Its logits become 0..1 scores (a sigmoid), as hosted ones are.
+Only the cross-encoders (hosted or local) set `Hit.rerank_score`; the offline stage changes
+the order and `Hit.score`, never the dense/BM25 evidence refusal is decided from.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import replace
+from pathlib import Path
 from typing import Any, Protocol
 
 import httpx
 
 from .domain import Hit
-from .errors import RerankError
+from .errors import ConfigurationError, ModelIntegrityError, RerankError
 from .remote import post_json
 from .settings import RerankApi, Settings
 
@@ -185,9 +193,107 @@ class HostedReranker:
         self._client.close()
 
 
+# FastEmbed looks models up by name; a client's own weights are registered under this one.
+LOCAL_CROSS_ENCODER = "local/cross-encoder"
+# What FastEmbed's tokenizer loader reads from the folder (config.json is optional).
+CROSS_ENCODER_FILES = ("model.onnx", "tokenizer.json", "tokenizer_config.json")
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class LocalCrossEncoder:
+    """A cross-encoder from ONNX files on disk: query and passage read together, offline."""
+
+    def __init__(self, folder: Path, sha256: str | None, threads: int | None = None) -> None:
+        missing = [name for name in CROSS_ENCODER_FILES if not (folder / name).is_file()]
+        if missing:
+            raise ConfigurationError(
+                f"RAG_RERANK_MODEL_PATH={folder} lacks {', '.join(missing)}: copy in the "
+                "cross-encoder's ONNX export (model.onnx) and its tokenizer files."
+            )
+        actual = file_sha256(folder / "model.onnx")
+        if sha256 is None:
+            raise ConfigurationError(
+                f"RAG_RERANK_MODEL_SHA256 is not set; {folder / 'model.onnx'} has sha256 "
+                f"{actual}. Check that the file is the one you meant to copy in, then set it."
+            )
+        if actual != sha256:
+            raise ModelIntegrityError(
+                f"Cross-encoder file {folder / 'model.onnx'} has sha256 {actual}, expected "
+                f"{sha256} (RAG_RERANK_MODEL_SHA256). Refusing to load it: copy the right file "
+                "in, or set the hash of the one you checked."
+            )
+        from fastembed.common.model_description import ModelSource
+        from fastembed.rerank.cross_encoder import TextCrossEncoder
+
+        known = {m["model"].lower() for m in TextCrossEncoder.list_supported_models()}
+        if LOCAL_CROSS_ENCODER not in known:
+            # The source is never fetched: specific_model_path points at the files.
+            TextCrossEncoder.add_custom_model(
+                LOCAL_CROSS_ENCODER,
+                sources=ModelSource(url=folder.resolve().as_uri()),
+                model_file="model.onnx",
+            )
+        try:
+            self._model = TextCrossEncoder(
+                LOCAL_CROSS_ENCODER,
+                specific_model_path=str(folder),
+                threads=threads,
+                local_files_only=True,
+            )
+        except Exception as exc:  # ONNX Runtime and tokenizers raise their own types
+            raise ConfigurationError(
+                f"The cross-encoder in {folder} does not load ({type(exc).__name__}: "
+                f"{str(exc)[:200]}); it needs a FastEmbed-compatible ONNX export (inputs "
+                "input_ids, attention_mask[, token_type_ids]; logits [batch, 1])."
+            ) from exc
+        self.name = "cross_encoder"
+        self.reads_query_cosines = False
+        self.folder = folder
+        self.sha256 = actual
+        self._max_tokens = _max_tokens(folder)
+
+    def scores(self, query: str, texts: Sequence[str]) -> list[float]:
+        """Relevance in 0..1: the sigmoid of the model's logit for each (query, text)."""
+        logits = self._model.rerank(query, list(texts))
+        return [1.0 / (1.0 + math.exp(-max(min(float(v), 60.0), -60.0))) for v in logits]
+
+    def rerank(self, query: str, hits: Sequence[Hit], top_k: int) -> list[Hit]:
+        if not hits:
+            return []
+        scores = self.scores(query, [hit.text for hit in hits])
+        order = sorted(range(len(hits)), key=lambda i: scores[i], reverse=True)[:top_k]
+        return [replace(hits[i], rerank_score=scores[i]) for i in order]
+
+    def span_attributes(self) -> dict[str, str | float]:
+        return {
+            "rerank.stage": self.name,
+            "rerank.model.sha256": self.sha256,
+            "rerank.model.max_tokens": self._max_tokens,
+        }
+
+    def close(self) -> None:
+        """Nothing to release: the ONNX session goes with the object."""
+
+
+def _max_tokens(folder: Path) -> float:
+    try:
+        config = json.loads((folder / "tokenizer_config.json").read_text(encoding="utf-8"))
+        return float(config.get("model_max_length") or 0)
+    except (OSError, ValueError, TypeError):
+        return 0.0
+
+
 def build_reranker(settings: Settings) -> Reranker | None:
-    """The configured second stage: the hosted reranker when RAG_RERANK_URL is set (it reads
-    query and passage together, so it supersedes the offline stage), else RAG_SECOND_STAGE."""
+    """The configured second stage: the hosted reranker when RAG_RERANK_URL is set, else the
+    local cross-encoder when RAG_RERANK_MODEL_PATH is (both read query and passage together,
+    so they supersede the offline stage), else RAG_SECOND_STAGE."""
     if settings.rerank_url is not None:
         key = settings.rerank_api_key.get_secret_value() if settings.rerank_api_key else None
         return HostedReranker(
@@ -196,6 +302,10 @@ def build_reranker(settings: Settings) -> Reranker | None:
             settings.rerank_model,
             key,
             settings.rerank_timeout_s,
+        )
+    if settings.rerank_model_path is not None:
+        return LocalCrossEncoder(
+            settings.rerank_model_path, settings.rerank_model_sha256, settings.rerank_threads
         )
     if settings.second_stage == "dense_resort":
         return dense_resort(settings.second_stage_rrf_k, settings.second_stage_weight)

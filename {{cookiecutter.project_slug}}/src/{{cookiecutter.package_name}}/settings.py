@@ -24,6 +24,8 @@ from pydantic_settings import (
 _PROJECT = json.loads(resources.files(__package__).joinpath("project.json").read_text("utf-8"))
 PROJECT_NAME: str = _PROJECT["name"]
 CONSOLE_SCRIPT: str = _PROJECT["slug"]
+# Defaults the render-time choices set (the LLM provider, MCP); .env.example lists the same.
+_CHOSEN: dict[str, Any] = _PROJECT["defaults"]
 PACKAGE_NAME = __package__
 
 EmbeddingProvider = Literal["local", "fastembed", "openai"]
@@ -37,6 +39,7 @@ UngroundedPolicy = Literal["flag", "refuse"]
 Fusion = Literal["rrf", "dbsf"]
 RerankApi = Literal["cohere", "tei"]
 SecondStageKind = Literal["none", "dense_resort"]
+RefusalKind = Literal["model", "rules"]
 AuthMode = Literal["keys", "development"]
 AuditContent = Literal["hash", "text"]
 # Tenant names go into ids and folder names: keep them plain.
@@ -171,6 +174,18 @@ class Settings(BaseSettings):
         description="RRF weight of the dense ranking (BM25's is 1): at 6, BM25's first hit "
         "counts as much as dense's sixth.",
     )
+    refusal: RefusalKind = Field(
+        "rules",
+        description="How refusal is decided: rules = the hand thresholds RAG_REFUSAL_MIN_DENSE, "
+        "_STRONG_DENSE, _AGREEMENT_RANK and _UNMATCHED_SHARE; model = the calibrated logistic "
+        "regression over the same evidence (RAG_REFUSAL_MODEL_PATH from `eval calibrate`, or "
+        "the one shipped, fitted on the python docs; docs/decisions/0018).",
+    )
+    refusal_model_path: Path | None = Field(
+        None,
+        description="Refusal model written by `eval calibrate` (JSON coefficients; unset = "
+        "the shipped model). `eval calibrate` writes here (default evals/refusal_model.json).",
+    )
     refusal_evidence_limit: int = Field(
         10, ge=1, description="Dense-only and BM25-only results fetched as refusal evidence."
     )
@@ -221,6 +236,23 @@ class Settings(BaseSettings):
     )
     rerank_model: str | None = Field(None, description="Model name sent to a cohere-style API.")
     rerank_api_key: SecretStr | None = Field(None, description="Bearer key for the reranker.")
+    rerank_model_path: Path | None = Field(
+        None,
+        description="Folder of a local ONNX cross-encoder (model.onnx, tokenizer.json, "
+        "tokenizer_config.json, special_tokens_map.json; e.g. ms-marco-MiniLM-L-6-v2 exported "
+        "to ONNX), loaded offline through FastEmbed; it re-orders the fused candidates and sets "
+        "rerank scores (0..1). Needs RAG_RERANK_MODEL_SHA256. RAG_RERANK_URL wins when both "
+        "are set.",
+    )
+    rerank_model_sha256: str | None = Field(
+        None,
+        pattern=r"^[0-9a-f]{64}$",
+        description="sha256 of RAG_RERANK_MODEL_PATH's model.onnx: the file is refused unless "
+        "it matches (you copied it in; this pins which file).",
+    )
+    rerank_threads: int | None = Field(
+        None, ge=1, description="ONNX Runtime threads of the local cross-encoder (unset: all)."
+    )
     rerank_candidates: int = Field(
         30,
         ge=1,
@@ -242,7 +274,7 @@ class Settings(BaseSettings):
     )
     answer_max_sentences: int = Field(3, ge=1, description="Sentences quoted in an answer.")
     answerer: AnswererKind = Field(
-        "extractive",
+        _CHOSEN["answerer"],
         description="extractive = quote the hits' best sentences (offline, no LLM); "
         "llm = generate a cited answer with the RAG_LLM_* model.",
     )
@@ -256,13 +288,13 @@ class Settings(BaseSettings):
 
     # --- LLM answers (RAG_ANSWERER=llm) ----------------------------------------------------
     llm_provider: LLMProvider = Field(
-        "openai",
+        _CHOSEN["llm_provider"],
         description="openai = api.openai.com; openai_like = any OpenAI-compatible endpoint "
         "(vLLM, Ollama, LM Studio, Azure OpenAI's /openai/v1); anthropic = the Messages API.",
     )
-    llm_model: str = Field("gpt-4o-mini", description="Model that writes answers.")
+    llm_model: str = Field(_CHOSEN["llm_model"], description="Model that writes answers.")
     llm_base_url: str | None = Field(
-        None,
+        _CHOSEN["llm_base_url"],
         description="Endpoint base URL, e.g. http://127.0.0.1:11434/v1 (unset = the "
         "provider's public API; required for openai_like).",
     )
@@ -298,6 +330,15 @@ class Settings(BaseSettings):
         description="An answer citing nothing, or chunks it was not given: flag = return it "
         "with grounded=false; refuse = replace it with the refusal.",
     )
+    llm_refuse_without_call_from: float = Field(
+        0.9,
+        ge=0.0,
+        le=1.0,
+        description="With the refusal model: a question it would refuse with P(unanswerable) "
+        "below this is still sent to the model, which reads the context and answers (with "
+        "citations) or refuses; from this on it is refused without a call. 0: every refusal "
+        "skips the call (as the hand rules always do).",
+    )
     llm_prices: dict[str, tuple[float, float]] = Field(
         {},
         description="USD per million input and output tokens by model, as JSON, e.g. "
@@ -307,6 +348,11 @@ class Settings(BaseSettings):
     # --- API -----------------------------------------------------------------------------
     host: str = Field("127.0.0.1", description="Bind address of `serve`.")
     port: int = Field(8000, ge=1, le=65535, description="Port of `serve`.")
+    ui_enabled: bool = Field(
+        True,
+        description="Serve the web app at /ui (ask with cited answers, documents, feedback, "
+        "the eval report); it calls the same API with the key a user enters.",
+    )
     upload_corpus: str = Field(
         "uploads", description="Corpus that documents uploaded through the API belong to."
     )
@@ -393,7 +439,8 @@ class Settings(BaseSettings):
 
     # --- MCP (see docs/mcp.md) ------------------------------------------------------------
     mcp_enabled: bool = Field(
-        True, description="Serve the MCP tools over streamable HTTP at /mcp on the API."
+        _CHOSEN["mcp_enabled"],
+        description="Serve the MCP tools over streamable HTTP at /mcp on the API.",
     )
     mcp_write_tools: bool = Field(
         False,

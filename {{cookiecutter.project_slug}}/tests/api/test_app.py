@@ -41,7 +41,7 @@ def test_every_route_lists_only_the_responses_it_can_give(client: TestClient) ->
                 content = operation["responses"][status]["content"]
                 assert set(content) == {"application/problem+json"}, (where, status)
             checked += 1
-    assert checked >= 9
+    assert checked >= 8  # without MCP (mcp_server=no), its well-known metadata route is gone
     listing = document["paths"]["/v1/documents"]["get"]["responses"]
     assert not {"413", "415"} & set(listing)  # the case that was reported
     assert "HTTPValidationError" not in document["components"]["schemas"]

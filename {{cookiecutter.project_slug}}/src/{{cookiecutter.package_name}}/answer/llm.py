@@ -30,6 +30,7 @@ from .cache import AnswerCache, cache_key
 from .grounding import Context, approx_tokens, build_context, check_citations
 from .prompt import PromptTemplate
 from .providers import ChatProvider, ChatRequest, Completion, LLMError
+from .refusal_text import is_refusal
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,10 @@ class LLMOptions:
     context_tokens: int
     refuse_ungrounded: bool
     prices: dict[str, tuple[float, float]]
+    # A refusing decision with a P(unanswerable) below this still calls the model, which
+    # reads the context and answers or refuses (the refusal model's borderline cases); at
+    # or above it (or from the hand rules, which have no probability): refused, no call.
+    refuse_without_call_from: float = 0.0
 
 
 class LLMAnswerer:
@@ -121,7 +126,15 @@ class LLMAnswerer:
             # answer: no call, no cost.
             if decision is not None and context.hits:
                 span.set_attribute("answer.refusal.reason", decision.reason)
-            if not context.hits or (decision is not None and decision.refuse):
+            deferred = (
+                decision is not None
+                and decision.refuse
+                and decision.probability is not None
+                and decision.probability < options.refuse_without_call_from
+            )
+            if deferred:
+                span.set_attribute("answer.refusal.deferred_to_model", True)
+            if not context.hits or (decision is not None and decision.refuse and not deferred):
                 answer = self._no_context_refusal()
                 span.set_attribute("rag.answer.cache_hit", False)
                 yield Token(answer.text)
@@ -298,9 +311,13 @@ class LLMAnswerer:
         with self._tracer.start_as_current_span(
             "citation check", context=trace.set_span_in_context(span)
         ) as check_span:
-            if text.startswith(self._prompt.refusal.rstrip(".")):
+            if is_refusal(text, self._prompt.refusal):
+                # The model's own words may paraphrase the prompt's sentence: the answer says
+                # the one refusal sentence, the span keeps whether it was paraphrased.
                 check_span.set_attribute("rag.answer.refused", True)
                 check_span.set_attribute("rag.citations.grounded", True)
+                paraphrased = not text.startswith(self._prompt.refusal.rstrip("."))
+                check_span.set_attribute("rag.answer.refusal_paraphrased", paraphrased)
                 return replace(base, text=self._prompt.refusal, refused=True)
             check = check_citations(text, context)
             check_span.set_attribute("rag.citations.valid", len(check.citations))

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager, nullcontext
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
+from typing import Protocol, cast
 
 from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
@@ -14,12 +16,14 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .. import __version__
 from ..container import Services, build_services
+from ..errors import ConfigurationError
 from ..settings import PROJECT_NAME, Settings
 from ..telemetry import current_trace_id
 from .errors import install_error_handlers
 from .limits import BodyLimit
 from .openapi import document_limits
 from .routes import ROUTERS
+from .routes.ui import install_ui
 from .security import Authenticator
 
 # Where the vendored Swagger UI / ReDoc files are served (public, like /docs itself).
@@ -67,16 +71,37 @@ class TraceHeaderMiddleware:
         await self.app(scope, receive, send_with_trace_id)
 
 
+class _McpAdapter(Protocol):
+    """What the app needs of mcp.http.McpEndpoint."""
+
+    def running(self) -> AbstractAsyncContextManager[None]: ...
+
+    def install(self, app: FastAPI) -> None: ...
+
+
+def _mcp_endpoint(services: Services, authenticator: Authenticator) -> _McpAdapter:
+    """The MCP adapter, imported by name when enabled: it builds on this package's security
+    and schemas, and a project generated with mcp_server=no has no mcp/ package."""
+    package = __package__.rpartition(".")[0]
+    try:
+        module = importlib.import_module(f"{package}.mcp.http")
+    except ModuleNotFoundError as error:
+        if error.name != f"{package}.mcp":
+            raise
+        raise ConfigurationError(
+            "RAG_MCP_ENABLED=true, but this project was generated without the MCP server "
+            "(mcp_server=no): unset RAG_MCP_ENABLED"
+        ) from None
+    return cast(_McpAdapter, module.McpEndpoint(services, authenticator))
+
+
 def create_app(settings: Settings | None = None, services: Services | None = None) -> FastAPI:
     """Build the API. Pass `services` to share already-built components (tests, CLI)."""
     settings = settings or (services.settings if services else Settings())
     built = services or build_services(settings)
     authenticator = Authenticator(built.settings)
-    # The MCP tools at /mcp: the same services, keys and limits (see docs/mcp.md). Imported
-    # here: the MCP adapter itself builds on this package's security and schemas.
-    from ..mcp.http import McpEndpoint
-
-    mcp = McpEndpoint(built, authenticator) if built.settings.mcp_enabled else None
+    # The MCP tools at /mcp: the same services, keys and limits (see docs/mcp.md).
+    mcp = _mcp_endpoint(built, authenticator) if built.settings.mcp_enabled else None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -108,6 +133,8 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         app.include_router(router)
     if mcp is not None:
         mcp.install(app)
+    if built.settings.ui_enabled:
+        install_ui(app)
     install_error_handlers(app)
     document_limits(app, built.settings)
 

@@ -12,6 +12,7 @@ from typing import Protocol
 from ..ask import Question
 from ..container import Services
 from ..errors import BadRequestError
+from ..refusal import RefusalModel
 from ..wording import plural
 from .baseline import (
     RECORD_ONE,
@@ -138,6 +139,13 @@ def summarise(results: list[QuestionResult], k: int) -> dict[str, float]:
     summary["refusal_accuracy"] = mean([1.0 if r.refused != r.answerable else 0.0 for r in results])
     summary["refused_unanswerable"] = mean([1.0 if r.refused else 0.0 for r in unanswerable])
     summary["answered_answerable"] = mean([0.0 if r.refused else 1.0 for r in answerable])
+    # Of the questions refused, the share that should have been (NaN when none was refused);
+    # recall is the share of unanswerable ones refused (refused_unanswerable).
+    refused = [r for r in results if r.refused]
+    summary["refusal_precision"] = (
+        mean([0.0 if r.answerable else 1.0 for r in refused]) if refused else math.nan
+    )
+    summary["refusal_recall"] = summary["refused_unanswerable"]
     for stage in ("retrieve", "answer", "total"):
         latencies = [
             r.retrieve_ms + r.answer_ms if stage == "total" else getattr(r, f"{stage}_ms")
@@ -220,6 +228,15 @@ def error_bars(deltas: dict[str, Delta], tolerance: float, baseline: Baseline | 
     return lines
 
 
+def _refusal_in_use(services: Services) -> str:
+    """Which refusal decided, so a report says what its refusal precision and recall are of."""
+    settings = services.settings
+    if isinstance(services.refusal, RefusalModel):
+        where = services.refusal.source or "the shipped model"
+        return f"model {where} (threshold {services.refusal.threshold:.3f})"
+    return f"rules (RAG_REFUSAL={settings.refusal})"
+
+
 def run_gate(services: Services, options: GateOptions, judge: AnswerJudge | None = None) -> int:
     require_eval_group("The eval gate")  # before the corpus sync, not after it
     items = load_golden_set(options.golden)
@@ -266,6 +283,7 @@ def run_gate(services: Services, options: GateOptions, judge: AnswerJudge | None
         "golden": f"{options.golden} ({golden})",
         "thresholds": str(options.thresholds),
         "k": str(k),
+        "refusal": _refusal_in_use(services),
     }
     if baseline:
         context["baseline"] = f"{baseline.path} ({baseline.created_at})"

@@ -1,0 +1,212 @@
+"""Fast tier: every combination of the choice options that the pre-gen hook accepts renders,
+parses and lints, prunes exactly the files its choices make irrelevant; refused ones fail
+before anything is written, with one line saying why.
+
+All combinations render into one folder, so one ruff run (each project under its own
+pyproject.toml config) lints them all: ruff per render would cost more than the renders.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import (
+    CHOICES,
+    PAIRWISE,
+    REPO,
+    SUPPORTED,
+    choice_combinations,
+    combination_id,
+    cookiecutter_cli,
+    load_hook,
+    pairwise_cover,
+    parse_python,
+    render,
+    shared_template_cache,
+    text_files,
+)
+from test_render import COPIED_UNRENDERED, JINJA_LEFTOVER
+
+STATS: dict[str, float] = {}
+
+
+@pytest.fixture(scope="module")
+def every_combination(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("all-combinations")
+    started = time.perf_counter()
+    with shared_template_cache():
+        projects = {
+            c_id: render(c, root / c_id).path for c in SUPPORTED for c_id in [combination_id(c)]
+        }
+    STATS["render_s"] = time.perf_counter() - started
+    print(
+        f"\nrendered {len(projects)} supported combinations of {len(choice_combinations())} "
+        f"in {STATS['render_s']:.1f}s; pairwise set: {len(PAIRWISE)}",
+        file=sys.stderr,
+    )
+    return projects
+
+
+def _parse_errors(project: Path, parsed: set[tuple[str, int]]) -> list[str]:
+    """Unrendered Jinja in any file; parse errors, each distinct file content parsed once
+    (most files render identically across combinations; the lock is test_locks' job)."""
+    errors = []
+    for path, text in text_files(project):
+        name = path.relative_to(project).as_posix()
+        if name.startswith(COPIED_UNRENDERED + "/") or name == "uv.lock":
+            continue
+        key = (path.suffix, hash(text))
+        if key in parsed:
+            continue
+        parsed.add(key)
+        for line_no, line in enumerate(text.splitlines(), 1):
+            if JINJA_LEFTOVER.search(line):
+                errors.append(f"{name}:{line_no}: unrendered: {line.strip()[:100]}")
+        try:
+            if path.suffix == ".py":
+                parse_python(text, name)
+            elif path.suffix in (".yaml", ".yml"):
+                list(yaml.safe_load_all(text))
+            elif path.suffix == ".json":
+                json.loads(text)
+            elif path.suffix == ".toml":
+                tomllib.loads(text)
+        except (SyntaxError, yaml.YAMLError, json.JSONDecodeError, tomllib.TOMLDecodeError) as e:
+            errors.append(f"{name}: {type(e).__name__}: {e}")
+    return errors
+
+
+def test_every_supported_combination_renders_and_every_file_parses(
+    every_combination: dict[str, Path],
+) -> None:
+    assert len(every_combination) == len(SUPPORTED)
+    parsed: set[tuple[str, int]] = set()
+    errors = {name: _parse_errors(path, parsed) for name, path in every_combination.items()}
+    assert {name: e for name, e in errors.items() if e} == {}
+
+
+def test_every_combination_passes_its_own_ruff_config_in_one_run(
+    every_combination: dict[str, Path],
+) -> None:
+    root = next(iter(every_combination.values())).parents[1]
+    for command in (["check", "--no-cache", "."], ["format", "--check", "--no-cache", "."]):
+        started = time.perf_counter()
+        result = subprocess.run(
+            [sys.executable, "-m", "ruff", *command],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
+        )
+        STATS[f"ruff_{command[0]}_s"] = time.perf_counter() - started
+        assert result.returncode == 0, f"ruff {command[0]}:\n{result.stdout[-6000:]}"
+
+
+def expected_presence(answers: Mapping[str, str]) -> dict[str, bool]:
+    """Which optional paths a combination keeps."""
+    deploy, ci = answers["deploy"], answers["ci"]
+    return {
+        "compose.yaml": deploy == "compose",
+        "deploy/otel-collector.yaml": deploy == "compose",
+        "deploy/kubernetes/base/kustomization.yaml": deploy == "kubernetes",
+        "Dockerfile": True,
+        ".github/workflows/ci.yml": ci == "github",
+        ".gitlab-ci.yml": ci == "gitlab",
+        "src/acme_rag_pilot/mcp/__init__.py": answers["mcp_server"] == "yes",
+        "tests/mcp": answers["mcp_server"] == "yes",
+        "docs/mcp.md": answers["mcp_server"] == "yes",
+        "benchmarks/bench_mcp.py": answers["mcp_server"] == "yes",
+    }
+
+
+def test_each_choice_prunes_exactly_its_files(every_combination: dict[str, Path]) -> None:
+    wrong = []
+    for combination in SUPPORTED:
+        project = every_combination[combination_id(combination)]
+        for path, kept in expected_presence(combination).items():
+            if (project / path).exists() != kept:
+                wrong.append(
+                    f"{combination_id(combination)}: {path} {'missing' if kept else 'left'}"
+                )
+    assert wrong == []
+
+
+def test_project_json_records_the_choices(every_combination: dict[str, Path]) -> None:
+    for combination in SUPPORTED:
+        project = every_combination[combination_id(combination)]
+        recorded = json.loads((project / "src/acme_rag_pilot/project.json").read_text())
+        assert recorded["choices"] == {
+            k: v for k, v in combination.items() if k != "python_version"
+        }
+
+
+def test_pairwise_set_covers_every_pair_of_values_that_can_be_combined() -> None:
+    def pairs(c: Mapping[str, str]) -> set[tuple[str, str, str, str]]:
+        items = sorted(c.items())
+        return {(a, x, b, y) for i, (a, x) in enumerate(items) for b, y in items[i + 1 :]}
+
+    possible = set().union(*(pairs(c) for c in SUPPORTED))
+    assert set().union(*(pairs(c) for c in PAIRWISE)) == possible
+    # Within reach of the lower bound (the two largest options' value counts multiplied).
+    sizes = sorted(len(v) for v in CHOICES.values())
+    assert len(PAIRWISE) <= 2 * sizes[-1] * sizes[-2]
+    assert PAIRWISE[0] == {k: v[0] for k, v in CHOICES.items()}, "defaults first"
+
+
+def test_shared_template_cache_renders_byte_identical_projects(tmp_path: Path) -> None:
+    combination = PAIRWISE[1]
+    plain = render(combination, tmp_path / "plain").path
+    with shared_template_cache():
+        render(PAIRWISE[2], tmp_path / "warm-up")
+        cached = render(combination, tmp_path / "cached").path
+    files = sorted(p.relative_to(plain) for p in plain.rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(cached) for p in cached.rglob("*") if p.is_file())
+    assert [f for f in files if (plain / f).read_bytes() != (cached / f).read_bytes()] == []
+
+
+def test_pairwise_cover_on_a_small_example() -> None:
+    choices = {"a": ["1", "2"], "b": ["x", "y"], "c": ["p", "q"]}
+    cover = pairwise_cover(choice_combinations(choices))
+    assert len(cover) == 4  # the known optimum for three two-valued options
+    assert len(choice_combinations(choices)) == 8
+
+
+@pytest.mark.parametrize(
+    ("answers", "reason"),
+    [({"deploy": "kubernetes", "vector_store": "embedded"}, "replicas")],
+)
+def test_refused_combination_fails_before_writing_with_one_line(
+    tmp_path: Path, answers: dict[str, str], reason: str
+) -> None:
+    result = cookiecutter_cli(tmp_path, answers)
+    assert result.returncode != 0
+    errors = [line for line in result.stderr.splitlines() if line.startswith("ERROR: ")]
+    assert len(errors) >= 1
+    assert reason in errors[0]
+    assert "vector_store=qdrant_server" in errors[0]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_every_refused_combination_is_one_the_hook_names() -> None:
+    hook = load_hook("pre_gen_project")
+    refused = [c for c in choice_combinations() if hook.unsupported(c)]
+    assert len(refused) + len(SUPPORTED) == len(choice_combinations())
+    assert all(c["deploy"] == "kubernetes" and c["vector_store"] == "embedded" for c in refused)
+
+
+def test_hook_knows_exactly_the_choices_cookiecutter_offers() -> None:
+    hook = load_hook("pre_gen_project")
+    config = json.loads((REPO / "cookiecutter.json").read_text(encoding="utf-8"))
+    assert {k: list(v) for k, v in hook.OPTION_VALUES.items()} == {
+        k: config[k] for k in hook.OPTION_VALUES
+    }
+    assert set(hook.OPTION_VALUES) | {"python_version"} == set(CHOICES)
