@@ -131,10 +131,11 @@ def _parser() -> argparse.ArgumentParser:
         "`eval generate` drafts questions from your documents with the judge LLM; "
         "`eval calibrate` fits the refusal model on the golden set's answerable and "
         "unanswerable rows and writes it (RAG_REFUSAL_MODEL_PATH, default "
-        "evals/refusal_model.json) with its fit report.",
+        "evals/refusal_model.json) with its fit report; `eval harvest` drafts golden-set "
+        "rows from captured production questions (down-voted, refused, drifted).",
     )
     evaluate.add_argument(
-        "action", nargs="?", choices=("run", "generate", "calibrate"), default="run"
+        "action", nargs="?", choices=("run", "generate", "calibrate", "harvest"), default="run"
     )
     evaluate.add_argument("--golden", type=Path, default=None, help="golden set JSONL")
     evaluate.add_argument("--thresholds", type=Path, default=None)
@@ -181,7 +182,12 @@ def _parser() -> argparse.ArgumentParser:
         help="calibrate: the operating point refuses at most this share of answerable rows",
     )
     evaluate.add_argument("--size", type=int, default=20, help="generate: questions to draft")
-    evaluate.add_argument("--overwrite", action="store_true", help="generate: replace --out")
+    evaluate.add_argument(
+        "--overwrite", action="store_true", help="generate, harvest: replace --out"
+    )
+    evaluate.add_argument(
+        "--days", type=float, default=7.0, help="harvest: captured traffic of the last N days"
+    )
 
     mcp = commands.add_parser(
         "mcp",
@@ -205,6 +211,22 @@ def _parser() -> argparse.ArgumentParser:
     move.add_argument("--from", dest="source", choices=("local", "edge", "server"), required=True)
     move.add_argument("--to", dest="target", choices=("edge", "server", "local"), required=True)
     move.add_argument("--report", type=Path, help="also write the check as JSON here")
+
+    monitor = commands.add_parser(
+        "monitor",
+        help="report on captured traffic (drift, refusals, operations); exit 1 on a breach",
+    )
+    monitor.add_argument("--days", type=float, default=7.0, help="window: the last N days")
+    monitor.add_argument(
+        "--reference",
+        choices=("golden", "previous"),
+        default="golden",
+        help="compare with the golden set's questions or the previous window",
+    )
+    monitor.add_argument(
+        "--thresholds", type=Path, default=Path("evals/monitor.toml"), help="limits file"
+    )
+    monitor.add_argument("--out", type=Path, default=None, help="report folder")
     return parser
 
 
@@ -246,6 +268,16 @@ def _print_answer(question: str, response: QueryResponse) -> None:
 
 
 def _eval(args: argparse.Namespace, settings: Settings) -> int:
+    if args.action == "harvest":
+        from .container import build_services
+        from .monitor.harvest import run_harvest
+
+        services = build_services(settings)
+        try:
+            out = args.out or Path("evals/golden.harvest.jsonl")
+            return run_harvest(services, args.days, out, args.overwrite)
+        finally:
+            services.close()
     if args.action == "generate":
         from .evals.generate import generate_golden_set
 
@@ -504,6 +536,11 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
             else:
                 _print_answer(args.question, response)
             return 0
+        if args.command == "monitor":
+            from .monitor.command import run_monitor
+
+            out = args.out or settings.data_dir / "monitor"
+            return run_monitor(services, args.days, args.reference, args.thresholds, out)
         if args.command == "demo":
             print(f"Demo collection: {settings.collection}")
             print(services.ingestor.ingest(settings.eval_corpus).summary(), end="\n\n")

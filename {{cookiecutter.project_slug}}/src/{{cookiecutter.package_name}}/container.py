@@ -22,6 +22,7 @@ from .ingest.chunk import Chunker
 from .ingest.jobs import IngestionJobs
 from .ingest.load import FileBounds, RecordFields
 from .ingest.uploads import UploadInbox
+from .monitor.capture import Capture, QdrantCaptureSink
 from .monitor.feedback import FeedbackStore
 from .refusal import Refusal, build_refusal
 from .rerank import build_reranker
@@ -53,6 +54,7 @@ class Services:
     refusal: Refusal
     audit: AuditLog
     feedback: FeedbackStore
+    capture: Capture
     llm_http: httpx.Client | None = None  # the LLM answerer's connection pool
 
     @property
@@ -76,6 +78,7 @@ class Services:
         # stays open under it and the process exits as after a crash (which ingestion
         # survives: writes are idempotent, the file is still in the inbox).
         finished = self.jobs.close()
+        self.capture.close()  # its last records go out through the store, before it closes
         self.retriever.close()
         if finished:
             self.store.close()
@@ -169,6 +172,14 @@ def build_services(
         llm_http=llm_http,
         audit=AuditLog(settings.audit_path, settings.audit_content, settings.redact_pii),
         feedback=FeedbackStore.beside(store, settings.collection, settings.redact_pii),
+        capture=Capture(
+            QdrantCaptureSink.beside(store, settings.collection, dense.dimensions),
+            dense.embed_query,
+            settings.capture_rate,
+            settings.audit_content,
+            settings.redact_pii,
+            settings.capture_retention_days,
+        ),
     )
 
 

@@ -433,6 +433,17 @@ class Settings(BaseSettings):
         "addresses in log lines, exported spans and the audit log's question text.",
     )
 
+    # --- Monitoring (see docs/monitoring.md) -----------------------------------------------
+    capture_rate: float = Field(
+        0.0,
+        ge=0.0,
+        le=1.0,
+        description="Share of answered questions recorded for `monitor` (0 = off, 1 = all).",
+    )
+    capture_retention_days: float = Field(
+        30.0, gt=0, description="Captured questions older than this are deleted."
+    )
+
     # --- MCP (see docs/mcp.md) ------------------------------------------------------------
     mcp_enabled: bool = Field(
         _CHOSEN["mcp_enabled"],

@@ -10,12 +10,13 @@ import hashlib
 import json
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
 from ..errors import BadRequestError
 from .golden import GoldenItem
+from .paired import PairedChange, is_paired_metric, paired_change
 
 RECORD_ONE = "record one with `make eval-baseline` (`eval --save-baseline`)"
 
@@ -43,6 +44,9 @@ class Baseline:
     summary: dict[str, float]
     golden: str
     created_at: str
+    # question id -> metric -> score; empty in baselines written before per-question results
+    # were kept (those compare means only: regenerate them for the paired comparison).
+    per_question: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def not_comparable(self, golden: str) -> str | None:
         """Why this run cannot be compared with the baseline, or None when it can."""
@@ -60,15 +64,25 @@ class Delta:
     baseline: float
     delta: float
     regressed: bool
+    paired: PairedChange | None = None  # the per-question comparison, when the baseline has one
 
 
-def save_baseline(path: Path, summary: dict[str, float], golden: str) -> None:
-    """`golden` is the run's golden_fingerprint."""
+def save_baseline(
+    path: Path,
+    summary: dict[str, float],
+    golden: str,
+    per_question: dict[str, dict[str, float]] | None = None,
+) -> None:
+    """`golden` is the run's golden_fingerprint; `per_question` the paired metrics' scores."""
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = {
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "golden": golden,
         "summary": {name: round(value, 6) for name, value in summary.items()},
+        "per_question": {
+            qid: {name: round(value, 6) for name, value in scores.items()}
+            for qid, scores in (per_question or {}).items()
+        },
     }
     path.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
 
@@ -82,21 +96,47 @@ def load_baseline(path: Path) -> Baseline:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
         summary = {str(k): float(v) for k, v in data["summary"].items()}
+        per_question = {
+            str(qid): {str(k): float(v) for k, v in scores.items()}
+            for qid, scores in data.get("per_question", {}).items()
+        }
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise BadRequestError(
             f"Baseline {path} is not a baseline file ({exc}); write a new one with "
             "`eval --save-baseline`."
         ) from exc
-    return Baseline(path, summary, str(data.get("golden", "")), str(data.get("created_at", "")))
+    return Baseline(
+        path, summary, str(data.get("golden", "")), str(data.get("created_at", "")), per_question
+    )
 
 
-def compare(summary: dict[str, float], baseline: Baseline, tolerance: float) -> dict[str, Delta]:
-    """Deltas for every metric both runs have; a quality drop beyond tolerance regresses."""
+def compare(
+    summary: dict[str, float],
+    baseline: Baseline,
+    tolerance: float,
+    per_question: dict[str, dict[str, float]] | None = None,
+) -> dict[str, Delta]:
+    """Deltas for every metric both runs have. Hit@k, MRR and refusal accuracy, when both
+    runs have per-question scores, regress only when the bootstrap interval of the paired
+    mean change lies wholly below -tolerance; other quality metrics when the drop of the
+    mean passes the tolerance."""
     deltas = {}
     for name, value in summary.items():
         before = baseline.summary.get(name)
         if before is None or math.isnan(value) or math.isnan(before):
             continue
         delta = value - before
-        deltas[name] = Delta(before, delta, is_quality_metric(name) and delta < -tolerance)
+        paired = None
+        if per_question and baseline.per_question and is_paired_metric(name):
+            paired = paired_change(
+                _column(baseline.per_question, name), _column(per_question, name), tolerance
+            )
+        if paired is not None:
+            deltas[name] = Delta(before, delta, paired.regressed, paired)
+        else:
+            deltas[name] = Delta(before, delta, is_quality_metric(name) and delta < -tolerance)
     return deltas
+
+
+def _column(per_question: dict[str, dict[str, float]], name: str) -> dict[str, float]:
+    return {qid: scores[name] for qid, scores in per_question.items() if name in scores}

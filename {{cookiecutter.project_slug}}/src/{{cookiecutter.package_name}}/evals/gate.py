@@ -14,7 +14,15 @@ from ..container import Services
 from ..errors import BadRequestError
 from ..refusal import RefusalModel
 from ..wording import plural
-from .baseline import Delta, compare, golden_fingerprint, load_baseline, save_baseline
+from .baseline import (
+    RECORD_ONE,
+    Baseline,
+    Delta,
+    compare,
+    golden_fingerprint,
+    load_baseline,
+    save_baseline,
+)
 from .golden import GoldenItem, load_golden_set
 from .metrics import (
     RagasScorer,
@@ -150,6 +158,19 @@ def summarise(results: list[QuestionResult], k: int) -> dict[str, float]:
     return summary
 
 
+def per_question_scores(results: list[QuestionResult], k: int) -> dict[str, dict[str, float]]:
+    """What the paired comparison reads, by question id: hit@k and MRR (answerable
+    questions), and whether the refusal decision was right (every question)."""
+    table = {}
+    for r in results:
+        scores = {"refusal_accuracy": 1.0 if r.refused != r.answerable else 0.0}
+        for name in (f"hit_at_{k}", "mrr"):
+            if name in r.scores:
+                scores[name] = r.scores[name]
+        table[r.id] = scores
+    return table
+
+
 def _check_reviewed(items: list[GoldenItem], golden: Path, allowed: bool) -> None:
     drafts = [item.id for item in items if not item.reviewed]
     if drafts and not allowed:
@@ -181,6 +202,32 @@ def sync_eval_corpus(services: Services, corpus: Path) -> None:
     print(report.summary())
 
 
+def error_bars(deltas: dict[str, Delta], tolerance: float, baseline: Baseline | None) -> list[str]:
+    """N, the interval and the smallest detectable change of each paired metric, and a
+    warning when the set is too small to gate on at this tolerance."""
+    if baseline is not None and not baseline.per_question and deltas:
+        return [
+            f"Baseline {baseline.path} has no per-question results: means compared without "
+            f"error bars; {RECORD_ONE} again for the paired comparison."
+        ]
+    lines = []
+    for name, delta in deltas.items():
+        p = delta.paired
+        if p is None:
+            continue
+        lines.append(
+            f"{name}: paired change {p.mean:+.3f}, 95% CI [{p.low:+.3f}, {p.high:+.3f}], "
+            f"N={p.n}, smallest detectable change {p.detectable:.3f}"
+            + (" REGRESSED" if p.regressed else "")
+        )
+        if p.too_small:
+            lines.append(
+                f"  WARNING: {p.n} questions cannot detect a {tolerance:g} change in {name} "
+                f"(they detect {p.detectable:.3f}); add questions before gating on it."
+            )
+    return lines
+
+
 def _refusal_in_use(services: Services) -> str:
     """Which refusal decided, so a report says what its refusal precision and recall are of."""
     settings = services.settings
@@ -204,6 +251,7 @@ def run_gate(services: Services, options: GateOptions, judge: AnswerJudge | None
     scorer = RagasScorer(services.settings.data_dir / "ragas")
     results = evaluate(services, items, k, scorer, judge)
     summary = summarise(results, k)
+    per_question = per_question_scores(results, k)
 
     if judge is None:  # judge bars apply only to runs with the judge
         thresholds = {k: v for k, v in thresholds.items() if not k.startswith("judge_")}
@@ -213,7 +261,7 @@ def run_gate(services: Services, options: GateOptions, judge: AnswerJudge | None
             f"Thresholds name unknown metrics {unknown}; known: {sorted(summary)}"
         )
     deltas: dict[str, Delta] = (
-        compare(summary, baseline, services.settings.eval_regression_tolerance)
+        compare(summary, baseline, services.settings.eval_regression_tolerance, per_question)
         if baseline and not not_comparable
         else {}
     )
@@ -253,9 +301,11 @@ def run_gate(services: Services, options: GateOptions, judge: AnswerJudge | None
         judge_errors=list(judge.errors) if judge is not None else [],
     )
     print(report.table())
+    for line in error_bars(deltas, services.settings.eval_regression_tolerance, baseline):
+        print(line)
     paths = write_reports(report, options.report_dir)
     if options.save_baseline:
-        save_baseline(options.save_baseline, summary, golden)
+        save_baseline(options.save_baseline, summary, golden, per_question)
         print(f"Baseline written: {options.save_baseline}")
     print(
         f"\n{report.verdict} ({plural(len(results), 'question')}, k={k}); reports: "

@@ -10,6 +10,7 @@ from html import escape
 from pathlib import Path
 
 from .baseline import is_quality_metric
+from .paired import PairedChange
 from .records import EvalReport, MetricRow
 
 _BAR_WIDTH = 240
@@ -27,6 +28,16 @@ tr.FAIL td { background: #ffebee }
 
 def _number(value: float) -> str:
     return "n/a" if math.isnan(value) else f"{value:.3f}"
+
+
+def _json_safe_paired(paired: PairedChange | None) -> dict[str, object] | None:
+    """The paired change's N, interval and detectable change (infinite: null)."""
+    if paired is None:
+        return None
+    fields = asdict(paired)
+    if math.isinf(paired.detectable):
+        fields["detectable"] = None
+    return fields
 
 
 def _json_safe(value: float) -> float | None:
@@ -60,6 +71,7 @@ def to_json(report: EvalReport) -> str:
                     "baseline": row.delta.baseline if row.delta else None,
                     "delta": row.delta.delta if row.delta else None,
                     "regressed": row.delta.regressed if row.delta else False,
+                    "paired": _json_safe_paired(row.delta.paired if row.delta else None),
                 }
                 for row in report.rows
             ],

@@ -1,0 +1,262 @@
+"""Capture: a sampled record of production questions (RAG_CAPTURE_RATE; 0 = off, 1 = all),
+for `monitor` (drift, refusal and score shift, operations) and `eval harvest`.
+
+Records go to a Qdrant collection beside the corpus, through the corpus store's client, with
+the question's dense vector (drift is measured on it). Off the request's path: a request
+only enqueues; a worker thread embeds and writes. A capture error never fails a question:
+it is counted (`errors`) and logged. The question is kept as text or SHA-256 like the audit
+log (RAG_AUDIT_CONTENT), redacted when RAG_REDACT_PII is on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import queue
+import random
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from qdrant_client import QdrantClient, models
+
+from ..ask import Asked
+from ..guard import redact
+from ..settings import AuditContent
+
+log = logging.getLogger(__name__)
+CAPTURE_SUFFIX = "_capture"
+DENSE = "dense"
+_QUEUE_LIMIT = 10_000  # beyond this, records are dropped (and counted), never waited for
+
+
+@dataclass
+class CaptureRecord:
+    time: float  # Unix seconds, UTC (a range filter prunes by it)
+    tenant: str
+    key_id: str
+    trace_id: str
+    question: dict[str, str]  # {"text": ...} or {"sha256": ...}, as the audit log keeps it
+    chunk_ids: list[str]
+    sources: list[str]
+    scores: list[float]
+    dense_scores: list[float | None]
+    refused: bool | None  # None: a retrieval, no answer
+    grounded: bool | None
+    citations_valid: bool | None
+    latency_ms: dict[str, float]
+    model: str | None
+    input_tokens: int
+    output_tokens: int
+    cost_usd: float | None
+    cache_hit: bool
+    fallback_used: bool
+    vector: list[float] = field(default_factory=list, repr=False)
+
+    def payload(self) -> dict[str, Any]:
+        fields = asdict(self)
+        fields.pop("vector")
+        fields["iso_time"] = datetime.fromtimestamp(self.time, UTC).isoformat(timespec="seconds")
+        return fields
+
+
+class CaptureSink(Protocol):
+    def write(self, records: list[CaptureRecord]) -> None: ...
+
+    def read(self, since: float, until: float) -> Iterator[CaptureRecord]: ...
+
+    def prune(self, before: float) -> None: ...
+
+
+class QdrantCaptureSink:
+    """Capture records in `<collection>_capture`, one point per record (vector: the query)."""
+
+    def __init__(
+        self,
+        client: QdrantClient,
+        collection: str,
+        dimensions: int,
+        lock: contextlib.AbstractContextManager[Any] | None = None,
+    ) -> None:
+        self.client = client
+        self.collection = collection
+        self.dimensions = dimensions
+        self._lock: contextlib.AbstractContextManager[Any] = lock or threading.RLock()
+        self._ready = False
+
+    @classmethod
+    def beside(cls, store: object, corpus_collection: str, dimensions: int) -> QdrantCaptureSink:
+        client = getattr(store, "client", None)
+        if not isinstance(client, QdrantClient):
+            raise TypeError(f"{type(store).__name__} exposes no Qdrant client for capture")
+        # The store's process-wide lock: local Qdrant is not safe under concurrent mixed use.
+        return cls(
+            client, corpus_collection + CAPTURE_SUFFIX, dimensions, getattr(store, "_lock", None)
+        )
+
+    def _ensure(self) -> bool:
+        if not self._ready:
+            if not self.client.collection_exists(self.collection):
+                self.client.create_collection(
+                    self.collection,
+                    vectors_config={
+                        DENSE: models.VectorParams(
+                            size=self.dimensions, distance=models.Distance.COSINE
+                        )
+                    },
+                )
+            self._ready = True
+        return True
+
+    def write(self, records: list[CaptureRecord]) -> None:
+        points = [
+            models.PointStruct(id=str(uuid.uuid4()), vector={DENSE: r.vector}, payload=r.payload())
+            for r in records
+        ]
+        with self._lock:
+            self._ensure()
+            self.client.upsert(self.collection, points=points, wait=True)
+
+    def _window(self, since: float, until: float) -> models.Filter:
+        return models.Filter(
+            must=[models.FieldCondition(key="time", range=models.Range(gte=since, lt=until))]
+        )
+
+    def read(self, since: float, until: float) -> Iterator[CaptureRecord]:
+        offset: Any = None
+        while True:
+            with self._lock:
+                if not self.client.collection_exists(self.collection):
+                    return
+                points, offset = self.client.scroll(
+                    self.collection,
+                    scroll_filter=self._window(since, until),
+                    limit=512,
+                    offset=offset,
+                    with_payload=True,
+                    with_vectors=True,
+                )
+            for point in points:
+                payload = dict(point.payload or {})
+                payload.pop("iso_time", None)
+                vectors = point.vector if isinstance(point.vector, dict) else {}
+                dense = vectors.get(DENSE, [])
+                yield CaptureRecord(**payload, vector=list(dense))  # type: ignore[arg-type]
+            if offset is None:
+                return
+
+    def prune(self, before: float) -> None:
+        with self._lock:
+            if self.client.collection_exists(self.collection):
+                self.client.delete(
+                    self.collection,
+                    points_selector=models.FilterSelector(filter=self._window(0.0, before)),
+                    wait=True,
+                )
+
+
+class Capture:
+    """Samples answered questions at `rate` and writes them through `sink` from a thread."""
+
+    def __init__(
+        self,
+        sink: CaptureSink,
+        embed: Callable[[str], list[float]],
+        rate: float,
+        content: AuditContent = "hash",
+        redact_pii: bool = False,
+        retention_days: float = 30.0,
+        seed: int | None = None,
+    ) -> None:
+        self.sink = sink
+        self.embed = embed
+        self.rate = rate
+        self.content = content
+        self.redact_pii = redact_pii
+        self.retention_s = retention_days * 86400
+        self.errors = 0
+        self.dropped = 0
+        self._random = random.Random(seed)  # noqa: S311 - sampling, not a secret
+        self._queue: queue.Queue[tuple[CaptureRecord, str] | None] = queue.Queue(_QUEUE_LIMIT)
+        self._worker: threading.Thread | None = None
+        self._last_prune = 0.0
+
+    def _question(self, text: str) -> dict[str, str]:
+        if self.content == "text":
+            return {"text": redact(text) if self.redact_pii else text}
+        return {"sha256": hashlib.sha256(text.encode("utf-8")).hexdigest()}
+
+    def offer(self, asked: Asked, key_id: str, stage_ms: dict[str, float] | None = None) -> bool:
+        """Sample this question; True when it was queued. Never raises."""
+        if self.rate <= 0 or self._random.random() >= self.rate:
+            return False
+        try:
+            answer = asked.answer
+            record = CaptureRecord(
+                time=time.time(),
+                tenant=asked.query.tenant,
+                key_id=key_id,
+                trace_id=asked.trace_id,
+                question=self._question(asked.query.text),
+                chunk_ids=[h.chunk_id for h in asked.hits],
+                sources=[h.source for h in asked.hits],
+                scores=[h.score for h in asked.hits],
+                dense_scores=[h.dense_score for h in asked.hits],
+                refused=answer.refused,
+                grounded=not answer.refused and bool(answer.citations),
+                citations_valid=answer.grounded,
+                latency_ms=stage_ms or {"retrieve": asked.retrieve_ms, "answer": asked.answer_ms},
+                model=answer.model,
+                input_tokens=answer.usage.input_tokens,
+                output_tokens=answer.usage.output_tokens,
+                cost_usd=answer.cost_usd,
+                cache_hit=answer.cached,
+                fallback_used=answer.fallback_used,
+            )
+            self._start()
+            self._queue.put_nowait((record, asked.query.text))
+        except queue.Full:
+            self.dropped += 1
+            return False
+        except Exception:  # capture must never fail the question it records
+            self.errors += 1
+            log.exception("capture: a record could not be made")
+            return False
+        return True
+
+    def _start(self) -> None:
+        if self._worker is None:
+            self._worker = threading.Thread(target=self._run, name="capture", daemon=True)
+            self._worker.start()
+
+    def _run(self) -> None:
+        while (item := self._queue.get()) is not None:
+            record, text = item
+            try:
+                record.vector = self.embed(text)
+                self.sink.write([record])
+                if record.time - self._last_prune > 3600:  # at most hourly
+                    self.sink.prune(record.time - self.retention_s)
+                    self._last_prune = record.time
+            except Exception:
+                self.errors += 1
+                log.exception("capture: a record could not be written (%d so far)", self.errors)
+            finally:
+                self._queue.task_done()
+        self._queue.task_done()
+
+    def flush(self) -> None:
+        """Wait until every queued record is written (tests, shutdown)."""
+        if self._worker is not None:
+            self._queue.join()
+
+    def close(self) -> None:
+        if self._worker is not None:
+            self._queue.put(None)
+            self._worker.join(timeout=10)
+            self._worker = None
