@@ -22,7 +22,7 @@ from .ingest.chunk import Chunker
 from .ingest.jobs import IngestionJobs
 from .ingest.load import FileBounds, RecordFields
 from .ingest.uploads import UploadInbox
-from .monitor.capture import Capture, QdrantCaptureSink
+from .monitor.capture import Capture, ShelfCaptureSink
 from .monitor.feedback import FeedbackStore
 from .refusal import Refusal, build_refusal
 from .rerank import build_reranker
@@ -171,9 +171,9 @@ def build_services(
         refusal=build_refusal(settings),
         llm_http=llm_http,
         audit=AuditLog(settings.audit_path, settings.audit_content, settings.redact_pii),
-        feedback=FeedbackStore.beside(store, settings.collection, settings.redact_pii),
+        feedback=FeedbackStore.beside(store, settings.redact_pii),
         capture=Capture(
-            QdrantCaptureSink.beside(store, settings.collection, dense.dimensions),
+            ShelfCaptureSink.beside(store, dense.dimensions),
             dense.embed_query,
             settings.capture_rate,
             settings.audit_content,

@@ -8,12 +8,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..settings import Settings
-from .base import DENSE, SCHEMA_VERSION, SPARSE, SearchOptions, VectorStore
+from .base import DENSE, SCHEMA_VERSION, SPARSE, RecordShelf, SearchOptions, VectorStore
 
 __all__ = [
     "DENSE",
     "SCHEMA_VERSION",
     "SPARSE",
+    "RecordShelf",
     "SearchOptions",
     "VectorStore",
     "holder_file",
