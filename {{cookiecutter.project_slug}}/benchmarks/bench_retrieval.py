@@ -14,8 +14,8 @@ refusal on the unanswerable questions per split, with the best trade-off the ref
 allows (thresholds chosen on dev, counted on test); retrieve latency p50/p95 through Retriever.
 
 Dense vectors are cached by text in .cache/bench/: a first run embeds ~50k chunks (about
-45 minutes in all on two free cores), later runs only what changed (about 20 minutes in all,
-most of it embedded Qdrant scoring BM25 in Python over 16k points per query).
+45 minutes in all on two free cores), later runs only what changed (the store is the embedded
+default, Qdrant's engine in-process: its searches are milliseconds).
 
     uv run python benchmarks/bench_retrieval.py [--json out.json]
 
@@ -78,8 +78,7 @@ from {{ cookiecutter.package_name }}.rerank import (
 )
 from {{ cookiecutter.package_name }}.retrieve import Retriever
 from {{ cookiecutter.package_name }}.settings import Settings
-from {{ cookiecutter.package_name }}.store import DENSE, SPARSE, SearchOptions
-from {{ cookiecutter.package_name }}.store.qdrant import QdrantStore
+from {{ cookiecutter.package_name }}.store import DENSE, SPARSE, SearchOptions, VectorStore, open_store
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import refusal_rows
@@ -209,7 +208,7 @@ class CachedDense:
 @dataclass
 class Index:
     name: str
-    store: QdrantStore
+    store: VectorStore
     chunks: int
 
 
@@ -223,7 +222,7 @@ def build_index(
     embed_text: Callable[[Chunk], str],
 ) -> Index:
     settings = Settings(data_dir=workdir / name, collection="bench")
-    store = QdrantStore(settings)
+    store = open_store(settings)  # the embedded default, as the service runs it
     store.ensure_collection(dense.model_id, dense.dimensions, sparse.model_id)
     chunks = [c for d in docs for c in chunker.chunk(d, tenant="default", corpus="python-docs")]
     for start in range(0, len(chunks), 256):
@@ -503,7 +502,7 @@ def choose_stages(
 
 def second_stage_rows(
     questions: list[Question],
-    store: QdrantStore,
+    store: VectorStore,
     dense: CachedDense,
     sparse: SparseEncoder,
     tracer: Tracer,

@@ -235,6 +235,15 @@ def indexed(
     return by_source(services.store.documents(tenant=tenant, corpus=corpus))
 
 
+def drop_collection(services: Services) -> None:
+    """Remove the collection behind the service's back, as an operator's mistake would."""
+    store = services.store
+    if isinstance(store, QdrantStore):
+        store.client.delete_collection(store.collection)
+    else:
+        shutil.rmtree(store.location)
+
+
 def qdrant_client(services: Services) -> QdrantClient:
     """The qdrant-client under a QdrantStore, for tests that inspect the engine itself."""
     assert isinstance(services.store, QdrantStore), type(services.store)

@@ -357,6 +357,7 @@ def test_ingest_while_the_store_is_held_says_to_upload_through_the_api(
 ) -> None:
     monkeypatch.setenv("RAG_DATA_DIR", str(services.settings.data_dir))
     monkeypatch.setenv("RAG_MODEL_DIR", str(services.settings.models_path))
+    monkeypatch.setenv("RAG_COLLECTION", services.settings.collection)  # one lock per collection
     assert main(["ingest", str(corpus)]) == 2
     err = capsys.readouterr().err
     assert "is in use by" in err

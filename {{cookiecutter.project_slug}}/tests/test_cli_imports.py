@@ -52,3 +52,10 @@ def test_importing_the_cli_pulls_in_no_heavy_library() -> None:
 def test_what_ask_imports_pulls_in_no_framework_it_does_not_run(module: str) -> None:
     loaded = imported_after(f"import {PACKAGE_NAME}.{module}")
     assert loaded.isdisjoint(NEVER_ON_START), loaded & set(NEVER_ON_START)
+
+
+def test_the_edge_engine_never_imports_qdrant_client() -> None:
+    """qdrant-client's import alone takes seconds: a command on the embedded default (edge)
+    must not pay it (store.open_store imports an engine only when it is chosen)."""
+    loaded = imported_after(f"import {PACKAGE_NAME}.container, {PACKAGE_NAME}.store.edge")
+    assert "qdrant_client" not in loaded

@@ -26,7 +26,7 @@ from {{ cookiecutter.package_name }}.embeddings import (
 )
 from {{ cookiecutter.package_name }}.errors import EmbeddingError, ModelIntegrityError
 
-from .conftest import make_settings, qdrant_client
+from .conftest import make_settings
 
 DIMENSIONS = 64
 API_KEY = "test-key"
@@ -149,10 +149,9 @@ def test_service_runs_end_to_end_on_an_openai_compatible_endpoint(
             Query(text="password characters long", top_k=1, tenant="default")
         )
         assert hits[0].source == "policies/passwords.md"
-        info = qdrant_client(services).get_collection("test")
-        assert info.config.metadata is not None
-        assert info.config.metadata["dense_model"] == "test-embed"
-        assert info.config.metadata["dense_dimensions"] == DIMENSIONS
+        schema = services.store.stored_schema()
+        assert schema["dense_model"] == "test-embed"
+        assert schema["dense_dimensions"] == DIMENSIONS
     finally:
         services.close()
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from {{ cookiecutter.package_name }}.settings import PACKAGE_NAME, Settings
-from {{ cookiecutter.package_name }}.store.qdrant import QdrantStore
+from {{ cookiecutter.package_name }}.store import holder_file, open_store
 
 from .conftest import copy_sample_corpus
 
@@ -27,6 +27,17 @@ KILL_AT = (0.2, 0.5, 0.8)
 
 def ingest_command(corpus: Path) -> list[str]:
     return [sys.executable, "-m", PACKAGE_NAME, "ingest", str(corpus), "--corpus", "kb"]
+
+
+@pytest.fixture(params=["edge", "local"], autouse=True)
+def engine(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every embedded engine: the ingest child and the checks read RAG_EMBEDDED_ENGINE."""
+    monkeypatch.setenv("RAG_EMBEDDED_ENGINE", str(request.param))
+    return str(request.param)
+
+
+def settings_for(data_dir: Path, model_dir: Path) -> Settings:
+    return Settings(_env_file=None, data_dir=data_dir, model_dir=model_dir)
 
 
 def environment(data_dir: Path, model_dir: Path) -> dict[str, str]:
@@ -42,7 +53,7 @@ def environment(data_dir: Path, model_dir: Path) -> dict[str, str]:
 
 def _store_opened(process: subprocess.Popen[bytes], data_dir: Path) -> float:
     """Wait until the process holds the store (it writes holder.json on opening it)."""
-    holder = data_dir / "qdrant" / "holder.json"
+    holder = holder_file(settings_for(data_dir, Path()))
     while not holder.exists() and process.poll() is None:
         time.sleep(0.02)
     return time.monotonic()
@@ -50,8 +61,7 @@ def _store_opened(process: subprocess.Popen[bytes], data_dir: Path) -> float:
 
 def run_ingest(corpus: Path, data_dir: Path, model_dir: Path) -> float:
     """A complete run; returns how long it held the store."""
-    holder = data_dir / "qdrant" / "holder.json"
-    holder.unlink(missing_ok=True)
+    holder_file(settings_for(data_dir, model_dir)).unlink(missing_ok=True)
     process = subprocess.Popen(
         ingest_command(corpus),
         env=environment(data_dir, model_dir),
@@ -65,7 +75,7 @@ def run_ingest(corpus: Path, data_dir: Path, model_dir: Path) -> float:
 
 
 def killed_ingest(corpus: Path, data_dir: Path, model_dir: Path, after_s: float) -> None:
-    (data_dir / "qdrant" / "holder.json").unlink(missing_ok=True)
+    holder_file(settings_for(data_dir, model_dir)).unlink(missing_ok=True)
     process = subprocess.Popen(
         ingest_command(corpus),
         env=environment(data_dir, model_dir),
@@ -80,19 +90,13 @@ def killed_ingest(corpus: Path, data_dir: Path, model_dir: Path, after_s: float)
 
 def stored_state(data_dir: Path, model_dir: Path) -> tuple[int, set[tuple[str, str, int]]]:
     """Point count and (id, source, chunk index) of every point."""
-    store = QdrantStore(Settings(_env_file=None, data_dir=data_dir, model_dir=model_dir))
+    store = open_store(settings_for(data_dir, model_dir))
     try:
-        ids: set[tuple[str, str, int]] = set()
-        offset = None
-        while True:
-            records, offset = store.client.scroll(
-                store.collection, limit=256, offset=offset, with_payload=["source", "chunk_index"]
-            )
-            for record in records:
-                payload = record.payload or {}
-                ids.add((str(record.id), str(payload["source"]), int(payload["chunk_index"])))
-            if offset is None:
-                break
+        ids = {
+            (point.id, str(point.payload["source"]), int(point.payload["chunk_index"]))
+            for page in store.export(batch=256)
+            for point in page
+        }
         return store.count(), ids
     finally:
         store.close()

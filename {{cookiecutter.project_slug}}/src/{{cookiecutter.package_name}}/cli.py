@@ -1,4 +1,4 @@
-"""Command line: ingest, ask, serve, mcp, eval, demo, keys.
+"""Command line: ingest, ask, serve, mcp, eval, demo, keys, store.
 
 Errors print one actionable line and exit 2.
 
@@ -198,6 +198,19 @@ def _parser() -> argparse.ArgumentParser:
     mcp.add_argument("--url", help="always go through this /mcp endpoint (e.g. a remote API)")
 
     commands.add_parser("demo", help="ingest the sample corpus and answer three questions")
+
+    store = commands.add_parser("store", help="move the vector store to another engine")
+    store_actions = store.add_subparsers(dest="action", required=True)
+    move = store_actions.add_parser(
+        "migrate",
+        help="copy RAG_COLLECTION with its vectors to another engine (no re-embedding)",
+        description="Copy the collection RAG_COLLECTION, vectors and payloads, from one engine "
+        "to another, then check it: equal counts, and sample queries with the same top "
+        "results. The source is left as it was. server = RAG_QDRANT_URL.",
+    )
+    move.add_argument("--from", dest="source", choices=("local", "edge", "server"), required=True)
+    move.add_argument("--to", dest="target", choices=("edge", "server", "local"), required=True)
+    move.add_argument("--report", type=Path, help="also write the check as JSON here")
 
     monitor = commands.add_parser(
         "monitor",
@@ -465,6 +478,14 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         return _serve(args.host or settings.host, args.port or settings.port, settings)
     if args.command == "eval":
         return _eval(args, settings)
+    if args.command == "store":
+        from .store.migrate import migrate
+
+        moved = migrate(settings, args.source, args.target)
+        print(moved.summary())
+        if args.report:
+            _write_report(args.report, moved.to_json())
+        return 0 if moved.ok else 1
     if args.command == "mcp":
         return _serve_mcp(settings, args.url)
 

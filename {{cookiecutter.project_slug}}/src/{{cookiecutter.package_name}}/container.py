@@ -22,14 +22,13 @@ from .ingest.chunk import Chunker
 from .ingest.jobs import IngestionJobs
 from .ingest.load import FileBounds, RecordFields
 from .ingest.uploads import UploadInbox
-from .monitor.capture import Capture, QdrantCaptureSink
+from .monitor.capture import Capture, ShelfCaptureSink
 from .monitor.feedback import FeedbackStore
 from .refusal import Refusal, build_refusal
 from .rerank import build_reranker
 from .retrieve import Retriever
 from .settings import Settings
-from .store import VectorStore
-from .store.qdrant import QdrantStore
+from .store import VectorStore, open_store
 from .telemetry import (
     RagMetrics,
     SpanContent,
@@ -113,7 +112,7 @@ def build_services(
     )
     dense = dense or build_dense_encoder(settings)
     sparse = sparse or build_sparse_encoder(settings)
-    store: VectorStore = QdrantStore(settings)
+    store: VectorStore = open_store(settings)
     try:
         store.ensure_collection(dense.model_id, dense.dimensions, sparse.model_id)
         answerer, llm_http = _build_answerer(settings, dense, tracer, metrics, content)
@@ -172,9 +171,9 @@ def build_services(
         refusal=build_refusal(settings),
         llm_http=llm_http,
         audit=AuditLog(settings.audit_path, settings.audit_content, settings.redact_pii),
-        feedback=FeedbackStore.beside(store, settings.collection, settings.redact_pii),
+        feedback=FeedbackStore.beside(store, settings.redact_pii),
         capture=Capture(
-            QdrantCaptureSink.beside(store, settings.collection, dense.dimensions),
+            ShelfCaptureSink.beside(store, dense.dimensions),
             dense.embed_query,
             settings.capture_rate,
             settings.audit_content,

@@ -37,6 +37,7 @@ AnswererKind = Literal["extractive", "llm"]
 LLMProvider = Literal["openai", "openai_like", "anthropic"]
 UngroundedPolicy = Literal["flag", "refuse"]
 Fusion = Literal["rrf", "dbsf"]
+EmbeddedEngine = Literal["edge", "local"]
 RerankApi = Literal["cohere", "tei"]
 SecondStageKind = Literal["none", "dense_resort"]
 RefusalKind = Literal["model", "rules"]
@@ -87,6 +88,12 @@ class Settings(BaseSettings):
         None, description="Qdrant server URL. Unset = embedded Qdrant on disk under data_dir."
     )
     qdrant_api_key: SecretStr | None = Field(None, description="API key for the Qdrant server.")
+    embedded_engine: EmbeddedEngine = Field(
+        "edge",
+        description="The embedded store when RAG_QDRANT_URL is unset: edge = Qdrant's own engine "
+        "in-process (qdrant-edge-py; flat query cost to 100k+ chunks); local = qdrant-client's "
+        "local mode (pure Python, for stores made before edge; `store migrate` moves them).",
+    )
     collection: str = Field(PACKAGE_NAME, description="Qdrant collection name.")
 
     # --- embeddings ----------------------------------------------------------------------
@@ -661,7 +668,13 @@ class Settings(BaseSettings):
 
     @property
     def qdrant_path(self) -> Path:
+        """qdrant-client's local mode (RAG_EMBEDDED_ENGINE=local)."""
         return self.data_dir / "qdrant"
+
+    @property
+    def edge_path(self) -> Path:
+        """The edge engine: one shard folder per collection."""
+        return self.data_dir / "edge"
 
     @property
     def uploads_path(self) -> Path:

@@ -22,6 +22,7 @@ from ..embeddings import DenseEncoder, cosine
 from ..refusal import RefusalDecision
 from ..telemetry import RagMetrics, SpanContent
 from .base import AnswerEvent, Final, Token
+from .sentences import SentenceVectors
 
 REFUSAL = "I don't know: the ingested documents do not answer this question."
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(])")
@@ -97,6 +98,7 @@ class ExtractiveAnswerer:
         content: SpanContent | None = None,
     ) -> None:
         self._dense = dense
+        self._sentences = SentenceVectors(dense)
         self._tracer = tracer
         self._min_similarity = min_similarity
         self._max_sentences = max_sentences
@@ -167,7 +169,7 @@ class ExtractiveAnswerer:
         if not pairs:
             return []
         question_vector = self._dense.embed_query(question)
-        vectors = self._dense.embed_documents([sentence for sentence, _ in pairs])
+        vectors = self._sentences.vectors([sentence for sentence, _ in pairs])
         candidates = [
             _Candidate(sentence, hit, cosine(question_vector, vector))
             for (sentence, hit), vector in zip(pairs, vectors, strict=True)

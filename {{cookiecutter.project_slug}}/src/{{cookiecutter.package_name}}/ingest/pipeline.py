@@ -233,6 +233,10 @@ class Ingestor:
                 self._record(report, outcome, progress)
             for status, n in report.counts.items():
                 run_span.set_attribute(f"ingest.files.{status}", n)
+            if not dry_run and (report.counts["updated"] or report.counts["deleted"]):
+                # Replaced and deleted chunks linger (and count in BM25's IDF) until vacuumed.
+                with self._tracer.start_as_current_span("store.maintain") as span:
+                    span.set_attribute("store.maintained", self._store.maintain())
             # Inside the span, so the log line carries the run's trace id.
             log.info("%s", report.summary(), extra={"corpus": corpus, "counts": report.counts})
         return report

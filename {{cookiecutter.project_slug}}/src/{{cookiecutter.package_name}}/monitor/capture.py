@@ -1,8 +1,8 @@
 """Capture: a sampled record of production questions (RAG_CAPTURE_RATE; 0 = off, 1 = all),
 for `monitor` (drift, refusal and score shift, operations) and `eval harvest`.
 
-Records go to a Qdrant collection beside the corpus, through the corpus store's client, with
-the question's dense vector (drift is measured on it). Off the request's path: a request
+Records go to a shelf beside the corpus, in the store's own engine (store.base.RecordShelf),
+with the question's dense vector (drift is measured on it). Off the request's path: a request
 only enqueues; a worker thread embeds and writes. A capture error never fails a question:
 it is counted (`errors`) and logged. The question is kept as text or SHA-256 like the audit
 log (RAG_AUDIT_CONTENT), redacted when RAG_REDACT_PII is on.
@@ -10,7 +10,6 @@ log (RAG_AUDIT_CONTENT), redacted when RAG_REDACT_PII is on.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import logging
 import queue
@@ -23,15 +22,14 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from qdrant_client import QdrantClient, models
-
 from ..ask import Asked
 from ..guard import redact
 from ..settings import AuditContent
+from ..store import RecordShelf, VectorStore
+from ..store.records import ShelfRecord
 
 log = logging.getLogger(__name__)
-CAPTURE_SUFFIX = "_capture"
-DENSE = "dense"
+CAPTURE_SHELF = "capture"
 _QUEUE_LIMIT = 10_000  # beyond this, records are dropped (and counted), never waited for
 
 
@@ -73,91 +71,33 @@ class CaptureSink(Protocol):
     def prune(self, before: float) -> None: ...
 
 
-class QdrantCaptureSink:
-    """Capture records in `<collection>_capture`, one point per record (vector: the query)."""
+class ShelfCaptureSink:
+    """Capture records on the `<collection>_capture` shelf beside the corpus, one record per
+    question, carrying the question's dense vector."""
 
-    def __init__(
-        self,
-        client: QdrantClient,
-        collection: str,
-        dimensions: int,
-        lock: contextlib.AbstractContextManager[Any] | None = None,
-    ) -> None:
-        self.client = client
-        self.collection = collection
-        self.dimensions = dimensions
-        self._lock: contextlib.AbstractContextManager[Any] = lock or threading.RLock()
-        self._ready = False
+    def __init__(self, shelf: RecordShelf) -> None:
+        self.shelf = shelf
 
     @classmethod
-    def beside(cls, store: object, corpus_collection: str, dimensions: int) -> QdrantCaptureSink:
-        client = getattr(store, "client", None)
-        if not isinstance(client, QdrantClient):
-            raise TypeError(f"{type(store).__name__} exposes no Qdrant client for capture")
-        # The store's process-wide lock: local Qdrant is not safe under concurrent mixed use.
-        return cls(
-            client, corpus_collection + CAPTURE_SUFFIX, dimensions, getattr(store, "_lock", None)
-        )
-
-    def _ensure(self) -> bool:
-        if not self._ready:
-            if not self.client.collection_exists(self.collection):
-                self.client.create_collection(
-                    self.collection,
-                    vectors_config={
-                        DENSE: models.VectorParams(
-                            size=self.dimensions, distance=models.Distance.COSINE
-                        )
-                    },
-                )
-            self._ready = True
-        return True
+    def beside(cls, store: VectorStore, dimensions: int) -> ShelfCaptureSink:
+        return cls(store.shelf(CAPTURE_SHELF, dimensions))
 
     def write(self, records: list[CaptureRecord]) -> None:
-        points = [
-            models.PointStruct(id=str(uuid.uuid4()), vector={DENSE: r.vector}, payload=r.payload())
-            for r in records
-        ]
-        with self._lock:
-            self._ensure()
-            self.client.upsert(self.collection, points=points, wait=True)
-
-    def _window(self, since: float, until: float) -> models.Filter:
-        return models.Filter(
-            must=[models.FieldCondition(key="time", range=models.Range(gte=since, lt=until))]
+        self.shelf.put(
+            [
+                ShelfRecord(id=str(uuid.uuid4()), payload=r.payload(), vector=r.vector)
+                for r in records
+            ]
         )
 
     def read(self, since: float, until: float) -> Iterator[CaptureRecord]:
-        offset: Any = None
-        while True:
-            with self._lock:
-                if not self.client.collection_exists(self.collection):
-                    return
-                points, offset = self.client.scroll(
-                    self.collection,
-                    scroll_filter=self._window(since, until),
-                    limit=512,
-                    offset=offset,
-                    with_payload=True,
-                    with_vectors=True,
-                )
-            for point in points:
-                payload = dict(point.payload or {})
-                payload.pop("iso_time", None)
-                vectors = point.vector if isinstance(point.vector, dict) else {}
-                dense = vectors.get(DENSE, [])
-                yield CaptureRecord(**payload, vector=list(dense))  # type: ignore[arg-type]
-            if offset is None:
-                return
+        for record in self.shelf.find(since=since, until=until, with_vectors=True):
+            payload = dict(record.payload)
+            payload.pop("iso_time", None)
+            yield CaptureRecord(**payload, vector=list(record.vector or []))
 
     def prune(self, before: float) -> None:
-        with self._lock:
-            if self.client.collection_exists(self.collection):
-                self.client.delete(
-                    self.collection,
-                    points_selector=models.FilterSelector(filter=self._window(0.0, before)),
-                    wait=True,
-                )
+        self.shelf.drop_before(before)
 
 
 class Capture:

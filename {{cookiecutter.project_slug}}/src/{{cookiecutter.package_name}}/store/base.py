@@ -1,19 +1,23 @@
 """What the rest of the service may ask of a vector store, and how a search is tuned.
 
-Ingestion, retrieval and the API call only these methods; each engine (Qdrant server or local
-mode through qdrant-client, ...) is one module beside this one, chosen in the composition root.
+Ingestion, retrieval and the API call only these methods; each engine is one module beside
+this one (edge.py: Qdrant's engine in-process, the embedded default; qdrant.py: a Qdrant server,
+or qdrant-client's local mode), chosen by `open_store` from the settings.
 Every read and write that concerns documents takes the tenant as a required keyword, so no new
 caller can forget it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..domain import Hit, IndexedDocument, Point, SparseVector
 from ..settings import Fusion, Settings
+
+if TYPE_CHECKING:
+    from .records import ShelfRecord, StoredPoint
 
 DENSE = "dense"  # the named vectors of every collection
 SPARSE = "bm25"
@@ -44,6 +48,29 @@ class SearchOptions:
         )
 
 
+class RecordShelf(Protocol):
+    """Records beside the corpus, in the same engine (so a server's replicas share them):
+    found by exact payload fields and a time window, never by similarity."""
+
+    def put(self, records: Sequence[ShelfRecord]) -> None: ...
+
+    def find(
+        self,
+        *,
+        equals: Mapping[str, str] | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        with_vectors: bool = False,
+    ) -> Iterator[ShelfRecord]:
+        """Records whose fields equal these and whose `time` (epoch seconds) is in
+        [since, until); in no particular order."""
+        ...
+
+    def drop_before(self, time: float) -> None:
+        """Delete the records whose `time` is before this (retention)."""
+        ...
+
+
 class VectorStore(Protocol):
     collection: str
     location: str  # a path or URL, for messages
@@ -66,6 +93,12 @@ class VectorStore(Protocol):
     def delete_document(
         self, *, tenant: str, corpus: str, source: str, keep_doc_hash: str | None = None
     ) -> None: ...
+
+    def maintain(self) -> bool:
+        """Vacuum what replaced and deleted chunks left behind, where the engine does not do
+        it by itself; True when it did something. Queries may wait while it runs, so the
+        ingestion worker calls it after a run, never the request path."""
+        ...
 
     # --- reads
     def count(self) -> int: ...
@@ -96,5 +129,31 @@ class VectorStore(Protocol):
         sources: Sequence[str] | None,
         options: SearchOptions,
     ) -> list[Hit]: ...
+
+    def shelf(self, name: str, dimensions: int = 1) -> RecordShelf:
+        """The record collection `<collection>_<name>` beside the corpus (created on first
+        write), whose records may carry a dense vector of `dimensions`."""
+        ...
+
+    # --- copying between engines (`store migrate`)
+    def stored_schema(self) -> dict[str, Any]:
+        """How the collection was built (models, dimensions, schema version)."""
+        ...
+
+    def export(self, *, batch: int) -> Iterator[list[StoredPoint]]: ...
+
+    def import_points(self, points: Sequence[StoredPoint]) -> None: ...
+
+    def search_one(
+        self,
+        using: str,
+        vector: list[float] | SparseVector,
+        *,
+        tenant: str,
+        top_k: int,
+        sources: Sequence[str] | None = None,
+    ) -> list[Hit]:
+        """One retriever alone (DENSE or SPARSE): the baselines hybrid search must beat."""
+        ...
 
     def close(self) -> None: ...

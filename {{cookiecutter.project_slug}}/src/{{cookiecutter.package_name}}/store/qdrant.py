@@ -9,24 +9,32 @@ gets a message naming the process that holds the folder.
 from __future__ import annotations
 
 import contextlib
-import json
-import os
-import sys
 import threading
-from collections.abc import Iterator, Sequence
-from dataclasses import replace
-from datetime import UTC, datetime
-from pathlib import Path
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from qdrant_client import QdrantClient, models
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
 from ..domain import Hit, IndexedDocument, Point, SparseVector
-from ..embeddings import cosine
-from ..errors import ConfigurationError, StoreInUseError, StoreUnavailableError
+from ..errors import StoreInUseError, StoreUnavailableError
 from ..settings import Settings
-from .base import DENSE, SCHEMA_VERSION, SPARSE, SearchOptions
+from .base import DENSE, SPARSE, SearchOptions
+from .records import (
+    DOCUMENT_FIELDS,
+    HolderNote,
+    Scored,
+    ShelfRecord,
+    StoredPoint,
+    check_schema,
+    collect_documents,
+    hit_of,
+    hits_with_evidence,
+    in_document_order,
+    now,
+    payload_of,
+    schema_of,
+)
 
 _HOLDER_FILE = "holder.json"
 
@@ -61,7 +69,7 @@ class QdrantStore:
         self.collection = settings.collection
         self.embedded = settings.qdrant_url is None
         self.location = str(settings.qdrant_path) if self.embedded else str(settings.qdrant_url)
-        self._holder_path = settings.qdrant_path / _HOLDER_FILE
+        self._note = HolderNote(settings.qdrant_path / _HOLDER_FILE)
         self._lock: contextlib.AbstractContextManager[Any] = (
             _EMBEDDED_LOCK if self.embedded else contextlib.nullcontext()
         )
@@ -83,39 +91,15 @@ class QdrantStore:
         except RuntimeError as exc:
             if "already accessed" not in str(exc):
                 raise
-            raise StoreInUseError(self._in_use_message()) from exc
-        self._holder_path.write_text(
-            json.dumps(
-                {
-                    "pid": os.getpid(),
-                    "command": " ".join(Path(sys.argv[0]).name.split() + sys.argv[1:]),
-                    "since": datetime.now(UTC).isoformat(timespec="seconds"),
-                }
-            ),
-            encoding="utf-8",
-        )
+            raise StoreInUseError(self._note.in_use_message(self.location)) from exc
+        self._note.write()
         return client
-
-    def _in_use_message(self) -> str:
-        holder = "another process"
-        with contextlib.suppress(OSError, ValueError, KeyError):
-            info = json.loads(self._holder_path.read_text(encoding="utf-8"))
-            holder = f"process {info['pid']} (`{info['command']}`, since {info['since']})"
-        return (
-            f"The embedded store at {self.location} is in use by {holder}. Embedded Qdrant "
-            "allows one process at a time: stop that process (questions can go to its API "
-            "while it runs), or set RAG_QDRANT_URL to a Qdrant server that many processes "
-            "can share."
-        )
 
     def close(self) -> None:
         with self._lock:
             self._client.close()
             if self.embedded:
-                with contextlib.suppress(OSError, ValueError, KeyError):
-                    info = json.loads(self._holder_path.read_text(encoding="utf-8"))
-                    if info["pid"] == os.getpid():
-                        self._holder_path.unlink()
+                self._note.release()
 
     @contextlib.contextmanager
     def _guard(self) -> Iterator[None]:
@@ -141,12 +125,7 @@ class QdrantStore:
 
     def ensure_collection(self, dense_model: str, dense_dimensions: int, sparse_model: str) -> None:
         """Create the collection, or check that the existing one was built the same way."""
-        wanted = {
-            "schema_version": SCHEMA_VERSION,
-            "dense_model": dense_model,
-            "dense_dimensions": dense_dimensions,
-            "sparse_model": sparse_model,
-        }
+        wanted = schema_of(dense_model, dense_dimensions, sparse_model)
         with self._guard():
             if not self._client.collection_exists(self.collection):
                 self._client.create_collection(
@@ -177,22 +156,13 @@ class QdrantStore:
                     )
                 return
             found = self._client.get_collection(self.collection).config.metadata or {}
-        mismatched = {k: (found.get(k), v) for k, v in wanted.items() if found.get(k) != v}
-        if mismatched:
-            details = ", ".join(
-                f"{k}: stored {a!r}, configured {b!r}" for k, (a, b) in mismatched.items()
-            )
-            raise ConfigurationError(
-                f"Collection {self.collection!r} was built with other embedding settings "
-                f"({details}). Vectors from different models cannot be mixed: set "
-                "RAG_COLLECTION to a new name and ingest again, or restore the previous settings."
-            )
+        check_schema(self.collection, found, wanted)
 
     # --- writes --------------------------------------------------------------------------
     def upsert(self, points: Sequence[Point]) -> None:
         if not points:
             return
-        now = datetime.now(UTC).isoformat(timespec="seconds")
+        stamp = now()
         structs = [
             models.PointStruct(
                 id=p.chunk.id,
@@ -200,21 +170,7 @@ class QdrantStore:
                     DENSE: p.dense,
                     SPARSE: models.SparseVector(indices=p.sparse.indices, values=p.sparse.values),
                 },
-                payload={
-                    "tenant": p.tenant,
-                    "source": p.chunk.source,
-                    "corpus": p.corpus,
-                    "title": p.chunk.title,
-                    "section": p.chunk.section,
-                    "chunk_index": p.chunk.index,
-                    "text": p.chunk.text,
-                    "content_hash": p.chunk.content_hash,
-                    "doc_hash": p.chunk.doc_hash,
-                    "doc_chunks": p.chunk.doc_chunks,
-                    "ingested_at": now,
-                    "metadata": p.chunk.metadata,
-                    "aliases": list(p.aliases),
-                },
+                payload=payload_of(p, stamp),
             )
             for p in points
         ]
@@ -251,13 +207,11 @@ class QdrantStore:
             return int(self._client.count(self.collection, exact=True).count)
 
     def documents(self, *, tenant: str, corpus: str | None = None) -> list[IndexedDocument]:
-        """One tenant's documents, from chunk payloads (the store is the sync state). The
-        same source in two corpora is two documents; duplicates' names are listed too."""
         must: list[models.Condition] = [_tenant(tenant)]
         if corpus is not None:
             must.append(models.FieldCondition(key="corpus", match=models.MatchValue(value=corpus)))
         scroll_filter = models.Filter(must=must)
-        found: dict[tuple[str, str], IndexedDocument] = {}
+        payloads: list[dict[str, Any]] = []
         offset: Any = None
         while True:
             with self._guard():
@@ -266,38 +220,13 @@ class QdrantStore:
                     scroll_filter=scroll_filter,
                     limit=512,
                     offset=offset,
-                    with_payload=[
-                        "source",
-                        "corpus",
-                        "doc_hash",
-                        "doc_chunks",
-                        "ingested_at",
-                        "aliases",
-                        "metadata",
-                    ],
+                    with_payload=list(DOCUMENT_FIELDS),
                     with_vectors=False,
                 )
-            for record in records:
-                payload = record.payload or {}
-                source, in_corpus = str(payload["source"]), str(payload["corpus"])
-                document = found.setdefault(
-                    (in_corpus, source),
-                    IndexedDocument(tenant=tenant, corpus=in_corpus, source=source),
-                )
-                version = str(payload["doc_hash"])
-                document.chunks += 1
-                document.stored[version] = document.stored.get(version, 0) + 1
-                document.declared[version] = int(payload.get("doc_chunks", -1))
-                document.ingested_at = max(document.ingested_at, str(payload.get("ingested_at")))
-                document.aliases = list(payload.get("aliases") or [])
-                document.sha256 = str((payload.get("metadata") or {}).get("sha256", ""))
+            payloads += [record.payload or {} for record in records]
             if offset is None:
                 break
-        for document in list(found.values()):
-            for alias in document.aliases:
-                alias_entry = replace(document, source=alias, aliases=[], alias_of=document.source)
-                found.setdefault((document.corpus, alias), alias_entry)
-        return list(found.values())
+        return collect_documents(tenant, payloads)
 
     def chunks(
         self,
@@ -326,17 +255,10 @@ class QdrantStore:
                     with_payload=True,
                     with_vectors=False,
                 )
-            found += [_hit(record) for record in records]
+            found += [hit_of(record.id, record.payload) for record in records]
             if offset is None:
                 break
-        return sorted(
-            found,
-            key=lambda h: (
-                str(h.metadata.get("corpus", "")),
-                h.source,
-                int(h.metadata.get("chunk_index", 0)),
-            ),
-        )
+        return in_document_order(found)
 
     def search(
         self,
@@ -390,27 +312,16 @@ class QdrantStore:
                 )
         with self._guard():
             responses = self._client.query_batch_points(self.collection, requests=requests)
-        dense_ranks: dict[str, tuple[int | None, float | None]] = {}
-        sparse_ranks: dict[str, int] = {}
-        unmatched: float | None = None
-        if evidence_limit > 0:
-            for rank, point in enumerate(responses[1].points, start=1):
-                dense_ranks[str(point.id)] = (rank, float(point.score))
-            matched: set[int] = set()
-            for rank, point in enumerate(responses[2].points, start=1):
-                sparse_ranks[str(point.id)] = rank
-                stored = point.vector.get(SPARSE) if isinstance(point.vector, dict) else None
-                if isinstance(stored, models.SparseVector):
-                    matched.update(stored.indices)
-            terms = set(sparse.indices)
-            unmatched = len(terms - matched) / len(terms) if terms else 0.0
-        hits = []
-        for point in responses[0].points:
-            dense_rank, dense_score = dense_ranks.get(str(point.id), (None, None))
-            hit = _hit(point, dense_rank, dense_score, sparse_ranks.get(str(point.id)))
-            cosine = _query_cosine(dense, point) if options.query_cosines else None
-            hits.append(replace(hit, unmatched_share=unmatched, query_cosine=cosine))
-        return hits
+        lists = [[_scored(point) for point in response.points] for response in responses]
+        evidence = evidence_limit > 0
+        return hits_with_evidence(
+            dense,
+            sparse.indices,
+            lists[0],
+            lists[1] if evidence else None,
+            lists[2] if evidence else None,
+            query_cosines=options.query_cosines,
+        )
 
     def search_one(
         self,
@@ -436,31 +347,190 @@ class QdrantStore:
                 limit=top_k,
                 with_payload=True,
             )
-        return [_hit(point) for point in response.points]
+        return [hit_of(p.id, p.payload, float(p.score)) for p in response.points]
+
+    def shelf(self, name: str, dimensions: int = 1) -> QdrantShelf:
+        return QdrantShelf(
+            self._client, f"{self.collection}_{name}", dimensions, self._guard, self.embedded
+        )
+
+    # --- copying (`store migrate`) -----------------------------------------------------
+    def stored_schema(self) -> dict[str, Any]:
+        with self._guard():
+            return dict(self._client.get_collection(self.collection).config.metadata or {})
+
+    def export(self, *, batch: int = 512) -> Iterator[list[StoredPoint]]:
+        """Every stored point with its vectors and payload, page by page."""
+        offset: Any = None
+        while True:
+            with self._guard():
+                records, offset = self._client.scroll(
+                    self.collection,
+                    limit=batch,
+                    offset=offset,
+                    with_payload=True,
+                    with_vectors=True,
+                )
+            page = []
+            for record in records:
+                vector = record.vector if isinstance(record.vector, dict) else {}
+                dense, sparse = vector.get(DENSE), vector.get(SPARSE)
+                page.append(
+                    StoredPoint(
+                        id=str(record.id),
+                        dense=[v for v in dense if isinstance(v, float)]
+                        if isinstance(dense, list)
+                        else [],
+                        sparse=SparseVector(
+                            indices=list(sparse.indices), values=list(sparse.values)
+                        )
+                        if isinstance(sparse, models.SparseVector)
+                        else SparseVector(indices=[], values=[]),
+                        payload=dict(record.payload or {}),
+                    )
+                )
+            if page:
+                yield page
+            if offset is None:
+                break
+
+    def import_points(self, points: Sequence[StoredPoint]) -> None:
+        structs = [
+            models.PointStruct(
+                id=p.id,
+                vector={
+                    DENSE: p.dense,
+                    SPARSE: models.SparseVector(indices=p.sparse.indices, values=p.sparse.values),
+                },
+                payload=p.payload,
+            )
+            for p in points
+        ]
+        with self._guard():
+            self._client.upsert(self.collection, points=structs, wait=True)
+
+    def maintain(self) -> bool:
+        """Nothing to do: a server optimises in the background, local mode never needs to."""
+        return False
 
 
-def _query_cosine(query: list[float], point: models.ScoredPoint) -> float | None:
-    stored = point.vector.get(DENSE) if isinstance(point.vector, dict) else None
-    if not isinstance(stored, list) or not stored or not isinstance(stored[0], float):
-        return None  # a dense vector is a flat list of floats
-    return cosine(query, [float(v) for v in stored if isinstance(v, float)])
+class QdrantShelf:
+    """A record collection beside the corpus, through the store's client and its guard (the
+    process-wide lock in local mode; error translation everywhere)."""
+
+    def __init__(
+        self,
+        client: QdrantClient,
+        collection: str,
+        dimensions: int,
+        guard: Callable[[], contextlib.AbstractContextManager[None]],
+        embedded: bool,
+    ) -> None:
+        self.location = collection
+        self._client = client
+        self._collection = collection
+        self._dimensions = dimensions
+        self._guard = guard
+        self._embedded = embedded
+        self._ready = False
+
+    def _ensure(self) -> None:
+        if self._ready or self._client.collection_exists(self._collection):
+            self._ready = True
+            return
+        self._client.create_collection(
+            self._collection,
+            vectors_config={
+                DENSE: models.VectorParams(size=self._dimensions, distance=models.Distance.COSINE)
+            },
+        )
+        if not self._embedded:  # a server filters fast on indexed fields
+            for field in ("tenant", "trace_id"):
+                self._client.create_payload_index(
+                    self._collection, field, models.PayloadSchemaType.KEYWORD
+                )
+            self._client.create_payload_index(
+                self._collection, "time", models.PayloadSchemaType.FLOAT
+            )
+        self._ready = True
+
+    def put(self, records: Sequence[ShelfRecord]) -> None:
+        if not records:
+            return
+        points = [
+            models.PointStruct(
+                id=r.id, vector={DENSE: r.vector} if r.vector is not None else {}, payload=r.payload
+            )
+            for r in records
+        ]
+        with self._guard():
+            self._ensure()
+            self._client.upsert(self._collection, points=points, wait=True)
+
+    @staticmethod
+    def _filter(
+        equals: Mapping[str, str] | None, since: float | None, until: float | None
+    ) -> models.Filter | None:
+        must: list[models.Condition] = [
+            models.FieldCondition(key=key, match=models.MatchValue(value=value))
+            for key, value in (equals or {}).items()
+        ]
+        if since is not None or until is not None:
+            must.append(models.FieldCondition(key="time", range=models.Range(gte=since, lt=until)))
+        return models.Filter(must=must) if must else None
+
+    def find(
+        self,
+        *,
+        equals: Mapping[str, str] | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        with_vectors: bool = False,
+    ) -> Iterator[ShelfRecord]:
+        offset: Any = None
+        while True:
+            with self._guard():
+                if not self._client.collection_exists(self._collection):
+                    return
+                records, offset = self._client.scroll(
+                    self._collection,
+                    scroll_filter=self._filter(equals, since, until),
+                    limit=512,
+                    offset=offset,
+                    with_payload=True,
+                    with_vectors=[DENSE] if with_vectors else False,
+                )
+            for record in records:
+                vector = record.vector.get(DENSE) if isinstance(record.vector, dict) else None
+                yield ShelfRecord(
+                    id=str(record.id),
+                    payload=dict(record.payload or {}),
+                    vector=[v for v in vector if isinstance(v, float)]
+                    if isinstance(vector, list)
+                    else None,
+                )
+            if offset is None:
+                return
+
+    def drop_before(self, time: float) -> None:
+        selected = self._filter(None, None, time)
+        assert selected is not None
+        with self._guard():
+            if self._client.collection_exists(self._collection):
+                self._client.delete(
+                    self._collection,
+                    points_selector=models.FilterSelector(filter=selected),
+                    wait=True,
+                )
 
 
-def _hit(
-    point: models.ScoredPoint | models.Record,
-    dense_rank: int | None = None,
-    dense_score: float | None = None,
-    sparse_rank: int | None = None,
-) -> Hit:
-    payload = dict(point.payload or {})
-    text = str(payload.pop("text", ""))
-    return Hit(
-        chunk_id=str(point.id),
-        source=str(payload.get("source", "")),
-        text=text,
-        score=float(point.score) if isinstance(point, models.ScoredPoint) else 0.0,
-        metadata=payload,
-        dense_score=dense_score,
-        dense_rank=dense_rank,
-        sparse_rank=sparse_rank,
+def _scored(point: models.ScoredPoint) -> Scored:
+    vector = point.vector if isinstance(point.vector, dict) else {}
+    dense, sparse = vector.get(DENSE), vector.get(SPARSE)
+    return Scored(
+        id=str(point.id),
+        score=float(point.score),
+        payload=point.payload,
+        dense=[v for v in dense if isinstance(v, float)] if isinstance(dense, list) else None,
+        sparse_indices=list(sparse.indices) if isinstance(sparse, models.SparseVector) else None,
     )

@@ -9,7 +9,7 @@ from fastapi.testclient import TestClient
 
 from {{ cookiecutter.package_name }}.container import Services
 
-from ...conftest import qdrant_client
+from ...conftest import drop_collection
 
 
 @pytest.fixture
@@ -30,7 +30,7 @@ def test_health_and_readiness(client: TestClient) -> None:
 def test_readiness_fails_when_the_collection_is_gone(
     client: TestClient, services: Services
 ) -> None:
-    qdrant_client(services).delete_collection("test")
+    drop_collection(services)
     ready = client.get("/readyz")
     assert ready.status_code == 503
     assert ready.json()["checks"]["collection"] == "missing: test"
