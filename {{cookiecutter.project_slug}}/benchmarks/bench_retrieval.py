@@ -78,7 +78,8 @@ from {{ cookiecutter.package_name }}.rerank import (
 )
 from {{ cookiecutter.package_name }}.retrieve import Retriever
 from {{ cookiecutter.package_name }}.settings import Settings
-from {{ cookiecutter.package_name }}.store import DENSE, SPARSE, SearchOptions, VectorStore, open_store
+from {{ cookiecutter.package_name }}.store import VectorStore, open_store
+from {{ cookiecutter.package_name }}.store.base import DENSE, SPARSE, SearchOptions
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import refusal_rows

@@ -39,8 +39,8 @@ from typing import Any
 
 import numpy as np
 
+from {{ cookiecutter.package_name }} import embeddings
 from {{ cookiecutter.package_name }}.domain import Chunk, Point, SparseVector
-from {{ cookiecutter.package_name }}.embeddings import build_dense_encoder, build_sparse_encoder
 from {{ cookiecutter.package_name }}.evals.metrics import percentile
 from {{ cookiecutter.package_name }}.ingest.chunk import Chunker
 from {{ cookiecutter.package_name }}.ingest.load import load_document
@@ -98,7 +98,7 @@ def base_vectors(texts: list[str], count: int) -> Any:
     cached = CACHE / f"scale_dense_{count}.npy"
     if cached.exists():
         return np.load(cached)
-    dense = build_dense_encoder(Settings(_env_file=None))
+    dense = embeddings.build_dense_encoder(Settings(_env_file=None))
     vectors = np.asarray(dense.embed_documents(texts[:count]), dtype=np.float32)
     CACHE.mkdir(parents=True, exist_ok=True)
     np.save(cached, vectors)
@@ -116,10 +116,10 @@ def fill(engine: str, size: int, data_dir: Path, embedded: int) -> dict[str, Any
     """Write `size` chunks through the service's store; returns upsert time and disk size."""
     pool = text_pool(size)
     base = base_vectors([t for _, t in text_pool(embedded)], embedded)
-    sparse = build_sparse_encoder(Settings(_env_file=None))
+    sparse = embeddings.build_sparse_encoder(Settings(_env_file=None))
     settings = Settings(_env_file=None, data_dir=data_dir, embedded_engine=engine)
     store = open_store(settings)
-    dense_model = build_dense_encoder(settings)
+    dense_model = embeddings.build_dense_encoder(settings)
     store.ensure_collection(dense_model.model_id, dense_model.dimensions, sparse.model_id)
     rng = np.random.default_rng(0)
     matrix = np.zeros((size, base.shape[1]), dtype=np.float32)
@@ -175,8 +175,8 @@ def measure(engine: str, data_dir: Path) -> dict[str, Any]:
     settings = Settings(
         _env_file=None, data_dir=data_dir, embedded_engine=engine, rate_limit_per_minute=0
     )
-    dense = build_dense_encoder(settings)
-    sparse = build_sparse_encoder(settings)
+    dense = embeddings.build_dense_encoder(settings)
+    sparse = embeddings.build_sparse_encoder(settings)
     dense.embed_query("warm up")
     before = rss_mib()
     started = time.perf_counter()

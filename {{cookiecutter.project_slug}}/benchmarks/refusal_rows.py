@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from {{ cookiecutter.package_name }}.domain import Hit
-from {{ cookiecutter.package_name }}.evals.calibrate import Row, auc, fit, threshold_for, write_model
+from {{ cookiecutter.package_name }}.evals import calibrate as calibration
 from {{ cookiecutter.package_name }}.refusal import (
     DEFAULT_FEATURES,
     RefusalModel,
@@ -79,9 +79,9 @@ def load(path: Path) -> list[Observed]:
     return [Observed(**row) for row in json.loads(path.read_text(encoding="utf-8"))]
 
 
-def _rows(observed: Sequence[Observed], with_sentence: bool) -> list[Row]:
+def _rows(observed: Sequence[Observed], with_sentence: bool) -> list[calibration.Row]:
     return [
-        Row(
+        calibration.Row(
             [o.features[n] for n in DEFAULT_FEATURES]
             + ([o.best_sentence] if with_sentence else []),
             o.unanswerable,
@@ -94,7 +94,7 @@ def _curve(scores: Sequence[float], positive: Sequence[bool]) -> list[float]:
     """Share of unanswerable refused at each cap, thresholds read off these scores."""
     out = []
     for cap in CAPS:
-        t = threshold_for(scores, positive, cap)
+        t = calibration.threshold_for(scores, positive, cap)
         refused = [s >= t for s in scores]
         pos = sum(positive)
         out.append(sum(r and p for r, p in zip(refused, positive, strict=True)) / pos)
@@ -111,7 +111,7 @@ class Line:
 def _line(label: str, scores: dict[str, list[float]], positive: dict[str, list[bool]]) -> Line:
     return Line(
         label,
-        {s: auc(scores[s], positive[s]) for s in SPLITS},
+        {s: calibration.auc(scores[s], positive[s]) for s in SPLITS},
         {s: _curve(scores[s], positive[s]) for s in SPLITS},
     )
 
@@ -143,10 +143,12 @@ def report(
     by_split = {s: [o for o in observed if o.split == s] for s in SPLITS}
     positive = {s: [o.unanswerable for o in by_split[s]] for s in SPLITS}
     source = "python3.11-doc benchmark, dev split (benchmarks/bench_retrieval.py)"
-    model = fit(_rows(dev, False), source=source)
-    model_s = fit(_rows(dev, True), features=(*DEFAULT_FEATURES, "best_sentence"), source=source)
+    model = calibration.fit(_rows(dev, False), source=source)
+    model_s = calibration.fit(
+        _rows(dev, True), features=(*DEFAULT_FEATURES, "best_sentence"), source=source
+    )
     if model_out is not None:
-        write_model(model, model_out)
+        calibration.write_model(model, model_out)
 
     def probabilities(m: RefusalModel, with_sentence: bool) -> dict[str, list[float]]:
         return {
@@ -170,7 +172,11 @@ def report(
             return o.best_sentence if name == "best_sentence" else o.features[name]
 
         # Oriented on dev: the direction in which it separates unanswerable questions.
-        sign = 1.0 if auc([value(o) for o in dev], [o.unanswerable for o in dev]) >= 0.5 else -1.0
+        sign = (
+            1.0
+            if calibration.auc([value(o) for o in dev], [o.unanswerable for o in dev]) >= 0.5
+            else -1.0
+        )
         scores = {s: [sign * value(o) for o in by_split[s]] for s in SPLITS}
         singles.append(_line(f"single signal {'-' if sign < 0 else ''}{name}", scores, positive))
     best_single = max(singles, key=lambda line: line.auc["dev"])

@@ -6,7 +6,7 @@ import json
 import random
 from pathlib import Path
 
-from {{ cookiecutter.package_name }}.evals.baseline import compare, load_baseline, save_baseline
+from {{ cookiecutter.package_name }}.evals import baseline as baselines
 from {{ cookiecutter.package_name }}.evals.gate import error_bars
 from {{ cookiecutter.package_name }}.evals.paired import paired_change
 
@@ -65,10 +65,10 @@ def test_baseline_keeps_per_question_results_and_gates_on_the_interval(tmp_path:
     after = {q: dict(s) for q, s in before.items()}
     after["q0"]["mrr"] = 0.0  # one question: the mean drops 0.04
     path = tmp_path / "baseline.json"
-    save_baseline(path, {"mrr": 1.0, "refusal_accuracy": 1.0}, "g", before)
-    baseline = load_baseline(path)
+    baselines.save_baseline(path, {"mrr": 1.0, "refusal_accuracy": 1.0}, "g", before)
+    baseline = baselines.load_baseline(path)
     assert baseline.per_question == before
-    deltas = compare({"mrr": 0.96, "refusal_accuracy": 1.0}, baseline, TOLERANCE, after)
+    deltas = baselines.compare({"mrr": 0.96, "refusal_accuracy": 1.0}, baseline, TOLERANCE, after)
     assert deltas["mrr"].delta < -TOLERANCE
     assert not deltas["mrr"].regressed  # one question is within the noise
     assert deltas["mrr"].paired is not None
@@ -82,9 +82,9 @@ def test_an_old_baseline_without_per_question_results_still_gates_on_means(
 ) -> None:
     path = tmp_path / "old.json"
     path.write_text(json.dumps({"golden": "g", "created_at": "x", "summary": {"mrr": 0.9}}))
-    baseline = load_baseline(path)
+    baseline = baselines.load_baseline(path)
     assert baseline.per_question == {}
-    deltas = compare({"mrr": 0.85}, baseline, TOLERANCE, {"q0": {"mrr": 0.85}})
+    deltas = baselines.compare({"mrr": 0.85}, baseline, TOLERANCE, {"q0": {"mrr": 0.85}})
     assert deltas["mrr"].regressed
     assert deltas["mrr"].paired is None
     (line,) = error_bars(deltas, TOLERANCE, baseline)

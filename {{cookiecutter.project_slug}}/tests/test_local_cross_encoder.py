@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from {{ cookiecutter.package_name }} import rerank
 from {{ cookiecutter.package_name }}.domain import Hit
 from {{ cookiecutter.package_name }}.errors import ConfigurationError, ModelIntegrityError
 from {{ cookiecutter.package_name }}.refusal import RefusalPolicy, build_refusal
-from {{ cookiecutter.package_name }}.rerank import LocalCrossEncoder, build_reranker, file_sha256
 from {{ cookiecutter.package_name }}.settings import Settings
 
 VOCAB = ["[PAD]", "[UNK]", "[SEP]", "espresso", "machine", "descaled", "friday", "passwords"]
@@ -88,10 +88,10 @@ def test_a_copied_in_cross_encoder_loads_offline_and_reorders_by_its_scores(
     settings = Settings(
         _env_file=None,
         rerank_model_path=folder,
-        rerank_model_sha256=file_sha256(folder / "model.onnx"),
+        rerank_model_sha256=rerank.file_sha256(folder / "model.onnx"),
     )
-    reranker = build_reranker(settings)
-    assert isinstance(reranker, LocalCrossEncoder)
+    reranker = rerank.build_reranker(settings)
+    assert isinstance(reranker, rerank.LocalCrossEncoder)
     # The model reads query and passage together: "espresso" once (in the query) is logit
     # 2*1-1 = 1, twice is 3; the scores are their sigmoids.
     scores = reranker.scores("espresso", ["passwords", "espresso machine"])
@@ -106,12 +106,12 @@ def test_a_copied_in_cross_encoder_loads_offline_and_reorders_by_its_scores(
 def test_a_cross_encoder_whose_hash_differs_is_refused(tmp_path: Path) -> None:
     folder = build_model(tmp_path / "ce")
     with pytest.raises(ModelIntegrityError, match="Refusing to load it"):
-        LocalCrossEncoder(folder, "0" * 64)
+        rerank.LocalCrossEncoder(folder, "0" * 64)
     with pytest.raises(ConfigurationError, match="RAG_RERANK_MODEL_SHA256 is not set"):
-        LocalCrossEncoder(folder, None)
+        rerank.LocalCrossEncoder(folder, None)
     (folder / "tokenizer.json").unlink()
     with pytest.raises(ConfigurationError, match=r"lacks tokenizer\.json"):
-        LocalCrossEncoder(folder, "0" * 64)
+        rerank.LocalCrossEncoder(folder, "0" * 64)
 
 
 def test_with_a_rerank_floor_the_cross_encoder_score_decides_refusal(tmp_path: Path) -> None:
@@ -119,12 +119,12 @@ def test_with_a_rerank_floor_the_cross_encoder_score_decides_refusal(tmp_path: P
     settings = Settings(
         _env_file=None,
         rerank_model_path=folder,
-        rerank_model_sha256=file_sha256(folder / "model.onnx"),
+        rerank_model_sha256=rerank.file_sha256(folder / "model.onnx"),
         refusal_min_rerank=0.8,  # espresso twice: 0.95; once: 0.73
     )
     refusal = build_refusal(settings)
     assert isinstance(refusal, RefusalPolicy)
-    reranker = build_reranker(settings)
+    reranker = rerank.build_reranker(settings)
     assert reranker is not None
     assert refusal.decide(reranker.rerank("espresso", HITS, 3)).refuse is False
     assert refusal.decide(reranker.rerank("passwords", HITS, 3)).refuse is True

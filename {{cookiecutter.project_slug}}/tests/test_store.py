@@ -24,7 +24,8 @@ from {{ cookiecutter.package_name }}.domain import Chunk, Hit, Point, Query, Spa
 from {{ cookiecutter.package_name }}.embeddings import DenseEncoder, SparseEncoder
 from {{ cookiecutter.package_name }}.errors import ConfigurationError, StoreInUseError
 from {{ cookiecutter.package_name }}.settings import Settings
-from {{ cookiecutter.package_name }}.store import DENSE, SPARSE, SearchOptions, VectorStore, open_store
+from {{ cookiecutter.package_name }}.store import VectorStore, open_store
+from {{ cookiecutter.package_name }}.store.base import DENSE, SPARSE, SearchOptions
 from {{ cookiecutter.package_name }}.store.records import ShelfRecord
 
 from .conftest import make_settings
