@@ -102,6 +102,7 @@ DEPENDENCY_IMPORT_NAMES = frozenset(
         "pytest",
         "python_multipart",
         "qdrant_client",
+        "qdrant_edge",
         "ragas",
         "rapidfuzz",
         "requests",
