@@ -136,8 +136,8 @@ def test_unknown_job_is_a_404_that_says_where_ids_come_from(client: TestClient) 
 def test_queries_are_answered_while_a_job_runs(client: TestClient) -> None:
     upload(client, ("seed.md", b"The fire assembly point is the north car park.\n"))
     many = [
-        (f"doc{i}.md", f"# Note {i}\n\n".encode() + b"Filler sentence about nothing. " * 300)
-        for i in range(12)
+        (f"doc{i}.md", f"# Note {i}\n\n".encode() + b"Filler sentence about nothing. " * 200)
+        for i in range(4)
     ]
     response = client.post(
         "/v1/documents", files=[("files", (name, content)) for name, content in many]
