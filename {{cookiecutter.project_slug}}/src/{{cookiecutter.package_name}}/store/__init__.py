@@ -8,7 +8,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..settings import Settings
-from .base import DENSE, SCHEMA_VERSION, SPARSE, RecordShelf, SearchOptions, VectorStore
+from .base import DENSE, SPARSE, RecordShelf, SearchOptions, VectorStore
+from .records import SCHEMA_VERSION
 
 __all__ = [
     "DENSE",

@@ -21,7 +21,6 @@ if TYPE_CHECKING:
 
 DENSE = "dense"  # the named vectors of every collection
 SPARSE = "bm25"
-SCHEMA_VERSION = 2  # 2: every chunk carries its tenant
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,8 @@ from typing import Any
 from ..domain import Hit, IndexedDocument, Point, SparseVector
 from ..embeddings import cosine
 from ..errors import ConfigurationError
-from .base import SCHEMA_VERSION
+
+SCHEMA_VERSION = 2  # 2: every chunk carries its tenant
 
 # Payload fields the document list needs (the chunk text stays on disk).
 DOCUMENT_FIELDS = (
