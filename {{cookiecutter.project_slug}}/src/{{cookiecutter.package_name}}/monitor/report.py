@@ -186,7 +186,7 @@ def build_report(
         figures["top_score_ks_p"] = ks_two_sample(reference_scores, scores)[1]
     else:
         figures["top_score_ks_p"] = math.nan
-    answered = [r for r in current if r.refused is not None]
+    answered = [r for r in current if r.refused is not None]  # not the retrievals
     figures["refusal_rate"] = _share([bool(r.refused) for r in answered])
     figures["ungrounded_rate"] = _share([not r.refused and not r.citations_valid for r in answered])
     figures["out_of_corpus_rate"] = _share(
@@ -195,8 +195,8 @@ def build_report(
             for r in current
         ]
     )
-    figures["cache_hit_rate"] = _share([r.cache_hit for r in current])
-    figures["fallback_rate"] = _share([r.fallback_used for r in current])
+    figures["cache_hit_rate"] = _share([r.cache_hit for r in answered])
+    figures["fallback_rate"] = _share([r.fallback_used for r in answered])
     stages = sorted({s for r in current for s in r.latency_ms})
     for stage in stages:
         values = [r.latency_ms[stage] for r in current if stage in r.latency_ms]
