@@ -7,6 +7,7 @@ from pathlib import Path
 
 from ..container import Services
 from ..evals.golden import load_golden_set
+from .metrics import MonitorGauges
 from .report import build_report, load_monitor_thresholds
 
 DAY_S = 86400.0
@@ -46,6 +47,8 @@ def run_monitor(
         described,
         services.settings.refusal_min_dense,
     )
+    gauges = MonitorGauges.create(services.meter_provider.get_meter(__name__))
+    gauges.export(report, reference, until)  # sent as the meter provider shuts down
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = []
     for suffix, text in (

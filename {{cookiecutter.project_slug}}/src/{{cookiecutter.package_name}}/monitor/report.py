@@ -66,6 +66,9 @@ class MonitorReport:
     enough: bool
     figures: dict[str, float]
     breaches: list[str]
+    # Each figure with a bound in the thresholds file: True when it breached (a figure with
+    # no value, "not enough traffic", cannot breach).
+    checks: dict[str, bool] = field(default_factory=dict)
     per_tenant_cost: dict[str, float] = field(default_factory=dict)
     per_day: dict[str, dict[str, float]] = field(default_factory=dict)
 
@@ -210,14 +213,18 @@ def build_report(
         per_tenant[r.tenant] += r.cost_usd or 0.0
         per_day[datetime.fromtimestamp(r.time, UTC).date().isoformat()].append(r)
     breaches = []
+    checks: dict[str, bool] = {}
     for name, (low, high) in thresholds.bounds.items():
         value = figures.get(name, math.nan)
+        checks[name] = False
         if math.isnan(value):
             continue
         if low is not None and value < low:
             breaches.append(f"{name} {value:.4g} < {low:g}")
+            checks[name] = True
         if high is not None and value > high:
             breaches.append(f"{name} {value:.4g} > {high:g}")
+            checks[name] = True
     iso = [datetime.fromtimestamp(t, UTC).isoformat(timespec="seconds") for t in window]
     return MonitorReport(
         window=(iso[0], iso[1]),
@@ -227,6 +234,7 @@ def build_report(
         enough=enough,
         figures=figures,
         breaches=breaches,
+        checks=checks,
         per_tenant_cost=dict(per_tenant),
         per_day={
             day: {
