@@ -12,7 +12,11 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader, NumberDataPoi
 
 from {{ cookiecutter.package_name }}.container import Services
 from {{ cookiecutter.package_name }}.monitor.command import run_monitor
-from {{ cookiecutter.package_name }}.monitor.metrics import BREACH_GAUGE, FIGURE_GAUGES, RUN_GAUGE
+from {{ cookiecutter.package_name }}.monitor.metrics import (
+    BREACH_GAUGE,
+    FIGURE_GAUGES,
+    RUN_GAUGE,
+)
 
 from .test_report import T0, THRESHOLDS_TOML, topic, traffic
 
