@@ -7,6 +7,10 @@ retrieved evidence is good enough to answer at all is decided here, once, by the
 (refusal.py: the calibrated model or the hand rules),
 and handed to the answerer, which writes the refusal in its own words (an LLM answerer
 without calling the model) and puts the reason on its span.
+
+A question with a key (the API's and the MCP tools', never the CLI's or the eval gate's) is
+audited and offered to capture (`monitor`), whichever way it was asked: answered, streamed,
+or a retrieval.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Protocol
 
 from .answer import Answerer, AnswerEvent, Final
 from .audit import AuditLog
@@ -22,6 +27,20 @@ from .errors import BadRequestError
 from .refusal import Refusal
 from .retrieve import Retriever
 from .telemetry import current_trace_id
+
+
+class Capturer(Protocol):
+    """Samples production questions for `monitor` (monitor.capture.Capture); never raises."""
+
+    def offer(
+        self,
+        query: Query,
+        hits: list[Hit],
+        answer: Answer | None,
+        trace_id: str,
+        key_id: str,
+        latency_ms: dict[str, float],
+    ) -> bool: ...
 
 
 @dataclass(frozen=True)
@@ -69,8 +88,10 @@ class Asker:
         *,
         default_top_k: int,
         max_top_k: int,
+        capture: Capturer | None = None,
     ) -> None:
         self._retriever = retriever
+        self._capture = capture
         self._answerer = answerer
         self._refusal = refusal
         self._audit = audit
@@ -96,8 +117,11 @@ class Asker:
 
     def retrieve(self, question: Question) -> list[Hit]:
         """Hits only, no answer (audited as a retrieval)."""
-        hits = self._retriever.retrieve(self.query(question))
-        self._record(question, current_trace_id(), hits, None)
+        query = self.query(question)
+        started = time.perf_counter()
+        hits = self._retriever.retrieve(query)
+        retrieve_ms = (time.perf_counter() - started) * 1000
+        self._record(question, query, current_trace_id(), hits, None, {"retrieve": retrieve_ms})
         return hits
 
     def ask(self, question: Question) -> Asked:
@@ -108,26 +132,28 @@ class Asker:
         answer = self.answer(question.text, hits)
         answered = time.perf_counter()
         trace_id = current_trace_id()
-        self._record(question, trace_id, hits, answer)
-        return Asked(
-            query,
-            hits,
-            answer,
-            trace_id,
-            retrieve_ms=(retrieved - started) * 1000,
-            answer_ms=(answered - retrieved) * 1000,
-        )
+        retrieve_ms, answer_ms = (retrieved - started) * 1000, (answered - retrieved) * 1000
+        latency = {"retrieve": retrieve_ms, "answer": answer_ms}
+        self._record(question, query, trace_id, hits, answer, latency)
+        return Asked(query, hits, answer, trace_id, retrieve_ms=retrieve_ms, answer_ms=answer_ms)
 
     def stream(self, question: Question) -> Streamed:
         """Retrieval happens now (its errors are the caller's to report before streaming);
         the answer is written as the events are read."""
         query = self.query(question)
+        started = time.perf_counter()
         hits = self._retriever.retrieve(query)
+        retrieved = time.perf_counter()
         # Taken now: the events may be read where the request's span is no longer current.
         trace_id = current_trace_id()
 
         def audit(answer: Answer) -> None:
-            self._record(question, trace_id, hits, answer)
+            # Answer time: until the final event, including the client's reading of tokens.
+            latency = {
+                "retrieve": (retrieved - started) * 1000,
+                "answer": (time.perf_counter() - retrieved) * 1000,
+            }
+            self._record(question, query, trace_id, hits, answer, latency)
 
         events = _audited(self.answer_events(question.text, hits), audit)
         return Streamed(query, hits, events, trace_id)
@@ -140,9 +166,18 @@ class Asker:
         return self._answerer.stream(text, hits, decision=self._refusal.decide(hits))
 
     def _record(
-        self, question: Question, trace_id: str, hits: list[Hit], answer: Answer | None
+        self,
+        question: Question,
+        query: Query,
+        trace_id: str,
+        hits: list[Hit],
+        answer: Answer | None,
+        latency_ms: dict[str, float],
     ) -> None:
+        """Audit, and offer to capture, a question asked with a key."""
         if question.key_id is not None:
+            if self._capture is not None:  # sampled; queued, written off the request
+                self._capture.offer(query, hits, answer, trace_id, question.key_id, latency_ms)
             self._audit.query(
                 question.key_id,
                 question.tenant,

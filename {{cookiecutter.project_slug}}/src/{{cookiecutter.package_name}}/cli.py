@@ -227,6 +227,14 @@ def _parser() -> argparse.ArgumentParser:
         "--thresholds", type=Path, default=Path("evals/monitor.toml"), help="limits file"
     )
     monitor.add_argument("--out", type=Path, default=None, help="report folder")
+    monitor.add_argument(
+        "--judge-sample",
+        type=int,
+        default=None,
+        metavar="N",
+        help="captured answers the LLM judge scores when RAG_JUDGE_BASE_URL is set "
+        "(default RAG_MONITOR_JUDGE_SAMPLE; 0 = none)",
+    )
     return parser
 
 
@@ -540,7 +548,14 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
             from .monitor.command import run_monitor
 
             out = args.out or settings.data_dir / "monitor"
-            return run_monitor(services, args.days, args.reference, args.thresholds, out)
+            return run_monitor(
+                services,
+                args.days,
+                args.reference,
+                args.thresholds,
+                out,
+                judge_sample=args.judge_sample,
+            )
         if args.command == "demo":
             print(f"Demo collection: {settings.collection}")
             print(services.ingestor.ingest(settings.eval_corpus).summary(), end="\n\n")

@@ -69,6 +69,7 @@ class Services:
             self.audit,
             default_top_k=self.settings.default_top_k,
             max_top_k=self.settings.max_top_k,
+            capture=self.capture,
         )
 
     def close(self) -> None:

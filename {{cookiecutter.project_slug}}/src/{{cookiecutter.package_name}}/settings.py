@@ -445,6 +445,12 @@ class Settings(BaseSettings):
     capture_retention_days: float = Field(
         30.0, gt=0, description="Captured questions older than this are deleted."
     )
+    monitor_judge_sample: int = Field(
+        20,
+        ge=0,
+        description="Captured answers `monitor` has the LLM judge score (ragas faithfulness "
+        "and answer relevancy) when RAG_JUDGE_BASE_URL is set; 0 = none.",
+    )
 
     # --- MCP (see docs/mcp.md) ------------------------------------------------------------
     mcp_enabled: bool = Field(

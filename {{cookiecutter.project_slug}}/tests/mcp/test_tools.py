@@ -58,7 +58,7 @@ def api(
     sparse: SparseEncoder,
 ) -> Iterator[Api]:
     root = tmp_path_factory.mktemp("mcp")
-    settings = make_settings(root, model_dir, mcp_write_tools=True, max_top_k=20)
+    settings = make_settings(root, model_dir, mcp_write_tools=True, max_top_k=20, capture_rate=1.0)
     spans = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(spans))
@@ -454,6 +454,19 @@ def test_each_call_is_audited_with_the_tool_key_tenant_and_trace(api: Api) -> No
         "ForbiddenError",
         403,
     )
+
+
+def test_search_and_ask_are_captured_for_monitor(api: Api) -> None:
+    asked = structured(
+        call(api, api.keys["acme"], "ask", {"question": "When is the espresso descaled?"})
+    )
+    searched = structured(call(api, api.keys["acme"], "search", {"query": "oat milk"}))
+    api.services.capture.flush()
+    records = {r.trace_id: r for r in api.services.capture.sink.read(0.0, time.time() + 60)}
+    assert records[asked["trace_id"]].refused is False
+    assert records[asked["trace_id"]].tenant == "acme"
+    assert records[searched["trace_id"]].refused is None  # a retrieval
+    assert records[searched["trace_id"]].chunk_ids == [h["chunk_id"] for h in searched["hits"]]
 
 
 def test_execute_tool_span_parents_retrieval_and_answer(api: Api) -> None:

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from {{ cookiecutter.package_name }}.api import create_app
+from {{ cookiecutter.package_name }}.ask import Question
 from {{ cookiecutter.package_name }}.container import Services, build_services
 from {{ cookiecutter.package_name }}.embeddings import DenseEncoder, SparseEncoder
 from {{ cookiecutter.package_name }}.errors import BadRequestError
@@ -20,7 +21,7 @@ from {{ cookiecutter.package_name }}.monitor.capture import Capture, CaptureReco
 from {{ cookiecutter.package_name }}.monitor.command import run_monitor
 from {{ cookiecutter.package_name }}.monitor.harvest import run_harvest
 
-from ..conftest import keyed_client, make_settings
+from ..conftest import keyed_client, make_settings, sse_events
 
 QUESTION = "How long must passwords be?"
 
@@ -61,6 +62,40 @@ def test_an_answered_question_is_captured_with_its_vector_and_hash(captured: Ser
     assert record.refused is False
     assert set(record.latency_ms) == {"retrieve", "answer"}
     assert captured.capture.errors == 0
+
+
+def test_a_streamed_answer_is_captured_when_its_final_event_is_sent(captured: Services) -> None:
+    with keyed_client(create_app(services=captured), captured.settings) as client:
+        response = client.post("/v1/query", json={"question": QUESTION, "stream": True})
+    assert response.status_code == 200, response.text
+    kind, final = sse_events(response.text)[-1]
+    assert kind == "final"
+    (record,) = _records(captured)
+    assert record.trace_id == final["trace_id"]
+    assert record.refused is False
+    assert record.citations_valid is True
+    assert {c["chunk_id"] for c in final["citations"]} <= set(record.chunk_ids)
+    assert set(record.latency_ms) == {"retrieve", "answer"}
+    assert len(record.vector) == captured.dense.dimensions
+
+
+def test_a_retrieval_is_captured_as_one_with_no_answer(captured: Services) -> None:
+    with keyed_client(create_app(services=captured), captured.settings) as client:
+        response = client.post("/v1/retrieve", json={"query": QUESTION})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    (record,) = _records(captured)
+    assert record.trace_id == body["trace_id"]
+    assert record.chunk_ids == [h["chunk_id"] for h in body["hits"]]
+    assert record.refused is None  # nothing was answered: not counted in the refusal rate
+    assert set(record.latency_ms) == {"retrieve"}
+    assert len(record.vector) == captured.dense.dimensions
+
+
+def test_questions_without_a_key_are_not_captured(captured: Services) -> None:
+    captured.asker.ask(Question(QUESTION, "default"))  # the CLI and the eval gate ask so
+    captured.asker.retrieve(Question(QUESTION, "default"))
+    assert _records(captured) == []
 
 
 def test_rate_zero_captures_nothing(services: Services, corpus: Path) -> None:

@@ -35,12 +35,13 @@ max = 0.3
 """
 
 
-def _topic(seed: int) -> list[float]:
+def topic(seed: int, dim: int = DIM) -> list[float]:
     rng = random.Random(seed)
-    return [rng.gauss(0, 1) for _ in range(DIM)]
+    return [rng.gauss(0, 1) for _ in range(dim)]
 
 
-def _traffic(centre: list[float], n: int, seed: int, score: float = 0.8) -> list[CaptureRecord]:
+def traffic(centre: list[float], n: int, seed: int, score: float = 0.8) -> list[CaptureRecord]:
+    """`n` synthetic captured questions around `centre`, one an hour back from T0."""
     rng = random.Random(seed)
     records = []
     for i in range(n):
@@ -95,8 +96,8 @@ def _report(
 
 
 def test_a_shift_to_another_topic_is_flagged(thresholds: Path) -> None:
-    reference = _traffic(_topic(1), 200, seed=10)
-    shifted = _traffic(_topic(2), 200, seed=11, score=0.6)
+    reference = traffic(topic(1), 200, seed=10)
+    shifted = traffic(topic(2), 200, seed=11, score=0.6)
     report = _report(shifted, reference, thresholds)
     assert not report.ok
     assert report.figures["drift_domain_auc"] > 0.9
@@ -105,8 +106,8 @@ def test_a_shift_to_another_topic_is_flagged(thresholds: Path) -> None:
 
 
 def test_unchanged_traffic_is_not_flagged(thresholds: Path) -> None:
-    reference = _traffic(_topic(1), 200, seed=10)
-    same = _traffic(_topic(1), 200, seed=12)
+    reference = traffic(topic(1), 200, seed=10)
+    same = traffic(topic(1), 200, seed=12)
     report = _report(same, reference, thresholds)
     assert report.ok, report.breaches
     assert 0.35 < report.figures["drift_domain_auc"] < 0.65
@@ -114,8 +115,8 @@ def test_unchanged_traffic_is_not_flagged(thresholds: Path) -> None:
 
 
 def test_too_little_traffic_gets_no_drift_verdict(thresholds: Path) -> None:
-    reference = _traffic(_topic(1), 200, seed=10)
-    few = _traffic(_topic(2), 20, seed=13)  # another topic, but only 20 questions
+    reference = traffic(topic(1), 200, seed=10)
+    few = traffic(topic(2), 20, seed=13)  # another topic, but only 20 questions
     report = _report(few, reference, thresholds)
     assert math.isnan(report.figures["drift_domain_auc"])
     assert report.ok
@@ -124,9 +125,7 @@ def test_too_little_traffic_gets_no_drift_verdict(thresholds: Path) -> None:
 
 
 def test_the_report_renders_as_json_markdown_and_self_contained_html(thresholds: Path) -> None:
-    report = _report(
-        _traffic(_topic(1), 100, seed=14), _traffic(_topic(1), 100, seed=15), thresholds
-    )
+    report = _report(traffic(topic(1), 100, seed=14), traffic(topic(1), 100, seed=15), thresholds)
     data = json.loads(report.to_json())
     assert data["n_current"] == 100
     assert set(data["cost_per_tenant_usd"]) == {"acme", "globex"}

@@ -34,6 +34,8 @@ JUDGE_METRICS = (
     "judge_context_precision",
     "judge_context_recall",
 )
+# The ones that need no reference answer: what `monitor` scores production answers with.
+REFERENCE_FREE_METRICS = ("judge_faithfulness", "judge_answer_relevancy")
 # Sent instead of a key when RAG_JUDGE_API_KEY is unset (local servers often need none). The
 # openai client would otherwise fall back to OPENAI_API_KEY and send it to this endpoint.
 _NO_KEY = "no-key-configured"
@@ -197,7 +199,7 @@ class JudgeScorer:
         metrics = _build_metrics(*judge_models(settings, judge_client(settings, max_retries=0)))
         self._prompt_version = f"ragas-{self._ragas_version}/{_prompt_fingerprint(metrics)}"
 
-    def describe(self) -> dict[str, str]:
+    def describe(self, metrics: tuple[str, ...] = JUDGE_METRICS) -> dict[str, str]:
         """What judged: recorded in reports next to the scores."""
         return {
             "judge_model": self._settings.judge_model,
@@ -205,7 +207,7 @@ class JudgeScorer:
             "judge_endpoint": public_endpoint(self._base_url),
             "ragas_version": self._ragas_version,
             "prompt_version": self._prompt_version,
-            "metrics": ",".join(JUDGE_METRICS),
+            "metrics": ",".join(metrics),
         }
 
     def score(
@@ -213,9 +215,16 @@ class JudgeScorer:
     ) -> dict[str, float]:
         return asyncio.run(self.ascore(question, answer, reference, contexts))
 
-    async def ascore(
-        self, question: str, answer: str, reference: str, contexts: list[str]
+    def score_without_reference(
+        self, question: str, answer: str, contexts: list[str]
     ) -> dict[str, float]:
+        """REFERENCE_FREE_METRICS only: for answers nobody wrote a reference for (production)."""
+        return asyncio.run(self.ascore(question, answer, None, contexts))
+
+    async def ascore(
+        self, question: str, answer: str, reference: str | None, contexts: list[str]
+    ) -> dict[str, float]:
+        """Every JUDGE_METRICS score; with `reference` None, REFERENCE_FREE_METRICS only."""
         client = judge_client(self._settings, self._max_retries)
         try:
             llm, embeddings = judge_models(self._settings, client)
@@ -227,22 +236,31 @@ class JudgeScorer:
                 "judge_answer_relevancy": metrics["judge_answer_relevancy"].ascore(
                     user_input=question, response=answer
                 ),
-                "judge_factual_correctness": metrics["judge_factual_correctness"].ascore(
-                    response=answer, reference=reference
-                ),
-                "judge_context_precision": metrics["judge_context_precision"].ascore(
-                    user_input=question, reference=reference, retrieved_contexts=contexts
-                ),
-                "judge_context_recall": metrics["judge_context_recall"].ascore(
-                    user_input=question, retrieved_contexts=contexts, reference=reference
-                ),
             }
+            if reference is not None:
+                calls |= self._reference_calls(metrics, question, answer, reference, contexts)
             values = await asyncio.gather(
                 *(self._guarded(name, call, question) for name, call in calls.items())
             )
         finally:
             await client.close()
         return dict(zip(calls, values, strict=True))
+
+    @staticmethod
+    def _reference_calls(
+        metrics: dict[str, Any], question: str, answer: str, reference: str, contexts: list[str]
+    ) -> dict[str, Awaitable[Any]]:
+        return {
+            "judge_factual_correctness": metrics["judge_factual_correctness"].ascore(
+                response=answer, reference=reference
+            ),
+            "judge_context_precision": metrics["judge_context_precision"].ascore(
+                user_input=question, reference=reference, retrieved_contexts=contexts
+            ),
+            "judge_context_recall": metrics["judge_context_recall"].ascore(
+                user_input=question, retrieved_contexts=contexts, reference=reference
+            ),
+        }
 
     async def _guarded(self, name: str, call: Awaitable[Any], question: str) -> float:
         try:

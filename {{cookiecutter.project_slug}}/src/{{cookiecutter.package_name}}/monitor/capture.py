@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from ..ask import Asked
+from ..domain import Answer, Hit, Query
 from ..guard import redact
 from ..settings import AuditContent
 from ..store import RecordShelf, VectorStore
@@ -54,6 +54,7 @@ class CaptureRecord:
     cost_usd: float | None
     cache_hit: bool
     fallback_used: bool
+    answer_text: str | None = None  # with RAG_AUDIT_CONTENT=text only; None for a retrieval
     vector: list[float] = field(default_factory=list, repr=False)
 
     def payload(self) -> dict[str, Any]:
@@ -101,7 +102,7 @@ class ShelfCaptureSink:
 
 
 class Capture:
-    """Samples answered questions at `rate` and writes them through `sink` from a thread."""
+    """Samples production questions at `rate` and writes them through `sink` from a thread."""
 
     def __init__(
         self,
@@ -131,35 +132,35 @@ class Capture:
             return {"text": redact(text) if self.redact_pii else text}
         return {"sha256": hashlib.sha256(text.encode("utf-8")).hexdigest()}
 
-    def offer(self, asked: Asked, key_id: str, stage_ms: dict[str, float] | None = None) -> bool:
-        """Sample this question; True when it was queued. Never raises."""
+    def offer(
+        self,
+        query: Query,
+        hits: list[Hit],
+        answer: Answer | None,
+        trace_id: str,
+        key_id: str,
+        latency_ms: dict[str, float],
+    ) -> bool:
+        """Sample this question (answered, streamed, or a retrieval: `answer` None); True when
+        it was queued. Never raises."""
         if self.rate <= 0 or self._random.random() >= self.rate:
             return False
         try:
-            answer = asked.answer
             record = CaptureRecord(
                 time=time.time(),
-                tenant=asked.query.tenant,
+                tenant=query.tenant,
                 key_id=key_id,
-                trace_id=asked.trace_id,
-                question=self._question(asked.query.text),
-                chunk_ids=[h.chunk_id for h in asked.hits],
-                sources=[h.source for h in asked.hits],
-                scores=[h.score for h in asked.hits],
-                dense_scores=[h.dense_score for h in asked.hits],
-                refused=answer.refused,
-                grounded=not answer.refused and bool(answer.citations),
-                citations_valid=answer.grounded,
-                latency_ms=stage_ms or {"retrieve": asked.retrieve_ms, "answer": asked.answer_ms},
-                model=answer.model,
-                input_tokens=answer.usage.input_tokens,
-                output_tokens=answer.usage.output_tokens,
-                cost_usd=answer.cost_usd,
-                cache_hit=answer.cached,
-                fallback_used=answer.fallback_used,
+                trace_id=trace_id,
+                question=self._question(query.text),
+                chunk_ids=[h.chunk_id for h in hits],
+                sources=[h.source for h in hits],
+                scores=[h.score for h in hits],
+                dense_scores=[h.dense_score for h in hits],
+                latency_ms=dict(latency_ms),
+                **self._answer_fields(answer),
             )
             self._start()
-            self._queue.put_nowait((record, asked.query.text))
+            self._queue.put_nowait((record, query.text))
         except queue.Full:
             self.dropped += 1
             return False
@@ -168,6 +169,35 @@ class Capture:
             log.exception("capture: a record could not be made")
             return False
         return True
+
+    def _answer_fields(self, answer: Answer | None) -> dict[str, Any]:
+        if answer is None:  # a retrieval: nothing was answered
+            return {
+                "refused": None,
+                "grounded": None,
+                "citations_valid": None,
+                "model": None,
+                "input_tokens": 0,
+                "output_tokens": 0,
+                "cost_usd": None,
+                "cache_hit": False,
+                "fallback_used": False,
+            }
+        text = None
+        if self.content == "text":  # kept like the question, for the judge (`monitor --judge`)
+            text = redact(answer.text) if self.redact_pii else answer.text
+        return {
+            "refused": answer.refused,
+            "grounded": not answer.refused and bool(answer.citations),
+            "citations_valid": answer.grounded,
+            "model": answer.model,
+            "input_tokens": answer.usage.input_tokens,
+            "output_tokens": answer.usage.output_tokens,
+            "cost_usd": answer.cost_usd,
+            "cache_hit": answer.cached,
+            "fallback_used": answer.fallback_used,
+            "answer_text": text,
+        }
 
     def _start(self) -> None:
         if self._worker is None:

@@ -12,12 +12,17 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from html import escape
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import BadRequestError
 from .capture import CaptureRecord
 from .drift import Vector, centroid_distance, domain_classifier_auc, ks_two_sample
 
+if TYPE_CHECKING:
+    from .judged import JudgeSummary
+
 NOT_ENOUGH = "not enough traffic"
+JUDGE_NOT_ASKED = "judge metrics not run"
 
 
 @dataclass(frozen=True)
@@ -66,8 +71,34 @@ class MonitorReport:
     enough: bool
     figures: dict[str, float]
     breaches: list[str]
+    # Each figure with a bound in the thresholds file: True when it breached (a figure with
+    # no value, "not enough traffic", cannot breach).
+    checks: dict[str, bool] = field(default_factory=dict)
     per_tenant_cost: dict[str, float] = field(default_factory=dict)
     per_day: dict[str, dict[str, float]] = field(default_factory=dict)
+    judge: JudgeSummary | None = None
+
+    @property
+    def judge_note(self) -> str:
+        return JUDGE_NOT_ASKED if self.judge is None else self.judge.note
+
+    def _judge_lines(self) -> list[str]:
+        lines = [f"Judge: {self.judge_note}."]
+        if self.judge is None or not self.judge.ran:
+            return lines
+        described = self.judge.described
+        lines[0] += (
+            f" By {described.get('judge_model')} at {described.get('judge_endpoint')} "
+            f"({described.get('prompt_version')})."
+        )
+        if self.judge.skipped:
+            lines.append(f"{self.judge.skipped} sampled answers skipped: passages re-ingested.")
+        if self.judge.errors:
+            lines.append(f"{len(self.judge.errors)} judge errors, first: {self.judge.errors[0]}")
+        if self.judge.lowest:
+            shown = ", ".join(f"{t} ({v:.2f})" for t, v in self.judge.lowest)
+            lines.append(f"Lowest faithfulness (trace ids): {shown}.")
+        return lines
 
     @property
     def ok(self) -> bool:
@@ -88,6 +119,11 @@ class MonitorReport:
                 "breaches": self.breaches,
                 "cost_per_tenant_usd": {k: safe(v) for k, v in self.per_tenant_cost.items()},
                 "per_day": {d: {k: safe(v) for k, v in f.items()} for d, f in self.per_day.items()},
+                "judge": (
+                    {"ran": False, "note": self.judge_note}
+                    if self.judge is None
+                    else self.judge.to_dict()
+                ),
             },
             indent=2,
         )
@@ -106,6 +142,8 @@ class MonitorReport:
             f"reference {self.reference}: {self.n_reference}.",
             "",
             f"**{self.verdict}**",
+            "",
+            *self._judge_lines(),
             "",
             "| figure | value |",
             "|---|---|",
@@ -154,7 +192,8 @@ class MonitorReport:
             '<!doctype html><html><head><meta charset="utf-8"><title>Monitoring report</title>'
             "<style>body{font-family:sans-serif;margin:2em}td{padding:2px 8px}</style></head>"
             f"<body><h1>Monitoring report</h1><p>{escape(self.verdict)}</p>"
-            f"<p>Window {escape(self.window[0])} to {escape(self.window[1])}: "
+            + "".join(f"<p>{escape(line)}</p>" for line in self._judge_lines())
+            + f"<p>Window {escape(self.window[0])} to {escape(self.window[1])}: "
             f"{self.n_current} questions; reference {escape(self.reference)}: "
             f"{self.n_reference}.</p>{svg}<table>{rows}</table></body></html>\n"
         )
@@ -168,6 +207,7 @@ def build_report(
     window: tuple[float, float],
     reference: str,
     out_of_corpus_dense: float,
+    judge: JudgeSummary | None = None,
 ) -> MonitorReport:
     """Figures over `current` against the reference; a breach is a figure outside its bound.
     Drift figures need `min_sample` questions on both sides; below it they are NaN
@@ -186,7 +226,7 @@ def build_report(
         figures["top_score_ks_p"] = ks_two_sample(reference_scores, scores)[1]
     else:
         figures["top_score_ks_p"] = math.nan
-    answered = [r for r in current if r.refused is not None]
+    answered = [r for r in current if r.refused is not None]  # not the retrievals
     figures["refusal_rate"] = _share([bool(r.refused) for r in answered])
     figures["ungrounded_rate"] = _share([not r.refused and not r.citations_valid for r in answered])
     figures["out_of_corpus_rate"] = _share(
@@ -195,13 +235,15 @@ def build_report(
             for r in current
         ]
     )
-    figures["cache_hit_rate"] = _share([r.cache_hit for r in current])
-    figures["fallback_rate"] = _share([r.fallback_used for r in current])
+    figures["cache_hit_rate"] = _share([r.cache_hit for r in answered])
+    figures["fallback_rate"] = _share([r.fallback_used for r in answered])
     stages = sorted({s for r in current for s in r.latency_ms})
     for stage in stages:
         values = [r.latency_ms[stage] for r in current if stage in r.latency_ms]
         figures[f"latency_{stage}_p50_ms"] = _percentile(values, 50)
         figures[f"latency_{stage}_p95_ms"] = _percentile(values, 95)
+    if judge is not None and judge.ran:  # judge_faithfulness, judge_answer_relevancy
+        figures.update(judge.scores)
     costs = [r.cost_usd for r in current if r.cost_usd is not None]
     figures["cost_per_query_usd"] = sum(costs) / len(costs) if costs else math.nan
     per_tenant: dict[str, float] = defaultdict(float)
@@ -210,14 +252,18 @@ def build_report(
         per_tenant[r.tenant] += r.cost_usd or 0.0
         per_day[datetime.fromtimestamp(r.time, UTC).date().isoformat()].append(r)
     breaches = []
+    checks: dict[str, bool] = {}
     for name, (low, high) in thresholds.bounds.items():
         value = figures.get(name, math.nan)
+        checks[name] = False
         if math.isnan(value):
             continue
         if low is not None and value < low:
             breaches.append(f"{name} {value:.4g} < {low:g}")
+            checks[name] = True
         if high is not None and value > high:
             breaches.append(f"{name} {value:.4g} > {high:g}")
+            checks[name] = True
     iso = [datetime.fromtimestamp(t, UTC).isoformat(timespec="seconds") for t in window]
     return MonitorReport(
         window=(iso[0], iso[1]),
@@ -227,6 +273,8 @@ def build_report(
         enough=enough,
         figures=figures,
         breaches=breaches,
+        checks=checks,
+        judge=judge,
         per_tenant_cost=dict(per_tenant),
         per_day={
             day: {

@@ -72,5 +72,4 @@ def query(
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
     asked = services.asker.ask(question)
-    services.capture.offer(asked, caller.key_id)  # sampled; queued, written off this request
     return JSONResponse(QueryResponse.of(asked.answer, asked.trace_id).model_dump())
