@@ -30,7 +30,7 @@ from .telemetry import current_trace_id
 
 
 class Capturer(Protocol):
-    """Samples production questions for `monitor` (monitor.capture.Capture); never raises."""
+    """Samples production questions for `monitor` (traffic.capture.Capture); never raises."""
 
     def offer(
         self,

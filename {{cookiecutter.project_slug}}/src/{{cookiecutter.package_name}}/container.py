@@ -22,8 +22,6 @@ from .ingest.chunk import Chunker
 from .ingest.jobs import IngestionJobs
 from .ingest.load import FileBounds, RecordFields
 from .ingest.uploads import UploadInbox
-from .monitor.capture import Capture, ShelfCaptureSink
-from .monitor.feedback import FeedbackStore
 from .refusal import Refusal, build_refusal
 from .rerank import build_reranker
 from .retrieve import Retriever
@@ -36,6 +34,8 @@ from .telemetry import (
     build_tracer_provider,
     exporters,
 )
+from .traffic.capture import Capture, ShelfCaptureSink
+from .traffic.feedback import FeedbackStore
 
 
 @dataclass

@@ -17,9 +17,9 @@ from {{ cookiecutter.package_name }}.embeddings import DenseEncoder, SparseEncod
 from {{ cookiecutter.package_name }}.errors import BadRequestError
 from {{ cookiecutter.package_name }}.evals.gate import _check_reviewed
 from {{ cookiecutter.package_name }}.evals.golden import load_golden_set
-from {{ cookiecutter.package_name }}.monitor.capture import Capture, CaptureRecord
 from {{ cookiecutter.package_name }}.monitor.command import run_monitor
 from {{ cookiecutter.package_name }}.monitor.harvest import run_harvest
+from {{ cookiecutter.package_name }}.traffic.capture import Capture, CaptureRecord
 
 from ..conftest import keyed_client, make_settings, sse_events
 

@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 
 from {{ cookiecutter.package_name }}.errors import BadRequestError
-from {{ cookiecutter.package_name }}.monitor.capture import CaptureRecord
 from {{ cookiecutter.package_name }}.monitor.drift import auc, ks_two_sample
 from {{ cookiecutter.package_name }}.monitor.report import (
     NOT_ENOUGH,
@@ -19,6 +18,7 @@ from {{ cookiecutter.package_name }}.monitor.report import (
     build_report,
     load_monitor_thresholds,
 )
+from {{ cookiecutter.package_name }}.traffic.capture import CaptureRecord
 
 DIM = 32
 T0 = 1_767_000_000.0  # a fixed "now"

@@ -1,1 +1,2 @@
-"""After go-live: what users say about answers (feedback) and, later, what traffic looks like."""
+"""After go-live: the `monitor` command and `eval harvest` read what production traffic left
+(traffic/): drift against a reference, rates, operations, judged answers, golden-set drafts."""

@@ -14,7 +14,7 @@ from pathlib import Path
 from ..container import Services
 from ..errors import BadRequestError
 from ..evals.golden import load_golden_set
-from .capture import CaptureRecord
+from ..traffic.capture import CaptureRecord
 from .drift import Vector
 
 DRAFT_ANSWER = "TO REVIEW: write the answer the documents give (or mark answerable false)."

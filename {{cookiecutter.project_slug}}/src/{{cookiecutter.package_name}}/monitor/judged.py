@@ -21,7 +21,7 @@ from typing import Protocol
 
 from ..container import Services
 from ..evals.judge import REFERENCE_FREE_METRICS
-from .capture import CaptureRecord
+from ..traffic.capture import CaptureRecord
 
 LOWEST_SHOWN = 5  # trace ids of the lowest-scoring answers, for a person to read
 NO_TEXT = (

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import BadRequestError
-from .capture import CaptureRecord
+from ..traffic.capture import CaptureRecord
 from .drift import Vector, centroid_distance, domain_classifier_auc, ks_two_sample
 
 if TYPE_CHECKING:
