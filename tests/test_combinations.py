@@ -163,6 +163,17 @@ def test_project_json_records_the_choices(every_combination: dict[str, Path]) ->
         }
 
 
+def test_make_lint_checks_the_web_apps_javascript_only_when_there_is_one(
+    every_combination: dict[str, Path],
+) -> None:
+    for combination in FULL_RENDERS:
+        project = every_combination[combination_id(combination)]
+        makefile = (project / "Makefile").read_text(encoding="utf-8")
+        lint = makefile.split("\nlint:", 1)[1].split("\n\n", 1)[0]
+        expected = "\t$(RUN) oxlint --deny-warnings src/acme_rag_pilot/ui/static"
+        assert (expected in lint.splitlines()) == (combination["ui"] == "yes"), lint
+
+
 def _files(project: Path) -> set[str]:
     return {p.relative_to(project).as_posix() for p in project.rglob("*") if p.is_file()}
 

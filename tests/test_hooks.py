@@ -183,6 +183,7 @@ def test_shipped_manifest_removes_the_web_app_only_when_ui_is_no(tmp_path: Path)
         "docs/ui.md",
         "docs/screenshots/ask.png",
         "docs/decisions/0016-ui-without-a-build-step.md",
+        "docs/decisions/0022-javascript-lint-with-oxlint.md",
     ]
     rest = [
         "src/claims/api/app.py",
