@@ -29,7 +29,8 @@ ANSWERS_JSON = r"""{
   "vector_store": {{ cookiecutter.vector_store | tojson }},
   "deploy": {{ cookiecutter.deploy | tojson }},
   "ci": {{ cookiecutter.ci | tojson }},
-  "mcp_server": {{ cookiecutter.mcp_server | tojson }}
+  "mcp_server": {{ cookiecutter.mcp_server | tojson }},
+  "ui": {{ cookiecutter.ui | tojson }}
 }"""
 
 # Must match the python_version choices in cookiecutter.json (a test checks it): a version
@@ -44,6 +45,7 @@ OPTION_VALUES: dict[str, tuple[str, ...]] = {
     "deploy": ("compose", "kubernetes", "none"),
     "ci": ("github", "gitlab", "none"),
     "mcp_server": ("yes", "no"),
+    "ui": ("yes", "no"),
 }
 # Combinations the template refuses: (answers that must all match, why, what to choose).
 UNSUPPORTED: tuple[tuple[dict[str, str], str, str], ...] = (

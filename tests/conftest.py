@@ -1,7 +1,9 @@
 """Render the template the way users do and hand the results to the tests.
 
 Combinations come from cookiecutter.json: every combination of its choice options
-(itertools.product) that the pre-gen hook accepts is rendered by test_combinations.py. The
+(itertools.product) that the pre-gen hook accepts, except that the non-default values of
+SPARSE_OPTIONS (ui) are rendered only in a pairwise cover of the rest, is rendered by
+test_combinations.py (FULL_RENDERS). The
 per-project tests (SCENARIOS) run on a pairwise covering set of them (every pair of values of
 two options in at least one combination), each with the default answers, with a second answer
 set that changes every name and puts quotes and backslashes into the free-text answers, and
@@ -121,8 +123,93 @@ def pairwise_cover(combinations: list[dict[str, str]]) -> list[dict[str, str]]:
     return chosen
 
 
+def _pairs(combination: Mapping[str, str]) -> set[tuple[str, str, str, str]]:
+    items = sorted(combination.items())
+    return {(a, x, b, y) for (a, x), (b, y) in itertools.combinations(items, 2)}
+
+
+def extend_cover(
+    cover: list[dict[str, str]], option: str, supported: list[dict[str, str]]
+) -> list[dict[str, str]]:
+    """A pairwise cover of `supported` grown from a cover without `option` (in-parameter-order
+    style): each row takes the value of `option` that covers most new pairs (the first row
+    keeps the default), pairs of rows swap values while that covers more, and rows are added
+    greedily only for pairs still missing. Adding a two-valued option to a greedy cover of
+    everything grew it by two rows; this keeps the rows there were when the values fit."""
+    allowed = {tuple(sorted(c.items())) for c in supported}
+    values = list(dict.fromkeys(c[option] for c in supported))  # the default first
+    wanted = set().union(*(_pairs(c) for c in supported)) if supported else set()
+
+    def missing(rows: list[dict[str, str]]) -> int:
+        return len(wanted - set().union(*(_pairs(r) for r in rows)))
+
+    def ok(row: dict[str, str]) -> bool:
+        return tuple(sorted(row.items())) in allowed
+
+    rows: list[dict[str, str]] = []
+    for base in cover:
+        candidates = [{**base, option: v} for v in values if ok({**base, option: v})]
+        if not candidates:
+            continue
+        covered = set().union(*(_pairs(r) for r in rows)) if rows else set()
+        rows.append(max(candidates, key=lambda r: len((_pairs(r) & wanted) - covered)))
+    improved = True
+    while improved and missing(rows):
+        improved = False
+        for i, j in itertools.combinations(range(1, len(rows)), 2):
+            for v, w in itertools.product(values, repeat=2):
+                trial = list(rows)
+                trial[i], trial[j] = {**rows[i], option: v}, {**rows[j], option: w}
+                if ok(trial[i]) and ok(trial[j]) and missing(trial) < missing(rows):
+                    rows, improved = trial, True
+    uncovered = wanted - set().union(*(_pairs(r) for r in rows))
+    while uncovered:
+        best = max(supported, key=lambda c: len(_pairs(c) & uncovered))
+        rows.append(best)
+        uncovered -= _pairs(best)
+    return rows
+
+
+def sparse_pairwise(
+    supported: list[dict[str, str]], sparse: Mapping[str, list[str]]
+) -> list[dict[str, str]]:
+    """The pairwise cover: greedy over the options that are not sparse, then each sparse
+    option added as a column (extend_cover)."""
+    dense = [c for c in supported if all(c[key] == values[0] for key, values in sparse.items())]
+    cover = pairwise_cover([{k: v for k, v in c.items() if k not in sparse} for c in dense])
+    pending = list(sparse)
+    while pending:
+        option = pending.pop(0)
+        # The combinations over the options covered so far, the pending ones at their default.
+        scope = [
+            {k: v for k, v in c.items() if k not in pending}
+            for c in supported
+            if all(c[k] == sparse[k][0] for k in pending)
+        ]
+        cover = extend_cover(cover, option, scope)
+    return cover
+
+
+def full_render_set(
+    supported: list[dict[str, str]],
+    sparse: Mapping[str, list[str]],
+    pairwise: list[dict[str, str]],
+) -> list[dict[str, str]]:
+    """What test_combinations renders: every supported combination with each `sparse` option
+    at its default, then a pairwise cover of the rest (each other value of a sparse option
+    beside every pair of the other options at least once), then any pairwise project not
+    rendered yet. A two-valued option that only adds or removes files would otherwise double
+    the renders; its other value is crossed with a covering subset instead of everything."""
+    full = [c for c in supported if all(c[key] == values[0] for key, values in sparse.items())]
+    chosen = full + pairwise_cover([c for c in supported if c not in full])
+    return chosen + [c for c in pairwise if c not in chosen]
+
+
 SUPPORTED = supported_combinations()
-PAIRWISE = pairwise_cover(SUPPORTED)
+# Options whose non-default values are rendered with a covering subset only (see above).
+SPARSE_OPTIONS = {key: CHOICES[key] for key in ("ui",)}
+PAIRWISE = sparse_pairwise(SUPPORTED, SPARSE_OPTIONS)
+FULL_RENDERS = full_render_set(SUPPORTED, SPARSE_OPTIONS, PAIRWISE)
 
 
 @dataclass(frozen=True)

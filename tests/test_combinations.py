@@ -1,4 +1,5 @@
-"""Fast tier: every combination of the choice options that the pre-gen hook accepts renders,
+"""Fast tier: every combination of the choice options that the pre-gen hook accepts (the
+non-default values of SPARSE_OPTIONS only in a covering subset: FULL_RENDERS) renders,
 parses and lints, prunes exactly the files its choices make irrelevant; refused ones fail
 before anything is written, with one line saying why.
 
@@ -20,12 +21,17 @@ import pytest
 import yaml
 from conftest import (
     CHOICES,
+    CONFIG,
+    FULL_RENDERS,
     PAIRWISE,
     REPO,
+    SPARSE_OPTIONS,
     SUPPORTED,
     choice_combinations,
     combination_id,
     cookiecutter_cli,
+    extend_cover,
+    full_render_set,
     load_hook,
     pairwise_cover,
     parse_python,
@@ -44,12 +50,13 @@ def every_combination(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Pat
     started = time.perf_counter()
     with shared_template_cache():
         projects = {
-            c_id: render(c, root / c_id).path for c in SUPPORTED for c_id in [combination_id(c)]
+            c_id: render(c, root / c_id).path for c in FULL_RENDERS for c_id in [combination_id(c)]
         }
     STATS["render_s"] = time.perf_counter() - started
     print(
-        f"\nrendered {len(projects)} supported combinations of {len(choice_combinations())} "
-        f"in {STATS['render_s']:.1f}s; pairwise set: {len(PAIRWISE)}",
+        f"\nrendered {len(projects)} of {len(SUPPORTED)} supported combinations (of "
+        f"{len(choice_combinations())}) in {STATS['render_s']:.1f}s; pairwise set: "
+        f"{len(PAIRWISE)}",
         file=sys.stderr,
     )
     return projects
@@ -87,7 +94,7 @@ def _parse_errors(project: Path, parsed: set[tuple[str, int]]) -> list[str]:
 def test_every_supported_combination_renders_and_every_file_parses(
     every_combination: dict[str, Path],
 ) -> None:
-    assert len(every_combination) == len(SUPPORTED)
+    assert len(every_combination) == len(FULL_RENDERS)
     parsed: set[tuple[str, int]] = set()
     errors = {name: _parse_errors(path, parsed) for name, path in every_combination.items()}
     assert {name: e for name, e in errors.items() if e} == {}
@@ -125,12 +132,19 @@ def expected_presence(answers: Mapping[str, str]) -> dict[str, bool]:
         "tests/mcp": answers["mcp_server"] == "yes",
         "docs/mcp.md": answers["mcp_server"] == "yes",
         "benchmarks/bench_mcp.py": answers["mcp_server"] == "yes",
+        "src/acme_rag_pilot/ui/static/index.html": answers["ui"] == "yes",
+        "src/acme_rag_pilot/api/routes/ui.py": answers["ui"] == "yes",
+        "tests/test_ui_browser.py": answers["ui"] == "yes",
+        "tests/api/routes/test_ui.py": answers["ui"] == "yes",
+        "docs/ui.md": answers["ui"] == "yes",
+        "docs/screenshots/ask.png": answers["ui"] == "yes",
+        "src/acme_rag_pilot/api/routes/search.py": True,
     }
 
 
 def test_each_choice_prunes_exactly_its_files(every_combination: dict[str, Path]) -> None:
     wrong = []
-    for combination in SUPPORTED:
+    for combination in FULL_RENDERS:
         project = every_combination[combination_id(combination)]
         for path, kept in expected_presence(combination).items():
             if (project / path).exists() != kept:
@@ -141,12 +155,86 @@ def test_each_choice_prunes_exactly_its_files(every_combination: dict[str, Path]
 
 
 def test_project_json_records_the_choices(every_combination: dict[str, Path]) -> None:
-    for combination in SUPPORTED:
+    for combination in FULL_RENDERS:
         project = every_combination[combination_id(combination)]
         recorded = json.loads((project / "src/acme_rag_pilot/project.json").read_text())
         assert recorded["choices"] == {
             k: v for k, v in combination.items() if k != "python_version"
         }
+
+
+def test_make_lint_checks_the_web_apps_javascript_only_when_there_is_one(
+    every_combination: dict[str, Path],
+) -> None:
+    for combination in FULL_RENDERS:
+        project = every_combination[combination_id(combination)]
+        makefile = (project / "Makefile").read_text(encoding="utf-8")
+        lint = makefile.split("\nlint:", 1)[1].split("\n\n", 1)[0]
+        expected = "\t$(RUN) oxlint --deny-warnings src/acme_rag_pilot/ui/static"
+        assert (expected in lint.splitlines()) == (combination["ui"] == "yes"), lint
+
+
+def _files(project: Path) -> set[str]:
+    return {p.relative_to(project).as_posix() for p in project.rglob("*") if p.is_file()}
+
+
+def test_a_sparse_options_other_value_removes_exactly_its_manifest_files(
+    every_combination: dict[str, Path],
+) -> None:
+    """ui=no against the same combination with ui=yes: the files under the manifest's ui
+    paths are gone, nothing else is, and no other file is added (text may differ: README)."""
+    compared = 0
+    for combination in FULL_RENDERS:
+        changed = [k for k, values in SPARSE_OPTIONS.items() if combination[k] != values[0]]
+        if len(changed) != 1:
+            continue
+        [option] = changed
+        twin = {**combination, option: SPARSE_OPTIONS[option][0]}
+        pruned = _files(every_combination[combination_id(combination)])
+        kept = _files(every_combination[combination_id(twin)])
+        paths = [
+            p.format(package_name="acme_rag_pilot")
+            for p in CONFIG["_manifest"]["remove_when"][option][combination[option]]
+        ]
+        under = {f for f in kept if any(f == p or f.startswith(p + "/") for p in paths)}
+        assert all(any(f == p or f.startswith(p + "/") for f in kept) for p in paths), paths
+        assert (combination_id(combination), kept - pruned) == (combination_id(combination), under)
+        assert pruned - kept == set()
+        compared += 1
+    assert compared >= len(PAIRWISE) // 3
+
+
+def test_full_renders_are_every_default_combination_plus_a_cover_of_the_rest() -> None:
+    full = [c for c in SUPPORTED if all(c[k] == v[0] for k, v in SPARSE_OPTIONS.items())]
+    assert FULL_RENDERS[: len(full)] == full
+    assert len({combination_id(c) for c in FULL_RENDERS}) == len(FULL_RENDERS)
+    assert all(c in SUPPORTED for c in FULL_RENDERS)
+    assert all(c in FULL_RENDERS for c in PAIRWISE)
+
+    # Every pair of values that can be combined is rendered, at a small cost over the
+    # combinations without the sparse options (not twice as many).
+    def pairs(c: Mapping[str, str]) -> set[tuple[str, str, str, str]]:
+        items = sorted(c.items())
+        return {(a, x, b, y) for i, (a, x) in enumerate(items) for b, y in items[i + 1 :]}
+
+    rest = [c for c in SUPPORTED if c not in full]
+    assert set().union(*(pairs(c) for c in rest)) <= set().union(
+        *(pairs(c) for c in FULL_RENDERS[len(full) :])
+    )
+    assert len(FULL_RENDERS) - len(full) <= 2 * len(PAIRWISE)
+
+
+def test_extend_cover_adds_a_column_without_adding_rows() -> None:
+    choices = {"a": ["1", "2", "3"], "b": ["x", "y", "z"], "c": ["p", "q"]}
+    everything = choice_combinations(choices)
+    cover = pairwise_cover(choice_combinations({k: choices[k] for k in ("a", "b")}))
+    assert len(cover) == 9
+    extended = extend_cover(cover, "c", everything)
+    assert len(extended) == 9
+    assert extended[0]["c"] == "p"
+    assert full_render_set(everything, {"c": ["p", "q"]}, extended)[:9] == [
+        c for c in everything if c["c"] == "p"
+    ]
 
 
 def test_pairwise_set_covers_every_pair_of_values_that_can_be_combined() -> None:

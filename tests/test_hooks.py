@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import CHOICES, CONFIG, effective_answers, load_hook
+from conftest import CHOICES, CONFIG, TEMPLATE_PROJECT, effective_answers, load_hook
 
 pre_gen = load_hook("pre_gen_project")
 post_gen = load_hook("post_gen_project")
@@ -165,6 +165,42 @@ def test_remove_when_paths_are_filled_from_the_answers(tmp_path: Path) -> None:
     make_tree(tmp_path, "src/claims/mcp/__init__.py", "src/claims/cli.py")
     post_gen.apply_manifest(tmp_path, manifest, {"mcp": "no", "package_name": "claims"})
     assert [p.name for p in (tmp_path / "src" / "claims").iterdir()] == ["cli.py"]
+
+
+def test_shipped_manifest_removes_the_web_app_only_when_ui_is_no(tmp_path: Path) -> None:
+    ui_paths = CONFIG["_manifest"]["remove_when"]["ui"]["no"]
+    # Each one is in the template (the package folder under its Jinja name).
+    package = "{{cookiecutter.package_name}}"
+    for path in ui_paths:
+        assert (TEMPLATE_PROJECT / path.format(package_name=package)).exists(), path
+    manifest: dict[str, Any] = {"remove_when": {"ui": {"no": ui_paths}}}
+    web_app = [
+        "src/claims/ui/__init__.py",
+        "src/claims/ui/static/index.html",
+        "src/claims/api/routes/ui.py",
+        "tests/test_ui_browser.py",
+        "tests/api/routes/test_ui.py",
+        "docs/ui.md",
+        "docs/screenshots/ask.png",
+        "docs/decisions/0016-ui-without-a-build-step.md",
+        "docs/decisions/0022-javascript-lint-with-oxlint.md",
+    ]
+    rest = [
+        "src/claims/api/app.py",
+        "src/claims/api/routes/search.py",
+        "tests/api/routes/test_search.py",
+        "tests/test_api_docs.py",
+        "docs/security.md",
+        "docs/decisions/0011-api-docs-served-offline.md",
+    ]
+    make_tree(tmp_path, *web_app, *rest)
+    post_gen.apply_manifest(tmp_path, manifest, {"ui": "yes", "package_name": "claims"})
+    assert all((tmp_path / name).exists() for name in web_app + rest)
+    post_gen.apply_manifest(tmp_path, manifest, {"ui": "no", "package_name": "claims"})
+    left = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file())
+    assert left == sorted(rest)
+    assert not (tmp_path / "src/claims/ui").exists()
+    assert not (tmp_path / "docs/screenshots").exists()
 
 
 def test_a_choice_outside_its_values_is_refused_with_the_valid_ones() -> None:

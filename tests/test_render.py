@@ -71,7 +71,12 @@ def choice_paths(rendered: Rendered) -> list[str]:
         if rendered.answers["mcp_server"] == "yes"
         else []
     )
-    return deploy[rendered.answers["deploy"]] + ci[rendered.answers["ci"]] + mcp
+    ui = (
+        [f"src/{rendered.package}/ui/static/index.html", "tests/test_ui_browser.py", "docs/ui.md"]
+        if rendered.answers["ui"] == "yes"
+        else []
+    )
+    return deploy[rendered.answers["deploy"]] + ci[rendered.answers["ci"]] + mcp + ui
 
 
 def pyproject(rendered: Rendered) -> dict[str, Any]:

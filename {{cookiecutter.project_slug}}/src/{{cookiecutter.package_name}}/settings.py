@@ -358,7 +358,7 @@ class Settings(BaseSettings):
     host: str = Field("127.0.0.1", description="Bind address of `serve`.")
     port: int = Field(8000, ge=1, le=65535, description="Port of `serve`.")
     ui_enabled: bool = Field(
-        True,
+        _CHOSEN["ui_enabled"],
         description="Serve the web app at /ui (ask with cited answers, documents, feedback, "
         "the eval report); it calls the same API with the key a user enters.",
     )

@@ -2,9 +2,27 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
+from importlib import resources
+from pathlib import Path
+
+import pytest
 from fastapi.testclient import TestClient
 
-from ..conftest import assert_error
+from {{ cookiecutter.package_name }}.api import create_app
+from {{ cookiecutter.package_name }}.container import Services
+from {{ cookiecutter.package_name }}.errors import ConfigurationError
+from {{ cookiecutter.package_name }}.settings import PACKAGE_NAME, Settings
+
+from ..conftest import PROJECT_ROOT, assert_error, make_settings
+
+UI_CHOSEN = (
+    json.loads(resources.files(PACKAGE_NAME).joinpath("project.json").read_text("utf-8"))[
+        "choices"
+    ]["ui"]
+    == "yes"
+)
 
 
 def test_unknown_route_is_a_json_404(client: TestClient) -> None:
@@ -45,3 +63,17 @@ def test_every_route_lists_only_the_responses_it_can_give(client: TestClient) ->
     listing = document["paths"]["/v1/documents"]["get"]["responses"]
     assert not {"413", "415"} & set(listing)  # the case that was reported
     assert "HTTPValidationError" not in document["components"]["schemas"]
+
+
+def test_web_app_follows_the_ui_choice(
+    client: TestClient, tmp_path: Path, model_dir: Path, services: Services
+) -> None:
+    assert Settings.model_fields["ui_enabled"].get_default() is UI_CHOSEN
+    assert (PROJECT_ROOT / "src" / PACKAGE_NAME / "ui").is_dir() is UI_CHOSEN
+    assert client.get("/ui/").status_code == (200 if UI_CHOSEN else 404)
+    if UI_CHOSEN:
+        return
+    # Generated with ui=no: turning the app on names the choice instead of an import error.
+    on = dataclasses.replace(services, settings=make_settings(tmp_path, model_dir, ui_enabled=True))
+    with pytest.raises(ConfigurationError, match=r"generated without the web app \(ui=no\)"):
+        create_app(services=on)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import importlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from typing import Protocol, cast
 
@@ -23,7 +23,6 @@ from .errors import install_error_handlers
 from .limits import BodyLimit
 from .openapi import document_limits
 from .routes import ROUTERS
-from .routes.ui import install_ui
 from .security import Authenticator
 
 # Where the vendored Swagger UI / ReDoc files are served (public, like /docs itself).
@@ -95,6 +94,22 @@ def _mcp_endpoint(services: Services, authenticator: Authenticator) -> _McpAdapt
     return cast(_McpAdapter, module.McpEndpoint(services, authenticator))
 
 
+def _install_ui(app: FastAPI) -> None:
+    """The web app at /ui, imported by name when enabled: a project generated with ui=no has
+    no ui/ package and no routes/ui.py."""
+    package = __package__.rpartition(".")[0]
+    try:
+        module = importlib.import_module(f"{__package__}.routes.ui")
+    except ModuleNotFoundError as error:
+        if error.name not in (f"{__package__}.routes.ui", f"{package}.ui"):
+            raise
+        raise ConfigurationError(
+            "RAG_UI_ENABLED=true, but this project was generated without the web app "
+            "(ui=no): unset RAG_UI_ENABLED"
+        ) from None
+    cast(Callable[[FastAPI], None], module.install_ui)(app)
+
+
 def create_app(settings: Settings | None = None, services: Services | None = None) -> FastAPI:
     """Build the API. Pass `services` to share already-built components (tests, CLI)."""
     settings = settings or (services.settings if services else Settings())
@@ -134,7 +149,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     if mcp is not None:
         mcp.install(app)
     if built.settings.ui_enabled:
-        install_ui(app)
+        _install_ui(app)
     install_error_handlers(app)
     document_limits(app, built.settings)
 

@@ -76,9 +76,12 @@ export async function api(path, { method = "GET", json, body, signal, key } = {}
     headers.set("Content-Type", "application/json");
     body = JSON.stringify(json);
   }
+  // A body only when there is one: fetch() refuses a GET or HEAD that carries one.
+  const init = { method, headers, signal, cache: "no-store" };
+  if (body !== undefined) init.body = body;
   let response;
   try {
-    response = await fetch(path, { method, headers, body, signal, cache: "no-store" });
+    response = await fetch(path, init);
   } catch (error) {
     if (error.name === "AbortError") throw error;
     throw new ApiError("The service could not be reached: check that it is running.");

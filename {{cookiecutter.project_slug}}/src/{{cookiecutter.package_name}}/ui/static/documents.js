@@ -1,7 +1,7 @@
 // Documents: the tenant's list (GET /v1/documents), uploads (POST /v1/documents, then the
 // job at /v1/ingestions/{id} polled for each file's outcome), deletes after a confirmation.
 
-import { api, apiJson, plural } from "./api.js";
+import { apiJson, plural } from "./api.js";
 import { clear, errorBox, h } from "./dom.js";
 
 const POLL_MS = 600;
