@@ -25,6 +25,7 @@ from {{ cookiecutter.package_name }}.container import Services, build_services
 from {{ cookiecutter.package_name }}.embeddings import DenseEncoder, SparseEncoder
 from {{ cookiecutter.package_name }}.errors import ConfigurationError
 from {{ cookiecutter.package_name }}.keys import KEYS_SHELF, KeyStore, ShelfKeyStore
+from {{ cookiecutter.package_name }}.settings import Settings
 from {{ cookiecutter.package_name }}.store import VectorStore
 
 from .conftest import auth, make_settings, qdrant_client
@@ -142,6 +143,36 @@ def test_an_existing_keys_file_is_imported_once_and_a_revoke_is_not_undone_by_it
     assert again.authenticate(token) is None
     assert again.authenticate(kept_token) == kept
     assert set(again.keys()) == {kept.id}
+
+
+def test_the_keys_cli_writes_to_the_store_that_a_replica_then_reads(
+    cli_env: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    dense: DenseEncoder,
+    sparse: SparseEncoder,
+) -> None:
+    from {{ cookiecutter.package_name }}.cli import main
+
+    monkeypatch.setenv("RAG_KEYS_IN", "store")
+    assert main(["keys", "create", "--tenant", "northwind", "--scopes", "query"]) == 0
+    out, err = capsys.readouterr()
+    token = out.strip()
+    assert "keys shelf" in err
+    settings = Settings()
+    assert not settings.keys_path.exists()
+    services = build_services(
+        settings, tracer_provider=TracerProvider(), dense=dense, sparse=sparse
+    )
+    try:
+        key = services.keys.authenticate(token)
+        assert key is not None
+        assert (key.tenant, key.scopes) == ("northwind", ("query",))
+    finally:
+        services.close()
+    assert main(["keys", "revoke", key.id]) == 0
+    assert main(["keys", "list"]) == 0
+    assert key.id not in capsys.readouterr().out
 
 
 def test_keys_stay_in_the_keys_file_with_an_embedded_store_by_default(

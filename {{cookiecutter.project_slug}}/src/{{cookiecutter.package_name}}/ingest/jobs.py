@@ -148,16 +148,16 @@ class JobRecords:
 
     def save(self, job: IngestionJob) -> None:
         record = ShelfRecord(id=str(uuid.UUID(job.id)), payload=job.payload())
+        now = time.time()
         try:
             self.shelf.put([record])
+            if now - self._last_prune > 3600:  # at most hourly
+                self._last_prune = now
+                self.shelf.drop_before(now - KEEP_DAYS * 86400)
         except (OSError, RuntimeError) as exc:  # the engines' own errors, in one sentence
             raise StoreUnavailableError(
                 f"The ingestion job {job.id} could not be recorded: {exc}"
             ) from exc
-        now = time.time()
-        if now - self._last_prune > 3600:  # at most hourly
-            self._last_prune = now
-            self.shelf.drop_before(now - KEEP_DAYS * 86400)
 
     def load(self, job_id: str, tenant: str) -> IngestionJob | None:
         try:
