@@ -34,6 +34,7 @@ from {{ cookiecutter.package_name }}.ingest.report import (
     ProgressListener,
 )
 from {{ cookiecutter.package_name }}.ingest.uploads import UploadInbox
+from {{ cookiecutter.package_name }}.store.edge import EdgeShelf
 
 from .messy_files import write_pdf
 
@@ -137,6 +138,7 @@ def _jobs(tmp_path: Path, ingestor: _ScriptedIngestor, grace_s: float = 10.0) ->
         cast(Ingestor, ingestor),
         UploadInbox(tmp_path / "uploads", LIMIT),
         "uploads",
+        shelf=EdgeShelf(tmp_path / "jobs", 1),
         grace_s=grace_s,
     )
 
@@ -196,6 +198,7 @@ def test_jobs_run_below_the_queries_priority_with_their_own_encoder_built_in_a_j
         cast(Ingestor, ingestor),
         UploadInbox(tmp_path / "uploads", LIMIT),
         "uploads",
+        shelf=EdgeShelf(tmp_path / "jobs", 1),
         nice=5,
         background_dense=cast(Any, build),
     )

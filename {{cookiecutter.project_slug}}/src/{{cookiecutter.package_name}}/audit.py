@@ -3,6 +3,10 @@ before the response goes out, so what was asked and by whom survives a crash.
 
 Questions are kept as their SHA-256 unless RAG_AUDIT_CONTENT=text; uploads by name, size and
 SHA-256 of the bytes (never the content).
+
+RAG_AUDIT_SINK says where the lines go: the file (default; per process, so per replica), or
+stdout (where a cluster's log collector reads; each line carries `"log": "audit"` to tell it
+from other output, and is flushed before the response goes out).
 """
 
 from __future__ import annotations
@@ -10,15 +14,17 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 import threading
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from .domain import Answer, Hit
+from .errors import ConfigurationError
 from .guard import flag_suspicious, redact
-from .settings import AuditContent
+from .settings import AuditContent, AuditSink
 
 
 def sha256_of(path: Path) -> str:
@@ -31,11 +37,18 @@ def sha256_of(path: Path) -> str:
 
 class AuditLog:
     def __init__(
-        self, path: Path, content: AuditContent = "hash", redact_pii: bool = False
+        self,
+        path: Path,
+        content: AuditContent = "hash",
+        redact_pii: bool = False,
+        sink: AuditSink = "file",
+        stream: IO[str] | None = None,
     ) -> None:
         self.path = path
         self.content = content
         self.redact_pii = redact_pii
+        self.sink = sink
+        self._stream = stream  # stdout unless given (tests); looked up late, as pytest swaps it
         self._lock = threading.Lock()
 
     def _text(self, text: str) -> dict[str, str]:
@@ -52,6 +65,9 @@ class AuditLog:
             "trace_id": trace_id,
             **fields,
         }
+        if self.sink == "stdout":
+            self._print({"log": "audit", **record})
+            return
         line = json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n"
         with self._lock:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -68,8 +84,21 @@ class AuditLog:
             finally:
                 os.close(fd)
 
+    def _print(self, record: dict[str, Any]) -> None:
+        # One write of one whole line, then a flush: lines of concurrent requests never mix.
+        line = json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n"
+        stream = self._stream or sys.stdout
+        with self._lock:
+            stream.write(line)
+            stream.flush()
+
     def records(self) -> Iterator[dict[str, Any]]:
         """Every whole record, oldest first; a torn line (a crash mid-write) is skipped."""
+        if self.sink == "stdout":
+            raise ConfigurationError(
+                "The audit log goes to stdout (RAG_AUDIT_SINK=stdout): read it where your log "
+                "collector keeps it; set RAG_AUDIT_SINK=file to keep it in a file here."
+            )
         if not self.path.exists():
             return
         with self.path.open("rb") as handle:

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from .api.schemas import QueryResponse
     from .container import Services
     from .ingest import FileOutcome
+    from .keys import KeyStore
 
 DEMO_QUESTIONS = (
     "How many days of paid leave do employees get?",
@@ -369,15 +370,28 @@ def _calibrate(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _keys(args: argparse.Namespace, settings: Settings) -> int:
-    from .keys import KeyStore, parse_scopes
+    from .keys import KeyStore, keys_in_store, open_keys
 
-    store = KeyStore(settings.keys_path)
+    if not keys_in_store(settings):
+        return _manage_keys(args, KeyStore(settings.keys_path))
+    from .store import open_store
+
+    vectors = open_store(settings)  # keys on its shelf, which every replica reads
+    try:
+        return _manage_keys(args, open_keys(settings, vectors))
+    finally:
+        vectors.close()
+
+
+def _manage_keys(args: argparse.Namespace, store: KeyStore) -> int:
+    from .keys import parse_scopes
+
     if args.action == "create":
         key, token = store.create(args.tenant, parse_scopes(args.scopes), args.name)
         print(token)
         print(
             f"Key {key.id} for tenant {key.tenant!r}, scopes {','.join(key.scopes)}. It is "
-            f"shown only this once (only its hash is kept in {store.path}); send it as "
+            f"shown only this once (only its hash is kept in {store.location}); send it as "
             "`Authorization: Bearer <key>`.",
             file=sys.stderr,
         )

@@ -19,9 +19,10 @@ from .audit import AuditLog
 from .embeddings import DenseEncoder, SparseEncoder, build_dense_encoder, build_sparse_encoder
 from .ingest import Ingestor
 from .ingest.chunk import Chunker
-from .ingest.jobs import IngestionJobs
+from .ingest.jobs import JOBS_SHELF, IngestionJobs
 from .ingest.load import FileBounds, RecordFields
 from .ingest.uploads import UploadInbox
+from .keys import KeyStore, open_keys
 from .refusal import Refusal, build_refusal
 from .rerank import build_reranker
 from .retrieve import Retriever
@@ -55,6 +56,7 @@ class Services:
     audit: AuditLog
     feedback: FeedbackStore
     capture: Capture
+    keys: KeyStore  # API keys: the keys file, or a shelf every replica reads (keys.py)
     llm_http: httpx.Client | None = None  # the LLM answerer's connection pool
 
     @property
@@ -93,10 +95,13 @@ def build_services(
     dense: DenseEncoder | None = None,
     sparse: SparseEncoder | None = None,
     meter_provider: MeterProvider | None = None,
+    store: VectorStore | None = None,
 ) -> Services:
-    """Build everything from settings; already-loaded encoders may be passed in to share.
+    """Build everything from settings; already-loaded encoders may be passed in to share,
+    and an open store (two Services over one store are two replicas sharing a server).
 
-    The Services own both providers (close() shuts them down), also ones passed in.
+    The Services own both providers (close() shuts them down) and the store (closing it twice
+    is harmless), also ones passed in.
     """
     tracer_provider = tracer_provider or build_tracer_provider(settings)
     # Prometheus: this service's own registry, served by the API at /metrics.
@@ -113,7 +118,7 @@ def build_services(
     )
     dense = dense or build_dense_encoder(settings)
     sparse = sparse or build_sparse_encoder(settings)
-    store: VectorStore = open_store(settings)
+    store = store or open_store(settings)
     try:
         store.ensure_collection(dense.model_id, dense.dimensions, sparse.model_id)
         answerer, llm_http = _build_answerer(settings, dense, tracer, metrics, content)
@@ -154,6 +159,7 @@ def build_services(
             ingestor,
             UploadInbox(settings.uploads_path, settings.max_file_bytes),
             settings.upload_corpus,
+            shelf=store.shelf(JOBS_SHELF),
             grace_s=settings.shutdown_grace_s,
             nice=settings.ingest_nice,
             background_dense=background_dense,
@@ -171,7 +177,10 @@ def build_services(
         answerer=answerer,
         refusal=build_refusal(settings),
         llm_http=llm_http,
-        audit=AuditLog(settings.audit_path, settings.audit_content, settings.redact_pii),
+        keys=open_keys(settings, store),
+        audit=AuditLog(
+            settings.audit_path, settings.audit_content, settings.redact_pii, settings.audit_sink
+        ),
         feedback=FeedbackStore.beside(store, settings.redact_pii),
         capture=Capture(
             ShelfCaptureSink.beside(store, dense.dimensions),

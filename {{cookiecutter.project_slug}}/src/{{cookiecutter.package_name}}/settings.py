@@ -43,6 +43,8 @@ SecondStageKind = Literal["none", "dense_resort"]
 RefusalKind = Literal["model", "rules"]
 AuthMode = Literal["keys", "development"]
 AuditContent = Literal["hash", "text"]
+AuditSink = Literal["file", "stdout"]
+KeysIn = Literal["auto", "file", "store"]
 # Tenant names go into ids and folder names: keep them plain.
 TENANT_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 # Values people leave in place of a real secret; refused unless auth_mode=development.
@@ -406,7 +408,15 @@ class Settings(BaseSettings):
         "RAG_TENANT tenant with all scopes (logged loudly at start; never on a shared host).",
     )
     keys_file: Path | None = Field(
-        None, description="Hashed API keys, written by `keys create` (unset = data_dir/keys.json)."
+        None,
+        description="Hashed API keys, written by `keys create` when keys_in is file; with "
+        "keys in the store, imported from once if it exists (unset = data_dir/keys.json).",
+    )
+    keys_in: KeysIn = Field(
+        "auto",
+        description="Where API keys live: file (keys_file; one process), store (a shelf "
+        "beside the corpus that every replica reads), or auto = store with a Qdrant server "
+        "(RAG_QDRANT_URL), else file.",
     )
     tenant: str = Field(
         "default",
@@ -424,6 +434,11 @@ class Settings(BaseSettings):
         None,
         description="Append-only JSON-lines audit log of queries, uploads and deletes "
         "(unset = data_dir/audit.jsonl).",
+    )
+    audit_sink: AuditSink = Field(
+        "file",
+        description="Where audit records go: file (audit_log, appended and synced) or stdout "
+        "(one JSON line each, for a cluster's log collector).",
     )
     audit_content: AuditContent = Field(
         "hash",
@@ -643,6 +658,11 @@ class Settings(BaseSettings):
                         "set the real secret, or unset it (RAG_AUTH_MODE=development "
                         "accepts placeholders on a developer machine)."
                     )
+        if self.audit_sink == "stdout" and self.audit_log is not None:
+            raise ValueError(
+                "RAG_AUDIT_LOG names a file but RAG_AUDIT_SINK=stdout writes no file; unset "
+                "RAG_AUDIT_LOG, or set RAG_AUDIT_SINK=file"
+            )
         if self.embedding_provider == "openai" and not self.embedding_base_url:
             raise ValueError(
                 "embedding_provider=openai needs RAG_EMBEDDING_BASE_URL, "

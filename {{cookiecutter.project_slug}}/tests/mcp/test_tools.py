@@ -139,7 +139,7 @@ def test_tools_are_listed_with_the_rest_limits_in_their_schemas(api: Api) -> Non
 
 def test_writing_tools_are_off_unless_enabled(services: Services) -> None:
     assert services.settings.mcp_write_tools is False
-    server = build_server(services, Authenticator(services.settings))
+    server = build_server(services, Authenticator(services.settings, services.keys))
 
     async def go() -> set[str]:
         async with Client(server) as client:

@@ -114,7 +114,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     """Build the API. Pass `services` to share already-built components (tests, CLI)."""
     settings = settings or (services.settings if services else Settings())
     built = services or build_services(settings)
-    authenticator = Authenticator(built.settings)
+    authenticator = Authenticator(built.settings, built.keys)
     # The MCP tools at /mcp: the same services, keys and limits (see docs/mcp.md).
     mcp = _mcp_endpoint(built, authenticator) if built.settings.mcp_enabled else None
 

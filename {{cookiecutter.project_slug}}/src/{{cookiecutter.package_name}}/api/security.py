@@ -41,10 +41,10 @@ class Caller:
 
 
 class Authenticator:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, keys: KeyStore) -> None:
         self.development = settings.auth_mode == "development"
         self.tenant = settings.tenant
-        self.keys = KeyStore(settings.keys_path)
+        self.keys = keys
         self.limiter = RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst)
 
     def announce(self) -> None:
@@ -56,14 +56,14 @@ class Authenticator:
                 "RAG_AUTH_MODE=keys and create keys with `keys create`.",
                 self.tenant,
             )
-        elif not self.keys.keys():
+        elif not (keys := self.keys.keys()):
             log.warning(
                 "No API keys in %s: every call but /healthz and /readyz will be refused "
                 "(401). Create one with `keys create --tenant default --scopes query,ingest`.",
-                self.keys.path,
+                self.keys.location,
             )
         else:
-            log.info("API keys required; %d key(s) in %s", len(self.keys.keys()), self.keys.path)
+            log.info("API keys required; %d key(s) in %s", len(keys), self.keys.location)
 
     def caller(self, credentials: HTTPAuthorizationCredentials | None) -> Caller:
         caller = self.identify(credentials.credentials if credentials else None)

@@ -6,8 +6,12 @@ tenant's big uploads delay another's by at most one file (its size and time boun
 RAG_INGEST_* settings), not by all of them. On shutdown no new turn starts; the file being
 ingested may finish within RAG_SHUTDOWN_GRACE_S, else it is abandoned (it stays in the inbox).
 
-Jobs live in memory (a restart forgets them); the files they ingest do not: they are in the
-upload inbox before a job is created, and a start-up job ingests whatever the inbox holds.
+A job runs in the process that accepted it (its files are in that process's upload inbox);
+its record (status, progress, each file's outcome) is written to the `<collection>_jobs` shelf
+beside the corpus at every step, so any replica of a server deployment answers
+GET /v1/ingestions/{id}, and a restart does not forget it. Records are kept `KEEP_DAYS` after
+their last change. The files a job ingests are in the upload inbox before the job is created,
+and a start-up job ingests whatever the inbox holds.
 Each tenant has its own inbox folder, jobs and documents; a job id of another tenant is 404.
 
 What is accepted is never lost and never half applied: an upload's files join the inbox
@@ -26,21 +30,24 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
 from ..domain import IndexedDocument, by_source
 from ..embeddings import DenseEncoder
-from ..errors import ConflictError, NotFoundError, ServiceError
+from ..errors import ConflictError, NotFoundError, ServiceError, StoreUnavailableError
+from ..store import RecordShelf
+from ..store.records import ShelfRecord
 from .pipeline import Ingestor
 from .report import FileOutcome
 from .uploads import UploadInbox, storage_errors
 
 JobStatus = Literal["queued", "running", "succeeded", "failed"]
-# Finished jobs kept for GET /v1/ingestions/{id}; older ones are forgotten first.
-_KEEP_FINISHED = 200
+JOBS_SHELF = "jobs"
+# Days a job's record is kept for GET /v1/ingestions/{id} after its last change.
+KEEP_DAYS = 7
 # Starts of a file's ingestion that never ended (the process died in it) before it is
 # quarantined: one crash may be the machine's, three are the file's.
 MAX_ATTEMPTS = 3
@@ -115,6 +122,50 @@ class IngestionJob:
         self.outcomes.append(outcome)
         self.done += 1
 
+    def payload(self) -> dict[str, object]:
+        return {**asdict(self), "time": time.time()}  # `time`: the last change, for retention
+
+    @classmethod
+    def of(cls, payload: dict[str, object]) -> IngestionJob:
+        fields = dict(payload)
+        fields.pop("time", None)
+        outcomes = fields.pop("outcomes", [])
+        assert isinstance(outcomes, list)
+        return cls(
+            **fields,  # type: ignore[arg-type]
+            outcomes=[
+                FileOutcome(**{**o, "warnings": tuple(o.get("warnings", ()))}) for o in outcomes
+            ],
+        )
+
+
+class JobRecords:
+    """Job records on a shelf beside the corpus, one per job, rewritten at each change."""
+
+    def __init__(self, shelf: RecordShelf) -> None:
+        self.shelf = shelf
+        self._last_prune = 0.0
+
+    def save(self, job: IngestionJob) -> None:
+        record = ShelfRecord(id=str(uuid.UUID(job.id)), payload=job.payload())
+        now = time.time()
+        try:
+            self.shelf.put([record])
+            if now - self._last_prune > 3600:  # at most hourly
+                self._last_prune = now
+                self.shelf.drop_before(now - KEEP_DAYS * 86400)
+        except (OSError, RuntimeError) as exc:  # the engines' own errors, in one sentence
+            raise StoreUnavailableError(
+                f"The ingestion job {job.id} could not be recorded: {exc}"
+            ) from exc
+
+    def load(self, job_id: str, tenant: str) -> IngestionJob | None:
+        try:
+            found = next(iter(self.shelf.find(equals={"id": job_id, "tenant": tenant})), None)
+        except (OSError, RuntimeError) as exc:
+            raise StoreUnavailableError(f"The ingestion job could not be read: {exc}") from exc
+        return IngestionJob.of(found.payload) if found is not None else None
+
 
 @dataclass
 class _JobProgress:
@@ -126,10 +177,12 @@ class _JobProgress:
     job: IngestionJob
     inbox: UploadInbox
     turns: Turns
+    save: Callable[[IngestionJob], None]
     current: str | None = None  # the file being ingested
 
     def start(self, total: int) -> None:
         self.job.total = len(self.job.outcomes) + total  # after any quarantined at start-up
+        self.save(self.job)
 
     def begin(self, source: str) -> None:
         self.current = source
@@ -142,6 +195,7 @@ class _JobProgress:
             self.inbox.quarantine(outcome.source, outcome.reason)
         else:
             self.inbox.forget_attempts(outcome.source)
+        self.save(self.job)
         self.turns.release()
         if not self.turns.acquire():
             raise _Stopped
@@ -164,6 +218,7 @@ class IngestionJobs:
         inbox: UploadInbox,
         corpus: str,
         *,
+        shelf: RecordShelf,
         grace_s: float = 10.0,
         nice: int = 0,
         background_dense: Callable[[], DenseEncoder] | None = None,
@@ -179,7 +234,7 @@ class IngestionJobs:
         self._inbox = inbox  # its folder holds one inbox folder per tenant
         self.corpus = corpus
         self.grace_s = grace_s
-        self._jobs: dict[str, IngestionJob] = {}
+        self.records = JobRecords(shelf)
         self._jobs_lock = threading.Lock()
         self.writer = Turns()
         # Each tenant's accepted jobs, oldest (the running one) first, and its worker thread.
@@ -269,10 +324,10 @@ class IngestionJobs:
 
     def _enqueue(self, job: IngestionJob, paths: Callable[[], list[Path]]) -> None:
         """Record the job and queue it behind its tenant's; a stopping service queues it
-        all the same (its files are in the inbox for the next start)."""
+        all the same (its files are in the inbox for the next start). A job that cannot be
+        recorded is not queued (its files are in the inbox for the next start)."""
+        self.records.save(job)
         with self._jobs_lock:
-            self._jobs[job.id] = job
-            self._forget_old()
             self._queues.setdefault(job.tenant, deque()).append((job, paths))
             if job.tenant not in self._workers and not self.writer.stopping:
                 # A daemon thread: one abandoned on shutdown must not keep the process alive.
@@ -301,14 +356,22 @@ class IngestionJobs:
                     return
 
     def get(self, job_id: str, *, tenant: str) -> IngestionJob:
-        with self._jobs_lock:
-            job = self._jobs.get(job_id)
-        if job is None or job.tenant != tenant:  # another tenant's job does not exist for you
+        """The job as last recorded, whichever process runs it."""
+        job = self.records.load(job_id, tenant)  # another tenant's job does not exist for you
+        if job is None:
             raise NotFoundError(
                 f"No ingestion job {job_id!r}: job ids come from POST /v1/documents, and "
-                "jobs are forgotten when the service restarts."
+                f"jobs are forgotten {KEEP_DAYS} days after they last changed."
             )
         return job
+
+    def _save_progress(self, job: IngestionJob) -> None:
+        """Record a running job's progress; a failure is logged, never the file's: the
+        ingestion goes on, and the next step records it again."""
+        try:
+            self.records.save(job)
+        except Exception:
+            log.exception("ingestion job %s: its progress could not be recorded", job.id)
 
     def delete_document(
         self, document_id: str, *, tenant: str, audit: Callable[[IndexedDocument], None]
@@ -420,13 +483,14 @@ class IngestionJobs:
             return  # stopping before the job started: it stays queued, its files in the inbox
         job.status = "running"
         inbox = self.inbox(job.tenant)
-        progress = _JobProgress(job, inbox, self.writer)
+        progress = _JobProgress(job, inbox, self.writer, self._save_progress)
         with self._jobs_lock:
             self._progress[job.tenant] = progress
         try:
             files = [p for p in paths() if p.exists()]
             job.files = [p.name for p in files]
             job.total = len(job.outcomes) + len(files)  # known now, before a model loads
+            self._save_progress(job)
             self._job_ingestor(job.tenant).add_files(
                 inbox.folder, files, job.corpus, progress=progress
             )
@@ -452,9 +516,5 @@ class IngestionJobs:
             with self._jobs_lock:
                 self._progress.pop(job.tenant, None)
             job.finished_at = _now()
+            self._save_progress(job)
         self.writer.release()
-
-    def _forget_old(self) -> None:
-        finished = [j for j in self._jobs.values() if j.finished_at]
-        for job in sorted(finished, key=lambda j: j.finished_at)[:-_KEEP_FINISHED]:
-            del self._jobs[job.id]

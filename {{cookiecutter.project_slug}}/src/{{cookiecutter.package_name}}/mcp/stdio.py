@@ -21,6 +21,7 @@ from mcp.shared.message import SessionMessage
 from ..api.security import Authenticator, Caller
 from ..container import build_services
 from ..errors import StoreInUseError, UnauthorizedError
+from ..keys import KeyStore, keys_in_store
 from ..settings import CONSOLE_SCRIPT, Settings
 from .auth import MCP_PATH
 from .tools import build_server
@@ -35,8 +36,13 @@ def _token(settings: Settings) -> str | None:
 def serve_stdio(settings: Settings, url: str | None = None) -> int:
     if url is not None:
         return bridge(url, _token(settings))
-    authenticator = Authenticator(settings)
-    caller = _caller(authenticator, _token(settings))  # before the models load: fail fast
+    # Before the models load, fail fast on a bad key, when keys are in the file; keys in the
+    # store are read once it is open.
+    early = (
+        None
+        if keys_in_store(settings)
+        else _caller(Authenticator(settings, KeyStore(settings.keys_path)), _token(settings))
+    )
     try:
         services = build_services(settings)
     except StoreInUseError as exc:
@@ -50,6 +56,8 @@ def serve_stdio(settings: Settings, url: str | None = None) -> int:
             "--url with the API's /mcp URL."
         ) from exc
     try:
+        authenticator = Authenticator(settings, services.keys)
+        caller = early or _caller(authenticator, _token(settings))
         server = build_server(services, authenticator, caller=caller)
         services.jobs.submit_inbox()  # as the API does at start: finish accepted uploads
         log.info("MCP over stdio as key %s (tenant %r)", caller.key_id, caller.tenant)

@@ -98,7 +98,8 @@ class EdgeStore:
         self._folder.mkdir(parents=True, exist_ok=True)
         self._lock_file = self._claim()
         self._shard: qe.EdgeShard | None = None
-        self._shelves: list[EdgeShelf] = []  # opened with the store, closed with it
+        # Opened with the store, closed with it; one per name (a shard opens once per process).
+        self._shelves: dict[str, EdgeShelf] = {}
         try:
             if (self._folder / _SHARD_DIR).exists():
                 self._shard = self._engine(lambda: qe.EdgeShard.load(str(self._shard_path)))
@@ -129,7 +130,7 @@ class EdgeStore:
         with self._state:
             if self._lock_file.closed:
                 return
-            for shelf in self._shelves:
+            for shelf in self._shelves.values():
                 shelf.close()
             if self._shard is not None:
                 try:
@@ -422,9 +423,12 @@ class EdgeStore:
         return [hit_of(p.id, p.payload, float(p.score)) for p in points]
 
     def shelf(self, name: str, dimensions: int = 1) -> EdgeShelf:
-        shelf = EdgeShelf(self._folder.parent / f"{self.collection}_{name}", dimensions)
-        self._shelves.append(shelf)
-        return shelf
+        with self._state:
+            shelf = self._shelves.get(name)
+            if shelf is None:
+                folder = self._folder.parent / f"{self.collection}_{name}"
+                shelf = self._shelves[name] = EdgeShelf(folder, dimensions)
+            return shelf
 
     # --- copying (`store migrate`) -----------------------------------------------------
     def stored_schema(self) -> dict[str, Any]:
