@@ -221,8 +221,9 @@ def test_close_lets_the_current_file_finish_and_starts_no_other(
     ingestor = _ScriptedIngestor(hold={"a1.md": gate})
     jobs = _jobs(tmp_path, ingestor, grace_s=10)
     job = jobs.submit(_files(tmp_path, "alpha", ["a1.md", "a2.md", "a3.md"]), tenant="alpha")
-    later = jobs.submit(_files(tmp_path, "beta", ["b1.md"]), tenant="beta")
     assert ingestor.started.setdefault("a1.md", threading.Event()).wait(10)
+    # Submitted once a1 holds the writer: before that, beta's thread could take the first turn.
+    later = jobs.submit(_files(tmp_path, "beta", ["b1.md"]), tenant="beta")
     threading.Timer(0.3, gate.set).start()  # the current file ends within the grace
     started = time.monotonic()
     assert jobs.close()
