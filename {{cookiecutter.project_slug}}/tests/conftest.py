@@ -306,3 +306,11 @@ def cli_server(
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+@pytest.fixture
+def ragas_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The ragas scorer sets these process-wide; put them back after each test that uses it."""
+    for name in ("RAGAS_DO_NOT_TRACK", "XDG_DATA_HOME", "TIKTOKEN_CACHE_DIR"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))

@@ -28,6 +28,8 @@ from {{ cookiecutter.package_name }}.settings import Settings
 from .conftest import PROJECT_ROOT, SAMPLE_CORPUS, make_settings
 from .fake_openai import FakeOpenAI, bag_of_words_vector
 
+pytestmark = pytest.mark.usefixtures("ragas_environment")  # ragas sets process-wide state
+
 KEY = "sk-test-judge-secret"
 QUESTION = "How long must passwords be?"
 ANSWER = "Passwords must be at least 14 characters long."
@@ -44,14 +46,6 @@ SYNTHESIZERS = {
     "multi_hop_abstract_query_synthesizer",
     "multi_hop_specific_query_synthesizer",
 }
-
-
-@pytest.fixture(autouse=True)
-def _ragas_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """The scorer sets these process-wide; put them back after each test."""
-    for name in ("RAGAS_DO_NOT_TRACK", "XDG_DATA_HOME", "TIKTOKEN_CACHE_DIR"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
 
 
 @pytest.fixture

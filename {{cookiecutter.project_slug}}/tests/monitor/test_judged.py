@@ -24,15 +24,9 @@ from ..conftest import keyed_client, make_settings
 from ..fake_openai import FakeOpenAI
 from ..test_evals_judge import AGREEING_JUDGE, KEY, QUESTION, judge_settings
 
+pytestmark = pytest.mark.usefixtures("ragas_environment")  # ragas sets process-wide state
+
 PASSWORD_POLICY = "at least 14 characters"  # what policies/passwords.md says
-
-
-@pytest.fixture(autouse=True)
-def _ragas_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """The scorer sets these process-wide; put them back after each test."""
-    for name in ("RAGAS_DO_NOT_TRACK", "XDG_DATA_HOME", "TIKTOKEN_CACHE_DIR"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
 
 
 @pytest.fixture
