@@ -1,17 +1,20 @@
-"""The refusal model's rows of bench_retrieval.py: fitted on dev, reported on test.
+"""The refusal model's rows of bench_retrieval.py: features chosen and fitted on dev, reported
+on test.
 
-Input: each question's top-5 hits as the ask use case hands them to refusal (with the dense
-and BM25 evidence), and the cosine of the best sentence the extractive answerer would quote.
-Output, per split: ROC AUC, and the trade-off (unanswerable refused when at most 5%, 10% and
-15% of answerable questions are refused, read off that split's own scores), for
-- the refusal model (evals/calibrate.py's fit on the dev rows, applied as the service applies
-  it), and the same with the best sentence's cosine added as a feature (the extractive
-  answerer computes it after refusal is decided, so the service cannot use it: a reference);
+Input: each question's top-5 hits as the ask use case hands them to refusal (their dense and
+BM25 evidence, kept per hit in the cache), and the cosine of the best sentence the extractive
+answerer would quote. Output, per split: ROC AUC, and the trade-off (unanswerable refused when
+at most 5%, 10% and 15% of answerable questions are refused, read off that split's own
+scores), for
+- the refusal model as shipped (the package's file, applied as is): the baseline;
+- the model on features selected on dev only (greedy forward selection by cross-validated dev
+  AUC over every feature the service computes): the one `--write-refusal-model` writes;
+- the same selection with the best sentence's cosine allowed (the extractive answerer computes
+  it after refusal is decided, so the service cannot use it: a reference);
 - every single signal (oriented on dev), and the best of them by dev AUC;
 - the hand thresholds as shipped (one point: what they refuse), alone and followed by the
   extractive answerer's sentence floor (what the service did before the model);
-- the model at its dev-chosen operating point, alone and with the sentence floor: the counts
-  the service gets.
+- each model at its dev-chosen operating point, alone and with the sentence floor.
 The decision's own latency (features + dot product, or the rules) is timed per question.
 """
 
@@ -29,7 +32,8 @@ from typing import Any
 from {{ cookiecutter.package_name }}.domain import Hit
 from {{ cookiecutter.package_name }}.evals import calibrate as calibration
 from {{ cookiecutter.package_name }}.refusal import (
-    DEFAULT_FEATURES,
+    CANDIDATE_FEATURES,
+    FEATURES,
     RefusalModel,
     RefusalPolicy,
     evidence_features,
@@ -39,6 +43,25 @@ CAPS = (0.05, 0.10, 0.15)
 SPLITS = ("dev", "test")
 
 
+# The numbers refusal reads off each hit, kept per question in the cache: a feature added
+# later is computed from a past run's evidence without indexing again.
+EVIDENCE_FIELDS = (
+    "dense_score",
+    "dense_rank",
+    "sparse_rank",
+    "sparse_score",
+    "unmatched_share",
+    "rerank_score",
+    "term_chunk_counts",
+)
+SENTENCE = "best_sentence"  # the extractive answerer's best sentence cosine (question level)
+# What the dev-only selection may choose from: every feature the service computes without a
+# reranker (none ran here) ...
+SERVICE_CANDIDATES = CANDIDATE_FEATURES
+# ... and, as a reference, the sentence cosine the answerer computes after refusal.
+REFERENCE_CANDIDATES = (*SERVICE_CANDIDATES, SENTENCE)
+
+
 @dataclass(frozen=True)
 class Observed:
     """One question's refusal evidence, as plain numbers (cached between runs)."""
@@ -46,9 +69,29 @@ class Observed:
     id: str
     split: str
     unanswerable: bool
-    features: dict[str, float]
+    hits: list[dict[str, Any]]
     best_sentence: float
     rules_refused: bool
+
+    def values(self, names: Sequence[str]) -> list[float]:
+        hits = [
+            Hit(
+                chunk_id=str(n),
+                source="",
+                text="",
+                score=0.0,
+                metadata={},
+                **{**fields, "term_chunk_counts": _counts(fields.get("term_chunk_counts"))},
+            )
+            for n, fields in enumerate(self.hits)
+        ]
+        computed = dict(zip(FEATURES, evidence_features(hits, tuple(FEATURES)), strict=True))
+        computed[SENTENCE] = self.best_sentence
+        return [computed[name] for name in names]
+
+
+def _counts(value: Any) -> tuple[int, ...] | None:
+    return None if value is None else tuple(int(v) for v in value)
 
 
 def observe(
@@ -59,12 +102,11 @@ def observe(
     best_sentence: float,
     rules: RefusalPolicy,
 ) -> Observed:
-    values = evidence_features(hits, DEFAULT_FEATURES)
     return Observed(
         qid,
         split,
         unanswerable,
-        dict(zip(DEFAULT_FEATURES, values, strict=True)),
+        [{name: getattr(h, name) for name in EVIDENCE_FIELDS} for h in hits],
         best_sentence,
         rules.decide(hits).refuse,
     )
@@ -76,18 +118,61 @@ def save(observed: Sequence[Observed], path: Path) -> None:
 
 
 def load(path: Path) -> list[Observed]:
-    return [Observed(**row) for row in json.loads(path.read_text(encoding="utf-8"))]
+    rows = json.loads(path.read_text(encoding="utf-8"))
+    fields = {name for row in rows for hit in row.get("hits", [{}]) for name in hit}
+    if rows and "term_chunk_counts" not in fields:
+        raise SystemExit(f"{path} is from an older benchmark (no per-hit evidence): rerun it.")
+    return [Observed(**row) for row in rows]
 
 
-def _rows(observed: Sequence[Observed], with_sentence: bool) -> list[calibration.Row]:
-    return [
-        calibration.Row(
-            [o.features[n] for n in DEFAULT_FEATURES]
-            + ([o.best_sentence] if with_sentence else []),
-            o.unanswerable,
-        )
-        for o in observed
-    ]
+def _rows(observed: Sequence[Observed], names: Sequence[str]) -> list[calibration.Row]:
+    return [calibration.Row(o.values(names), o.unanswerable) for o in observed]
+
+
+def select_features(
+    dev: Sequence[Observed], candidates: Sequence[str], *, seeds: int = 5, min_gain: float = 0.003
+) -> list[tuple[str, float]]:
+    """Greedy forward selection on dev only: add the feature that raises the cross-validated
+    AUC most (stratified 5-fold, averaged over `seeds` shuffles, best C of the grid) until no
+    feature adds `min_gain`. Returns the path: (feature added, dev CV AUC after adding it)."""
+    import numpy as np
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    y = np.array([o.unanswerable for o in dev], dtype=int)
+    positive = [bool(v) for v in y]
+    table = {name: np.array([o.values([name])[0] for o in dev]) for name in candidates}
+
+    def score(names: Sequence[str]) -> float:
+        x = np.column_stack([table[n] for n in names])
+        best = 0.0
+        for c in calibration.C_GRID:
+            aucs = []
+            for seed in range(seeds):
+                folds = StratifiedKFold(n_splits=5, shuffle=True, random_state=seed)
+                model = make_pipeline(
+                    StandardScaler(),
+                    LogisticRegression(C=c, class_weight="balanced", max_iter=2000),
+                )
+                p = cross_val_predict(model, x, y, cv=folds, method="predict_proba")[:, 1]
+                aucs.append(calibration.auc([float(v) for v in p], positive))
+            best = max(best, statistics.fmean(aucs))
+        return best
+
+    chosen: list[str] = []
+    path: list[tuple[str, float]] = []
+    current = 0.5
+    while len(chosen) < len(candidates):
+        scored = [(score([*chosen, n]), n) for n in candidates if n not in chosen]
+        best_score, best_name = max(scored)
+        if best_score < current + min_gain:
+            break
+        chosen.append(best_name)
+        current = best_score
+        path.append((best_name, best_score))
+    return path
 
 
 def _curve(scores: Sequence[float], positive: Sequence[bool]) -> list[float]:
@@ -138,46 +223,60 @@ def report(
     decide_ms: dict[str, list[float]],
     model_out: Path | None = None,
 ) -> dict[str, Any]:
-    """Fit on dev, print the tables, return them as JSON; write the model to `model_out`."""
+    """Select features and fit on dev, print the tables, return them as JSON; write the
+    model selected on dev (service features only) to `model_out`."""
     dev = [o for o in observed if o.split == "dev"]
     by_split = {s: [o for o in observed if o.split == s] for s in SPLITS}
     positive = {s: [o.unanswerable for o in by_split[s]] for s in SPLITS}
     source = "python3.11-doc benchmark, dev split (benchmarks/bench_retrieval.py)"
-    model = calibration.fit(_rows(dev, False), source=source)
-    model_s = calibration.fit(
-        _rows(dev, True), features=(*DEFAULT_FEATURES, "best_sentence"), source=source
-    )
+    paths = {
+        "service": select_features(dev, SERVICE_CANDIDATES),
+        "reference": select_features(dev, REFERENCE_CANDIDATES),
+    }
+    for what, path in paths.items():
+        print(f"\nFeature selection on dev ({what} candidates): dev CV AUC as each is added")
+        for name, dev_auc in path:
+            print(f"  + {name:>18}  {dev_auc:.3f}")
+    selected = tuple(name for name, _ in paths["service"])
+    selected_ref = tuple(name for name, _ in paths["reference"])
+    models = {
+        "shipped": RefusalModel.load(),
+        "selected on dev": calibration.fit(_rows(dev, selected), features=selected, source=source),
+        "selected on dev, sentence allowed": calibration.fit(
+            _rows(dev, selected_ref), features=selected_ref, source=source
+        ),
+    }
+    model = models["selected on dev"]
     if model_out is not None:
         calibration.write_model(model, model_out)
 
-    def probabilities(m: RefusalModel, with_sentence: bool) -> dict[str, list[float]]:
+    def probabilities(m: RefusalModel) -> dict[str, list[float]]:
         return {
-            s: [m._probability(r.features) for r in _rows(by_split[s], with_sentence)]
-            for s in SPLITS
+            s: [m._probability(r.features) for r in _rows(by_split[s], m.features)] for s in SPLITS
         }
 
-    p_model = probabilities(model, False)
     lines = [
-        _line("refusal model (shipped features)", p_model, positive),
         _line(
-            "refusal model + best sentence cosine (reference: not available to refusal)",
-            probabilities(model_s, True),
+            f"refusal model as shipped: {', '.join(models['shipped'].features)}",
+            probabilities(models["shipped"]),
+            positive,
+        ),
+        _line(
+            f"refusal model, selected on dev: {', '.join(selected)}", probabilities(model), positive
+        ),
+        _line(
+            f"refusal model, selected on dev with the sentence cosine allowed: "
+            f"{', '.join(selected_ref)} (reference: the answerer computes it after refusal)",
+            probabilities(models["selected on dev, sentence allowed"]),
             positive,
         ),
     ]
     singles = []
-    for name in [*DEFAULT_FEATURES, "best_sentence"]:
-
-        def value(o: Observed, name: str = name) -> float:
-            return o.best_sentence if name == "best_sentence" else o.features[name]
-
+    for name in REFERENCE_CANDIDATES:
+        dev_values = [o.values([name])[0] for o in dev]
         # Oriented on dev: the direction in which it separates unanswerable questions.
-        sign = (
-            1.0
-            if calibration.auc([value(o) for o in dev], [o.unanswerable for o in dev]) >= 0.5
-            else -1.0
-        )
-        scores = {s: [sign * value(o) for o in by_split[s]] for s in SPLITS}
+        sign = 1.0 if calibration.auc(dev_values, [o.unanswerable for o in dev]) >= 0.5 else -1.0
+        scores = {s: [sign * o.values([name])[0] for o in by_split[s]] for s in SPLITS}
         singles.append(_line(f"single signal {'-' if sign < 0 else ''}{name}", scores, positive))
     best_single = max(singles, key=lambda line: line.auc["dev"])
     best_single.label += " (best single signal on dev)"
@@ -185,7 +284,6 @@ def report(
 
     rules = [o.rules_refused for o in observed]
     floor = [o.best_sentence < min_similarity for o in observed]
-    by_model = [model._probability(r.features) >= model.threshold for r in _rows(observed, False)]
     points = [
         _point("hand rules as shipped (RAG_REFUSAL=rules)", observed, rules),
         _point(
@@ -193,19 +291,25 @@ def report(
             observed,
             [a or b for a, b in zip(rules, floor, strict=True)],
         ),
-        _point(
-            f"refusal model at its dev operating point (t={model.threshold:.3f})",
-            observed,
-            by_model,
-        ),
-        _point(
-            f"refusal model + extractive sentence floor {min_similarity:g} (service now)",
-            observed,
-            [a or b for a, b in zip(by_model, floor, strict=True)],
-        ),
     ]
+    for label, m in models.items():
+        refused = [m._probability(r.features) >= m.threshold for r in _rows(observed, m.features)]
+        points += [
+            _point(
+                f"model ({label}) at its dev operating point (t={m.threshold:.3f})",
+                observed,
+                refused,
+            ),
+            _point(
+                f"model ({label}) + extractive sentence floor {min_similarity:g}",
+                observed,
+                [a or b for a, b in zip(refused, floor, strict=True)],
+            ),
+        ]
     _print(lines, points, model, decide_ms)
     return {
+        "selection": {what: path for what, path in paths.items()},
+        "models": {label: m.to_json() for label, m in models.items()},
         "model": model.to_json(),
         "lines": [vars(line) for line in lines],
         "points": [vars(point) for point in points],

@@ -87,7 +87,7 @@ def delete_when_no_job_writes(served: Served, document_id: str) -> None:
 
 
 def wait_for_sources(served: Served, sources: set[str]) -> dict[str, dict[str, Any]]:
-    deadline = time.monotonic() + 180
+    deadline = time.monotonic() + 300
     while not sources <= set(listed := served.listed()):
         assert time.monotonic() < deadline, f"never landed: {sources - set(listed)}"
         time.sleep(0.2)

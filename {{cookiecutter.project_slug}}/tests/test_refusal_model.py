@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import random
 import shutil
 import subprocess
@@ -13,11 +14,11 @@ from pathlib import Path
 import pytest
 
 from {{ cookiecutter.package_name }}.cli import main
-from {{ cookiecutter.package_name }}.domain import Hit
+from {{ cookiecutter.package_name }}.domain import TERM_COUNT_CAP, Hit
 from {{ cookiecutter.package_name }}.errors import BadRequestError, ConfigurationError
 from {{ cookiecutter.package_name }}.evals.calibrate import Row, auc, fit, threshold_for
 from {{ cookiecutter.package_name }}.refusal import (
-    DEFAULT_FEATURES,
+    FEATURES,
     RefusalModel,
     RefusalPolicy,
     build_refusal,
@@ -41,22 +42,55 @@ WEAK = [
 ]
 
 
+# The features the synthetic rows below are made of (the first shipped model's).
+NINE = (
+    "best_dense",
+    "first_dense",
+    "dense_spread",
+    "in_dense_top",
+    "best_sparse_rank",
+    "first_sparse_rank",
+    "agreeing_share",
+    "top_agreement",
+    "matched_share",
+)
+
+
 def with_unmatched(hits: list[Hit], share: float) -> list[Hit]:
     return [replace(h, unmatched_share=share) for h in hits]
 
 
 def test_features_are_read_from_the_hits_evidence() -> None:
-    values = dict(zip(DEFAULT_FEATURES, evidence_features(STRONG), strict=True))
+    values = dict(zip(NINE, evidence_features(STRONG, NINE), strict=True))
     assert values["best_dense"] == pytest.approx(0.66)
     assert values["first_dense"] == pytest.approx(0.66)
     assert values["best_sparse_rank"] == 1.0
     assert values["agreeing_share"] == 1.0
     assert values["top_agreement"] == 1.0
     assert values["matched_share"] == 1.0
-    weak = dict(zip(DEFAULT_FEATURES, evidence_features(WEAK), strict=True))
+    weak = dict(zip(NINE, evidence_features(WEAK, NINE), strict=True))
     assert weak["top_agreement"] == 0.0
     assert weak["matched_share"] == pytest.approx(0.25)
-    assert evidence_features([]) == [0.0] * len(DEFAULT_FEATURES)
+    assert evidence_features([], NINE) == [0.0] * len(NINE)
+
+
+def test_term_and_bm25_score_features_read_their_evidence() -> None:
+    counted = [
+        replace(h, term_chunk_counts=(0, 5, 40), sparse_score=s)
+        for h, s in zip(STRONG, (3.0, 1.0, None), strict=True)
+    ]
+    values = dict(zip(FEATURES, evidence_features(counted, tuple(FEATURES)), strict=True))
+    assert values["unknown_terms"] == 1.0
+    assert values["rarest_term_chunks"] == pytest.approx(0.0)  # log1p(0): a term in no chunk
+    assert values["best_sparse_score"] == pytest.approx(math.log1p(3.0))
+    assert values["first_sparse_score"] == pytest.approx(math.log1p(3.0))
+    assert values["best_dense_rank"] == 1.0
+    common = [replace(h, term_chunk_counts=(7, 9)) for h in STRONG]
+    assert FEATURES["rarest_term_chunks"](common) == pytest.approx(math.log1p(7))
+    assert FEATURES["unknown_terms"](common) == 0.0
+    # No counts (evidence off, or a question of stopwords only): no sign of absence.
+    assert FEATURES["rarest_term_chunks"](STRONG) == pytest.approx(math.log1p(TERM_COUNT_CAP))
+    assert FEATURES["unknown_terms"](STRONG) == 0.0
 
 
 def test_the_shipped_model_refuses_weak_evidence_and_answers_strong() -> None:
@@ -146,7 +180,7 @@ def _synthetic_rows(n: int, seed: int = 0) -> list[Row]:
 
 
 def test_a_fit_separates_the_classes_and_reports_itself() -> None:
-    model = fit(_synthetic_rows(90), source="synthetic")
+    model = fit(_synthetic_rows(90), features=NINE, source="synthetic")
     report = model.report
     assert report["rows"] == 90
     assert report["unanswerable"] == 30
@@ -164,9 +198,9 @@ def test_too_few_rows_are_refused_with_one_clear_error() -> None:
         r for r in rows if r.unanswerable
     ][:4]
     with pytest.raises(BadRequestError, match="at least 5 of each"):
-        fit(few_unanswerable)
+        fit(few_unanswerable, features=NINE)
     with pytest.raises(BadRequestError, match="at least 20 rows"):
-        fit(rows[:12])
+        fit(rows[:12], features=NINE)
 
 
 def test_eval_calibrate_refuses_a_golden_set_that_is_too_small(

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from {{ cookiecutter.package_name }}.container import Services, build_services
-from {{ cookiecutter.package_name }}.domain import Chunk, Hit, Point, Query, SparseVector
+from {{ cookiecutter.package_name }}.domain import TERM_COUNT_CAP, Chunk, Hit, Point, Query, SparseVector
 from {{ cookiecutter.package_name }}.embeddings import DenseEncoder, SparseEncoder
 from {{ cookiecutter.package_name }}.errors import ConfigurationError, StoreInUseError
 from {{ cookiecutter.package_name }}.settings import Settings
@@ -148,6 +148,66 @@ def test_written_chunks_come_back_with_evidence_and_only_for_their_tenant(
     assert top.query_cosine == pytest.approx(1.0, abs=1e-5)
     assert top.unmatched_share == pytest.approx(0.5)  # term 99 is in no chunk
     assert search(store, [1, 0, 0, 0], [10], tenant="nobody") == []
+
+
+def test_hits_count_each_query_terms_chunks_within_the_tenant_and_sources_up_to_a_cap(
+    store: VectorStore,
+) -> None:
+    """Refusal's term evidence: per distinct query term, the searched chunks holding it (the
+    rival tenant's never count, a sources filter narrows them, and counting stops at the cap)."""
+    common = [
+        point(100 + n, [0, 0, 1, 0], [7], source="c.md", index=n) for n in range(TERM_COUNT_CAP + 3)
+    ]
+    store.upsert(
+        [
+            point(1, [1, 0, 0, 0], [10, 11], index=0),
+            point(2, [0, 1, 0, 0], [12, 10], index=1),
+            point(3, [1, 0, 0, 0], [10, 11, 12, 99], tenant="rival", source="secret.md"),
+            *common,
+        ]
+    )
+    hits = search(store, [1, 0, 0, 0], [10, 12, 99, 7])
+    assert hits
+    assert {h.term_chunk_counts for h in hits} == {(2, 1, 0, TERM_COUNT_CAP)}
+    narrowed = store.search(
+        [1, 0, 0, 0],
+        SparseVector(indices=[10, 7], values=[1.0, 1.0]),
+        tenant="acme",
+        top_k=3,
+        sources=["a.md"],
+        options=OPTIONS,
+    )
+    assert {h.term_chunk_counts for h in narrowed} == {(2, 0)}
+    without = replace(OPTIONS, evidence_limit=0)
+    plain = store.search(
+        [1, 0, 0, 0],
+        SparseVector([10], [1.0]),
+        tenant="acme",
+        top_k=3,
+        sources=None,
+        options=without,
+    )
+    assert all(h.term_chunk_counts is None for h in plain)
+
+
+def test_a_hits_sparse_score_is_its_score_in_the_bm25_only_list(store: VectorStore) -> None:
+    store.upsert(
+        [
+            point(1, [1, 0, 0, 0], [10, 11], index=0),
+            point(2, [0, 1, 0, 0], [11], index=1),
+            point(3, [0, 0, 1, 0], [12], source="b.md"),
+        ]
+    )
+    sparse = SparseVector(indices=[10, 11], values=[1.0, 1.0])
+    alone = {h.chunk_id: h.score for h in store.search_one(SPARSE, sparse, tenant="acme", top_k=5)}
+    hits = store.search([0, 0, 1, 0], sparse, tenant="acme", top_k=3, sources=None, options=OPTIONS)
+    with_bm25 = [h for h in hits if h.sparse_rank is not None]
+    assert len(with_bm25) == 2
+    for hit in with_bm25:
+        assert hit.sparse_score == pytest.approx(alone[hit.chunk_id])
+    assert all(h.sparse_score is None for h in hits if h.sparse_rank is None)
+    assert with_bm25[0].sparse_score is not None
+    assert with_bm25[0].sparse_score > 0
 
 
 def test_documents_list_versions_and_aliases(store: VectorStore) -> None:

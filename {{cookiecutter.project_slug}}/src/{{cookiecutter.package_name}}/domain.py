@@ -100,6 +100,11 @@ class Query:
     sources: list[str] | None = None
 
 
+# Chunks counted per query term for refusal's evidence (`Hit.term_chunk_counts`): enough to
+# tell a term the corpus never or rarely uses from a common one.
+TERM_COUNT_CAP = 32
+
+
 @dataclass(frozen=True)
 class Hit:
     chunk_id: str
@@ -120,6 +125,14 @@ class Hit:
     # The query's dense cosine to this chunk for every fused hit, when a second stage asked
     # for it. Ranking only: refusal's evidence stays `dense_score` (the dense top list).
     query_cosine: float | None = None
+    # More refusal evidence, after the fields above so positional construction keeps working.
+    # The hit's BM25 score in the BM25-only list (Qdrant's IDF times the stored term
+    # weights): unlike a fused score it grows with how rare the matched terms are.
+    sparse_score: float | None = None
+    # Per query term, how many of the searched chunks contain it, counted up to a cap (the
+    # same on every hit): a question naming what the corpus never mentions has a term in
+    # none of them, and one that is merely worded oddly keeps its other terms common.
+    term_chunk_counts: tuple[int, ...] | None = None
 
     @property
     def location(self) -> dict[str, int]:

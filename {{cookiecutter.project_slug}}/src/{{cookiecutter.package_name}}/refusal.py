@@ -29,7 +29,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Protocol
 
-from .domain import Hit
+from .domain import TERM_COUNT_CAP, Hit
 from .errors import ConfigurationError
 from .settings import Settings
 
@@ -142,6 +142,39 @@ def _first_sparse_rank(hits: Sequence[Hit]) -> float:
     return _reciprocal(hits[0].sparse_rank) if hits else 0.0
 
 
+def _best_sparse_score(hits: Sequence[Hit]) -> float:
+    """The highest BM25 score among the hits, log-scaled (BM25 grows with the number and the
+    rarity of matched terms: a question about what the corpus is about matches rare terms)."""
+    scores = [h.sparse_score for h in hits if h.sparse_score is not None]
+    return math.log1p(max(scores, default=0.0))
+
+
+def _first_sparse_score(hits: Sequence[Hit]) -> float:
+    return math.log1p(hits[0].sparse_score or 0.0) if hits else 0.0
+
+
+def _best_dense_rank(hits: Sequence[Hit]) -> float:
+    ranks = [h.dense_rank for h in hits if h.dense_rank is not None]
+    return _reciprocal(min(ranks)) if ranks else 0.0
+
+
+def _term_counts(hits: Sequence[Hit]) -> tuple[int, ...] | None:
+    return next((h.term_chunk_counts for h in hits if h.term_chunk_counts is not None), None)
+
+
+def _rarest_term_chunks(hits: Sequence[Hit]) -> float:
+    """How many chunks hold the question's rarest term, log-scaled (0: a term the corpus
+    never uses, as in a question about a library it does not document). A question with no
+    counted terms (only stopwords), or none at all, gives no sign of absence: the cap."""
+    counts = _term_counts(hits)
+    return math.log1p(min(counts) if counts else TERM_COUNT_CAP)
+
+
+def _unknown_terms(hits: Sequence[Hit]) -> float:
+    """How many of the question's terms no chunk holds."""
+    return float(sum(1 for count in _term_counts(hits) or () if count == 0))
+
+
 def _agreeing_share(hits: Sequence[Hit]) -> float:
     """Share of the hits that both the dense and the BM25 top lists hold."""
     both = sum(1 for h in hits if h.dense_rank is not None and h.sparse_rank is not None)
@@ -185,12 +218,18 @@ FEATURES: dict[str, Callable[[Sequence[Hit]], float]] = {
     "top_agreement": _top_agreement,
     "matched_share": _matched_share,
     "best_rerank": _best_rerank,
+    "best_sparse_score": _best_sparse_score,
+    "first_sparse_score": _first_sparse_score,
+    "best_dense_rank": _best_dense_rank,
+    "rarest_term_chunks": _rarest_term_chunks,
+    "unknown_terms": _unknown_terms,
 }
-# What the shipped model and `eval calibrate` fit on when no reranker runs.
-DEFAULT_FEATURES = tuple(name for name in FEATURES if name != "best_rerank")
+# What a model may be fitted on without a reranker (the benchmark selects among these on its
+# dev split; `eval calibrate` refits the shipped model's own selection).
+CANDIDATE_FEATURES = tuple(name for name in FEATURES if name != "best_rerank")
 
 
-def evidence_features(hits: Sequence[Hit], names: Sequence[str] = DEFAULT_FEATURES) -> list[float]:
+def evidence_features(hits: Sequence[Hit], names: Sequence[str]) -> list[float]:
     return [FEATURES[name](hits) for name in names]
 
 

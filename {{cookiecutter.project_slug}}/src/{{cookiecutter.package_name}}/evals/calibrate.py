@@ -23,7 +23,7 @@ from ..ask import Question
 from ..container import Services
 from ..domain import Hit
 from ..errors import BadRequestError
-from ..refusal import DEFAULT_FEATURES, RefusalModel, evidence_features
+from ..refusal import RefusalModel, evidence_features
 from ..wording import plural
 from .golden import GoldenItem, load_golden_set
 from .metrics import require_eval_group
@@ -104,7 +104,7 @@ def check_rows(rows: Sequence[Row]) -> None:
 def fit(
     rows: Sequence[Row],
     *,
-    features: Sequence[str] = DEFAULT_FEATURES,
+    features: Sequence[str],
     max_answerable_refused: float = 0.10,
     source: str = "",
 ) -> RefusalModel:
@@ -230,8 +230,16 @@ def calibrate(
     k: int,
     max_answerable_refused: float,
 ) -> RefusalModel:
-    """Fit on the golden set's evidence as the service retrieves it, and write the model."""
-    rows = golden_rows(services, items, k, DEFAULT_FEATURES)
-    model = fit(rows, max_answerable_refused=max_answerable_refused, source=f"golden set {golden}")
+    """Fit on the golden set's evidence as the service retrieves it, and write the model.
+    The features are the shipped model's (chosen on the benchmark's dev split): a golden set
+    of tens of rows can weigh a few features, not choose among all of them."""
+    features = RefusalModel.load().features
+    rows = golden_rows(services, items, k, features)
+    model = fit(
+        rows,
+        features=features,
+        max_answerable_refused=max_answerable_refused,
+        source=f"golden set {golden}",
+    )
     write_model(model, out)
     return model

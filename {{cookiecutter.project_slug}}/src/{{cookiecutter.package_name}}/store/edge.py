@@ -27,7 +27,7 @@ from typing import IO, Any
 
 import qdrant_edge as qe
 
-from ..domain import Hit, IndexedDocument, Point, SparseVector
+from ..domain import TERM_COUNT_CAP, Hit, IndexedDocument, Point, SparseVector
 from ..errors import StoreInUseError, StoreUnavailableError
 from ..settings import Settings
 from .base import DENSE, SPARSE, SearchOptions
@@ -45,6 +45,7 @@ from .records import (
     now,
     payload_of,
     schema_of,
+    single_terms,
 )
 
 log = logging.getLogger(__name__)
@@ -383,6 +384,17 @@ class EdgeStore:
                         with_vector=[SPARSE] if using == SPARSE else False,
                     )
                 )
+            terms = single_terms(sparse)
+            requests += [
+                qe.QueryRequest(
+                    limit=TERM_COUNT_CAP,
+                    query=qe.Query.Nearest(_sparse(term), using=SPARSE),
+                    filter=query_filter,
+                    with_payload=False,
+                    with_vector=False,
+                )
+                for term in terms
+            ]
         shard = self._current()
         if shard is None:
             return []
@@ -397,6 +409,7 @@ class EdgeStore:
             lists[1] if evidence else None,
             lists[2] if evidence else None,
             query_cosines=options.query_cosines,
+            term_lists=lists[3:] if evidence else None,
         )
 
     def search_one(

@@ -16,7 +16,7 @@ from typing import Any
 from qdrant_client import QdrantClient, models
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
-from ..domain import Hit, IndexedDocument, Point, SparseVector
+from ..domain import TERM_COUNT_CAP, Hit, IndexedDocument, Point, SparseVector
 from ..errors import StoreInUseError, StoreUnavailableError
 from ..settings import Settings
 from .base import DENSE, SPARSE, SearchOptions
@@ -34,6 +34,7 @@ from .records import (
     now,
     payload_of,
     schema_of,
+    single_terms,
 )
 
 _HOLDER_FILE = "holder.json"
@@ -310,6 +311,17 @@ class QdrantStore:
                         with_vector=[SPARSE] if using == SPARSE else False,
                     )
                 )
+            requests += [
+                models.QueryRequest(
+                    query=models.SparseVector(indices=term.indices, values=term.values),
+                    using=SPARSE,
+                    filter=query_filter,
+                    limit=TERM_COUNT_CAP,
+                    with_payload=False,
+                    with_vector=False,
+                )
+                for term in single_terms(sparse)
+            ]
         with self._guard():
             responses = self._client.query_batch_points(self.collection, requests=requests)
         lists = [[_scored(point) for point in response.points] for response in responses]
@@ -321,6 +333,7 @@ class QdrantStore:
             lists[1] if evidence else None,
             lists[2] if evidence else None,
             query_cosines=options.query_cosines,
+            term_lists=lists[3:] if evidence else None,
         )
 
     def search_one(

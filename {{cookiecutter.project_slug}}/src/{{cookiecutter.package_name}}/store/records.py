@@ -62,6 +62,7 @@ def hit_of(
     dense_rank: int | None = None,
     dense_score: float | None = None,
     sparse_rank: int | None = None,
+    sparse_score: float | None = None,
 ) -> Hit:
     fields = dict(payload or {})
     text = str(fields.pop("text", ""))
@@ -74,6 +75,7 @@ def hit_of(
         dense_score=dense_score,
         dense_rank=dense_rank,
         sparse_rank=sparse_rank,
+        sparse_score=sparse_score,
     )
 
 
@@ -108,6 +110,11 @@ class StoredPoint:
     payload: dict[str, Any]
 
 
+def single_terms(sparse: SparseVector) -> list[SparseVector]:
+    """One BM25 query per distinct query term: its search returns the chunks that hold it."""
+    return [SparseVector(indices=[term], values=[1.0]) for term in dict.fromkeys(sparse.indices)]
+
+
 def hits_with_evidence(
     query_dense: Sequence[float],
     query_terms: Iterable[int],
@@ -116,33 +123,46 @@ def hits_with_evidence(
     sparse_list: Sequence[Scored] | None,
     *,
     query_cosines: bool,
+    term_lists: Sequence[Sequence[Scored]] | None = None,
 ) -> list[Hit]:
-    """Fused hits carrying their cosine and ranks in the dense-only and BM25-only lists, and
-    the share of query terms that no BM25 top result contains (for refusal)."""
+    """Fused hits carrying their cosine and ranks in the dense-only and BM25-only lists, the
+    share of query terms that no BM25 top result contains, and (from `term_lists`, one
+    single-term BM25 search per query term, capped at TERM_COUNT_CAP) how many chunks hold
+    each term: evidence for refusal."""
+    counts = tuple(len(found) for found in term_lists) if term_lists is not None else None
     dense_ranks: dict[str, tuple[int, float]] = {}
-    sparse_ranks: dict[str, int] = {}
+    sparse_ranks: dict[str, tuple[int, float]] = {}
     unmatched: float | None = None
     if dense_list is not None and sparse_list is not None:
         dense_ranks = {p.id: (rank, p.score) for rank, p in enumerate(dense_list, start=1)}
-        sparse_ranks = {p.id: rank for rank, p in enumerate(sparse_list, start=1)}
+        sparse_ranks = {p.id: (rank, p.score) for rank, p in enumerate(sparse_list, start=1)}
         matched = {term for p in sparse_list for term in (p.sparse_indices or ())}
         terms = set(query_terms)
         unmatched = len(terms - matched) / len(terms) if terms else 0.0
     hits = []
     for point in fused:
         dense_rank, dense_score = dense_ranks.get(point.id, (None, None))
+        sparse_rank, sparse_score = sparse_ranks.get(point.id, (None, None))
         hit = hit_of(
             point.id,
             point.payload,
             point.score,
             dense_rank=dense_rank,
             dense_score=dense_score,
-            sparse_rank=sparse_ranks.get(point.id),
+            sparse_rank=sparse_rank,
+            sparse_score=sparse_score,
         )
         query_cosine = (
             cosine(list(query_dense), list(point.dense)) if query_cosines and point.dense else None
         )
-        hits.append(replace(hit, unmatched_share=unmatched, query_cosine=query_cosine))
+        hits.append(
+            replace(
+                hit,
+                unmatched_share=unmatched,
+                term_chunk_counts=counts,
+                query_cosine=query_cosine,
+            )
+        )
     return hits
 
 
