@@ -20,7 +20,14 @@ from pathlib import Path
 import pytest
 
 from {{ cookiecutter.package_name }}.container import Services, build_services
-from {{ cookiecutter.package_name }}.domain import TERM_COUNT_CAP, Chunk, Hit, Point, Query, SparseVector
+from {{ cookiecutter.package_name }}.domain import (
+    TERM_COUNT_CAP,
+    Chunk,
+    Hit,
+    Point,
+    Query,
+    SparseVector,
+)
 from {{ cookiecutter.package_name }}.embeddings import DenseEncoder, SparseEncoder
 from {{ cookiecutter.package_name }}.errors import ConfigurationError, StoreInUseError
 from {{ cookiecutter.package_name }}.settings import Settings
