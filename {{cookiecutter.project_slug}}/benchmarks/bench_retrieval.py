@@ -57,7 +57,10 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.trace import Tracer
 
 from {{ cookiecutter.package_name }}.answer import ExtractiveAnswerer
-from {{ cookiecutter.package_name }}.answer.extractive import split_sentences
+from {{ cookiecutter.package_name }}.answer.sentences import (
+    SentenceScorer,
+    split_sentences,
+)
 from {{ cookiecutter.package_name }}.domain import Chunk, Document, Hit, Point, Query
 from {{ cookiecutter.package_name }}.embeddings import (
     DenseEncoder,
@@ -69,7 +72,7 @@ from {{ cookiecutter.package_name }}.embeddings import (
 from {{ cookiecutter.package_name }}.evals.metrics import percentile
 from {{ cookiecutter.package_name }}.ingest.chunk import Chunker
 from {{ cookiecutter.package_name }}.ingest.load import load_document
-from {{ cookiecutter.package_name }}.refusal import RefusalModel, RefusalPolicy
+from {{ cookiecutter.package_name }}.refusal import FEATURES, RefusalModel, RefusalPolicy
 from {{ cookiecutter.package_name }}.rerank import (
     Signal,
     build_reranker,
@@ -292,9 +295,11 @@ class Result:
 
 @dataclass(frozen=True)
 class Answering:
-    """The extractive answerer, after the refusal policy the ask use case applies (if any)."""
+    """The extractive answerer, after the refusal policy the ask use case applies (if any),
+    and the sentence scorer they share (refusal evidence: each hit's best sentence cosine)."""
 
     answerer: ExtractiveAnswerer
+    scorer: SentenceScorer
     refusal: RefusalPolicy | None = None
 
     def refused(self, text: str, hits: list[Hit]) -> bool:
@@ -328,9 +333,10 @@ def run(
         if answerer is None or result.refusals is None:
             continue
         result.refusals[q.split].add(q, answerer.refused(q.text, hits[:top_k]))
-        if keep_evidence:
-            best = answerer.answerer.best_similarity(q.text, hits[:top_k])
-            result.evidence.append(Evidence(q, hits[:top_k], best))
+        if keep_evidence:  # as the ask use case hands them to a refusal that reads sentences
+            evidence = answerer.scorer.annotate(q.text, hits[:top_k])
+            best = FEATURES["best_sentence"](evidence)
+            result.evidence.append(Evidence(q, evidence, best))
     return result
 
 
@@ -617,11 +623,12 @@ def main() -> None:
     sparse = build_sparse_encoder(Settings(data_dir=CACHE / "models"))
     tracer = TracerProvider().get_tracer("bench")
     # The extractive answerer as it shipped before (sentence cosine only) and as it ships now.
+    scorer = SentenceScorer(dense)
     extractive = ExtractiveAnswerer(
-        dense, tracer, shipped.answer_min_similarity, shipped.answer_max_sentences
+        dense, tracer, shipped.answer_min_similarity, shipped.answer_max_sentences, scorer=scorer
     )
-    answerer_before = Answering(extractive)
-    answerer_now = Answering(extractive, RefusalPolicy.from_settings(shipped))
+    answerer_before = Answering(extractive, scorer)
+    answerer_now = Answering(extractive, scorer, RefusalPolicy.from_settings(shipped))
 
     # name -> (chunker, what gets embedded). "s": sentence splitting (the default), "b": whole
     # blocks packed (structure-aware); the number is chunk_size; nohdr: no contextual header.
@@ -759,7 +766,8 @@ def main() -> None:
     shipped_result = next(r for r in results if r.label.startswith("SHIPPED"))
     tradeoffs = refusal_tradeoffs(shipped_result.evidence, caps=(0.1, 0.2, 0.3, 0.5))
     print_tradeoffs(tradeoffs)
-    refusal = refusal_report(shipped_result, shipped, args.write_refusal_model)
+    cold_ms = sentence_cost(dense.inner, shipped_result)
+    refusal = refusal_report(shipped_result, shipped, args.write_refusal_model, cold_ms)
     if not (args.second_stage_only or args.refusal_only):
         print_bar(results)
     print_stage_bar(results)
@@ -772,8 +780,20 @@ def main() -> None:
         args.json.write_text(json.dumps(payload, indent=2), encoding="utf-8")
 
 
+def sentence_cost(dense: DenseEncoder, result: Result, questions: int = 40) -> list[float]:
+    """What the best-sentence evidence costs where nothing else embeds the sentences (an LLM
+    answerer): a fresh scorer per question, the real encoder (no cache), in ms."""
+    timings = []
+    for e in result.evidence[:questions]:
+        scorer = SentenceScorer(dense)
+        started = time.perf_counter()
+        scorer.annotate(e.question.text, e.hits)
+        timings.append((time.perf_counter() - started) * 1000)
+    return timings
+
+
 def refusal_report(
-    shipped_result: Result, shipped: Settings, model_out: Path | None
+    shipped_result: Result, shipped: Settings, model_out: Path | None, sentence_ms: list[float]
 ) -> dict[str, object]:
     """The refusal model's rows from the shipped retriever's evidence (cached for
     --refusal-from-cache), with the decision latency of the model and of the rules."""
@@ -791,7 +811,11 @@ def refusal_report(
     ]
     refusal_rows.save(observed, REFUSAL_EVIDENCE)
     model = RefusalModel.load()  # the shipped model: its decide() is what the service runs
-    decide_ms: dict[str, list[float]] = {"shipped model": [], "hand rules": []}
+    decide_ms: dict[str, list[float]] = {
+        "shipped model": [],
+        "hand rules": [],
+        "sentence evidence, cold (first 40 questions)": sentence_ms,
+    }
     for e in shipped_result.evidence:
         decide_ms["shipped model"].append(refusal_rows.timed(model.decide, e.hits))
         decide_ms["hand rules"].append(refusal_rows.timed(rules.decide, e.hits))

@@ -165,8 +165,10 @@ def measure(engine: str, data_dir: Path) -> dict[str, Any]:
     """In a fresh process: open through build_services, then time the service's paths."""
     from fastapi.testclient import TestClient
 
-    from {{ cookiecutter.package_name }}.answer.extractive import split_sentences
-    from {{ cookiecutter.package_name }}.answer.sentences import SentenceVectors
+    from {{ cookiecutter.package_name }}.answer.sentences import (
+        SentenceVectors,
+        split_sentences,
+    )
     from {{ cookiecutter.package_name }}.api import create_app
     from {{ cookiecutter.package_name }}.container import build_services
     from {{ cookiecutter.package_name }}.domain import Query

@@ -2,15 +2,14 @@
 on test.
 
 Input: each question's top-5 hits as the ask use case hands them to refusal (their dense and
-BM25 evidence, kept per hit in the cache), and the cosine of the best sentence the extractive
-answerer would quote. Output, per split: ROC AUC, and the trade-off (unanswerable refused when
-at most 5%, 10% and 15% of answerable questions are refused, read off that split's own
-scores), for
+BM25 evidence and their best sentence cosine, kept per hit in the cache). Output, per split:
+ROC AUC, and the trade-off (unanswerable refused when at most 5%, 10% and 15% of answerable
+questions are refused, read off that split's own scores), for
 - the refusal model as shipped (the package's file, applied as is): the baseline;
 - the model on features selected on dev only (greedy forward selection by cross-validated dev
   AUC over every feature the service computes): the one `--write-refusal-model` writes;
-- the same selection with the best sentence's cosine allowed (the extractive answerer computes
-  it after refusal is decided, so the service cannot use it: a reference);
+- the same selection without the best sentence's cosine (what a model costs that embeds no
+  sentences before refusal: with an LLM answerer nothing else embeds them);
 - every single signal (oriented on dev), and the best of them by dev AUC;
 - the hand thresholds as shipped (one point: what they refuse), alone and followed by the
   extractive answerer's sentence floor (what the service did before the model);
@@ -33,7 +32,6 @@ from {{ cookiecutter.package_name }}.domain import Hit
 from {{ cookiecutter.package_name }}.evals import calibrate as calibration
 from {{ cookiecutter.package_name }}.refusal import (
     CANDIDATE_FEATURES,
-    FEATURES,
     RefusalModel,
     RefusalPolicy,
     evidence_features,
@@ -53,13 +51,12 @@ EVIDENCE_FIELDS = (
     "unmatched_share",
     "rerank_score",
     "term_chunk_counts",
+    "sentence_score",
 )
-SENTENCE = "best_sentence"  # the extractive answerer's best sentence cosine (question level)
 # What the dev-only selection may choose from: every feature the service computes without a
-# reranker (none ran here) ...
+# reranker (none ran here), and the same without the sentence cosine.
 SERVICE_CANDIDATES = CANDIDATE_FEATURES
-# ... and, as a reference, the sentence cosine the answerer computes after refusal.
-REFERENCE_CANDIDATES = (*SERVICE_CANDIDATES, SENTENCE)
+NO_SENTENCE_CANDIDATES = tuple(name for name in CANDIDATE_FEATURES if name != "best_sentence")
 
 
 @dataclass(frozen=True)
@@ -70,7 +67,7 @@ class Observed:
     split: str
     unanswerable: bool
     hits: list[dict[str, Any]]
-    best_sentence: float
+    best_sentence: float  # the hits' best sentence cosine: what the answerer's floor reads
     rules_refused: bool
 
     def values(self, names: Sequence[str]) -> list[float]:
@@ -85,9 +82,7 @@ class Observed:
             )
             for n, fields in enumerate(self.hits)
         ]
-        computed = dict(zip(FEATURES, evidence_features(hits, tuple(FEATURES)), strict=True))
-        computed[SENTENCE] = self.best_sentence
-        return [computed[name] for name in names]
+        return evidence_features(hits, names)
 
 
 def _counts(value: Any) -> tuple[int, ...] | None:
@@ -120,7 +115,7 @@ def save(observed: Sequence[Observed], path: Path) -> None:
 def load(path: Path) -> list[Observed]:
     rows = json.loads(path.read_text(encoding="utf-8"))
     fields = {name for row in rows for hit in row.get("hits", [{}]) for name in hit}
-    if rows and "term_chunk_counts" not in fields:
+    if rows and "sentence_score" not in fields:
         raise SystemExit(f"{path} is from an older benchmark (no per-hit evidence): rerun it.")
     return [Observed(**row) for row in rows]
 
@@ -231,19 +226,19 @@ def report(
     source = "python3.11-doc benchmark, dev split (benchmarks/bench_retrieval.py)"
     paths = {
         "service": select_features(dev, SERVICE_CANDIDATES),
-        "reference": select_features(dev, REFERENCE_CANDIDATES),
+        "no sentence": select_features(dev, NO_SENTENCE_CANDIDATES),
     }
     for what, path in paths.items():
         print(f"\nFeature selection on dev ({what} candidates): dev CV AUC as each is added")
         for name, dev_auc in path:
             print(f"  + {name:>18}  {dev_auc:.3f}")
     selected = tuple(name for name, _ in paths["service"])
-    selected_ref = tuple(name for name, _ in paths["reference"])
+    selected_plain = tuple(name for name, _ in paths["no sentence"])
     models = {
         "shipped": RefusalModel.load(),
         "selected on dev": calibration.fit(_rows(dev, selected), features=selected, source=source),
-        "selected on dev, sentence allowed": calibration.fit(
-            _rows(dev, selected_ref), features=selected_ref, source=source
+        "selected on dev, no sentence": calibration.fit(
+            _rows(dev, selected_plain), features=selected_plain, source=source
         ),
     }
     model = models["selected on dev"]
@@ -265,14 +260,14 @@ def report(
             f"refusal model, selected on dev: {', '.join(selected)}", probabilities(model), positive
         ),
         _line(
-            f"refusal model, selected on dev with the sentence cosine allowed: "
-            f"{', '.join(selected_ref)} (reference: the answerer computes it after refusal)",
-            probabilities(models["selected on dev, sentence allowed"]),
+            f"refusal model, selected on dev without the sentence cosine: "
+            f"{', '.join(selected_plain)}",
+            probabilities(models["selected on dev, no sentence"]),
             positive,
         ),
     ]
     singles = []
-    for name in REFERENCE_CANDIDATES:
+    for name in SERVICE_CANDIDATES:
         dev_values = [o.values([name])[0] for o in dev]
         # Oriented on dev: the direction in which it separates unanswerable questions.
         sign = 1.0 if calibration.auc(dev_values, [o.unanswerable for o in dev]) >= 0.5 else -1.0

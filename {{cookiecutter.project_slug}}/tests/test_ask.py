@@ -13,17 +13,28 @@ import pytest
 from fastapi.testclient import TestClient
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from {{ cookiecutter.package_name }}.answer import REFUSAL, Final, Token
+from {{ cookiecutter.package_name }}.answer import (
+    REFUSAL,
+    ExtractiveAnswerer,
+    Final,
+    Token,
+)
+from {{ cookiecutter.package_name }}.answer.sentences import SentenceScorer
 from {{ cookiecutter.package_name }}.api import create_app
-from {{ cookiecutter.package_name }}.ask import Question
+from {{ cookiecutter.package_name }}.ask import Asker, Question
 from {{ cookiecutter.package_name }}.cli import main
 from {{ cookiecutter.package_name }}.container import Services
 from {{ cookiecutter.package_name }}.domain import Hit
-from {{ cookiecutter.package_name }}.errors import BadRequestError
+from {{ cookiecutter.package_name }}.embeddings import DenseEncoder
+from {{ cookiecutter.package_name }}.errors import BadRequestError, ConfigurationError
 from {{ cookiecutter.package_name }}.evals.gate import evaluate
 from {{ cookiecutter.package_name }}.evals.golden import GoldenItem
 from {{ cookiecutter.package_name }}.evals.metrics import RagasScorer
-from {{ cookiecutter.package_name }}.refusal import RefusalDecision, RefusalPolicy
+from {{ cookiecutter.package_name }}.refusal import (
+    RefusalDecision,
+    RefusalModel,
+    RefusalPolicy,
+)
 
 from .conftest import api_key, auth
 
@@ -39,6 +50,48 @@ class CountingPolicy(RefusalPolicy):
     def decide(self, hits: Sequence[Hit]) -> RefusalDecision:
         self.decided.append(len(hits))
         return super().decide(hits)
+
+
+@dataclass(frozen=True)
+class SentenceReadingModel(RefusalModel):
+    """A refusal model on the best sentence's cosine, keeping the hits it was handed."""
+
+    seen: list[list[Hit]] = field(default_factory=list)
+
+    def decide(self, hits: Sequence[Hit]) -> RefusalDecision:
+        self.seen.append(list(hits))
+        return super().decide(hits)
+
+
+class CountingEncoder:
+    """The real encoder, counting the documents (sentences) it embeds."""
+
+    def __init__(self, inner: DenseEncoder) -> None:
+        self.inner = inner
+        self.model_id = inner.model_id
+        self.embedded: list[str] = []
+
+    @property
+    def dimensions(self) -> int:
+        return self.inner.dimensions
+
+    def embed_documents(self, texts: Sequence[str]) -> list[list[float]]:
+        self.embedded += texts
+        return self.inner.embed_documents(texts)
+
+    def embed_query(self, text: str) -> list[float]:
+        return self.inner.embed_query(text)
+
+
+def sentence_model() -> SentenceReadingModel:
+    return SentenceReadingModel(
+        features=("best_sentence",),
+        mean=(0.4,),
+        scale=(0.1,),
+        coef=(-3.0,),
+        intercept=0.0,
+        threshold=0.5,
+    )
 
 
 def audit_lines(services: Services) -> list[dict[str, Any]]:
@@ -90,6 +143,55 @@ def test_weak_evidence_is_refused_before_the_answerer_quotes(
     assert "BM25" in str(attributes["answer.refusal.reason"])
     assert attributes["answer.refused"] is True
     assert "answer.best_similarity" not in attributes  # no sentence was scored
+
+
+def test_a_refusal_reading_sentences_gets_each_hits_best_sentence_embedded_once(
+    ingested: Services, dense: DenseEncoder
+) -> None:
+    """The best sentence's cosine is known before refusal decides, and the extractive
+    answerer quotes from the same vectors: no sentence is embedded twice."""
+    counting = CountingEncoder(dense)
+    scorer = SentenceScorer(counting)
+    answerer = ExtractiveAnswerer(
+        counting, ingested.tracer_provider.get_tracer("t"), 0.3, 3, scorer=scorer
+    )
+    model = sentence_model()
+    asker = Asker(
+        ingested.retriever,
+        answerer,
+        model,
+        ingested.audit,
+        default_top_k=5,
+        max_top_k=50,
+        sentences=scorer,
+    )
+    asked = asker.ask(Question(QUESTION, "default"))
+    (seen,) = model.seen
+    assert [h.chunk_id for h in seen] == [h.chunk_id for h in asked.hits]
+    assert all(h.sentence_score is not None for h in seen)
+    assert asked.hits[0].sentence_score is None  # the caller's hits are not changed
+    best = max(h.sentence_score for h in seen if h.sentence_score is not None)
+    assert best == pytest.approx(answerer.best_similarity(QUESTION, asked.hits), abs=1e-6)
+    assert not asked.answer.refused  # the password question is answered by its best sentence
+    assert len(counting.embedded) == len(set(counting.embedded)) > 0
+    # A question far from every sentence: the same model refuses it.
+    far = asker.ask(Question("What is the boiling point of liquid nitrogen?", "default"))
+    assert far.answer.refused
+
+
+def test_a_refusal_reading_sentences_needs_a_scorer(ingested: Services) -> None:
+    with pytest.raises(ConfigurationError, match="best_sentence"):
+        Asker(
+            ingested.retriever,
+            ingested.answerer,
+            sentence_model(),
+            ingested.audit,
+            default_top_k=5,
+            max_top_k=50,
+        )
+    # The hand rules read no sentences: without a scorer nothing is embedded for them.
+    hits = ingested.retriever.retrieve(ingested.asker.query(Question(QUESTION, "default")))
+    assert ingested.asker.refusal_evidence(QUESTION, hits) is hits
 
 
 def test_top_k_defaults_to_the_setting_and_is_capped_by_the_limit(services: Services) -> None:

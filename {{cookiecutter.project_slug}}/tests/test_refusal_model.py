@@ -28,17 +28,27 @@ from {{ cookiecutter.package_name }}.settings import Settings
 
 from .conftest import PROJECT_ROOT
 
-# A question the corpus answers: dense and BM25 both put the same chunk first, close cosine.
+# A question the corpus answers: dense and BM25 both put the same chunk first, close cosine,
+# a sentence that matches, and every term in many chunks.
 STRONG = [
     Hit("a", "a.md", "Passwords have 14 characters.", 0.9, {}, 0.66, 1, 1, 0.0),
     Hit("b", "a.md", "Passwords rotate yearly.", 0.8, {}, 0.55, 2, 2, 0.0),
     Hit("c", "b.md", "Keys are 32 bytes.", 0.7, {}, 0.41, 3, 5, 0.0),
 ]
-# A question about something the corpus never mentions: weak cosines, no agreement.
+STRONG = [
+    replace(h, sentence_score=s, term_chunk_counts=(12, 30))
+    for h, s in zip(STRONG, (0.72, 0.5, 0.3), strict=True)
+]
+# A question about something the corpus never mentions: weak cosines, no agreement, no
+# sentence close to it, and one of its terms in no chunk at all.
 WEAK = [
     Hit("x", "c.md", "The canteen opens at 8.", 0.5, {}, 0.18, 1, None, 0.75),
     Hit("y", "d.md", "Parking is free.", 0.4, {}, 0.15, 2, None, 0.75),
     Hit("z", "e.md", "Invoices are due in 30 days.", 0.3, None or {}, None, None, 1, 0.75),
+]
+WEAK = [
+    replace(h, sentence_score=s, term_chunk_counts=(0, 14))
+    for h, s in zip(WEAK, (0.2, 0.15, 0.1), strict=True)
 ]
 
 
@@ -89,8 +99,20 @@ def test_term_and_bm25_score_features_read_their_evidence() -> None:
     assert FEATURES["rarest_term_chunks"](common) == pytest.approx(math.log1p(7))
     assert FEATURES["unknown_terms"](common) == 0.0
     # No counts (evidence off, or a question of stopwords only): no sign of absence.
-    assert FEATURES["rarest_term_chunks"](STRONG) == pytest.approx(math.log1p(TERM_COUNT_CAP))
-    assert FEATURES["unknown_terms"](STRONG) == 0.0
+    uncounted = [replace(h, term_chunk_counts=None) for h in STRONG]
+    assert FEATURES["rarest_term_chunks"](uncounted) == pytest.approx(math.log1p(TERM_COUNT_CAP))
+    assert FEATURES["unknown_terms"](uncounted) == 0.0
+
+
+def test_the_best_sentence_feature_reads_the_hits_sentence_scores() -> None:
+    scored = [replace(h, sentence_score=s) for h, s in zip(STRONG, (0.2, 0.71, -1.0), strict=True)]
+    assert FEATURES["best_sentence"](scored) == pytest.approx(0.71)
+    unmeasured = [replace(h, sentence_score=None) for h in STRONG]
+    assert FEATURES["best_sentence"](unmeasured) == -1.0  # not measured, or no sentences
+    reading = RefusalModel(("best_sentence", "best_dense"), (0, 0), (1, 1), (-1, -1), 0.0, 0.5)
+    assert reading.reads_sentences
+    assert not RefusalModel(("best_dense",), (0,), (1,), (-1,), 0.0, 0.5).reads_sentences
+    assert not RefusalPolicy(0.35, 0.48, 10).reads_sentences
 
 
 def test_the_shipped_model_refuses_weak_evidence_and_answers_strong() -> None:
@@ -105,9 +127,10 @@ def test_the_shipped_model_refuses_weak_evidence_and_answers_strong() -> None:
 
 
 def test_one_unknown_word_does_not_refuse_a_question_with_strong_evidence() -> None:
-    """Half the question's terms in no BM25 result (one unknown word of two) is enough for
-    the hand rules to refuse; weighed with strong dense and BM25 agreement, it is not."""
-    one_unknown = with_unmatched(STRONG, 0.5)
+    """One of the question's terms in no chunk (so half its terms in no BM25 result) is
+    enough for the hand rules to refuse; weighed with a close dense match and a matching
+    sentence, it is not."""
+    one_unknown = [replace(h, term_chunk_counts=(0, 30)) for h in with_unmatched(STRONG, 0.5)]
     assert RefusalPolicy(0.35, 0.48, 10, max_unmatched_share=0.4).decide(one_unknown).refuse
     model = RefusalModel.load()
     assert not model.decide(one_unknown).refuse
@@ -120,7 +143,8 @@ def test_the_runtime_applies_the_model_without_scikit_learn() -> None:
         "import sys\n"
         "from {{ cookiecutter.package_name }}.refusal import RefusalModel\n"
         "from {{ cookiecutter.package_name }}.domain import Hit\n"
-        "d = RefusalModel.load().decide([Hit('a', 'a', 't', 1.0, {}, 0.7, 1, 1, 0.0)])\n"
+        "hit = Hit('a', 'a', 't', 1.0, {}, 0.7, 1, 1, 0.0, sentence_score=0.7)\n"
+        "d = RefusalModel.load().decide([hit])\n"
         "assert not d.refuse, d\n"
         "assert 'sklearn' not in sys.modules\n"
     )

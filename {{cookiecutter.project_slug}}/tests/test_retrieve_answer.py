@@ -6,7 +6,7 @@ from pathlib import Path
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from {{ cookiecutter.package_name }}.answer import REFUSAL
-from {{ cookiecutter.package_name }}.answer.extractive import split_sentences
+from {{ cookiecutter.package_name }}.answer.sentences import split_sentences
 from {{ cookiecutter.package_name }}.container import Services
 from {{ cookiecutter.package_name }}.domain import Answer, Query
 

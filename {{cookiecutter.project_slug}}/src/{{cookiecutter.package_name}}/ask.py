@@ -21,9 +21,10 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from .answer import Answerer, AnswerEvent, Final
+from .answer.sentences import SentenceScorer
 from .audit import AuditLog
 from .domain import Answer, Hit, Query
-from .errors import BadRequestError
+from .errors import BadRequestError, ConfigurationError
 from .refusal import Refusal
 from .retrieve import Retriever
 from .telemetry import current_trace_id
@@ -89,7 +90,14 @@ class Asker:
         default_top_k: int,
         max_top_k: int,
         capture: Capturer | None = None,
+        sentences: SentenceScorer | None = None,
     ) -> None:
+        if refusal.reads_sentences and sentences is None:
+            raise ConfigurationError(
+                "The refusal model reads the best sentence's cosine (feature best_sentence), "
+                "but no sentence scorer was given to the Asker; build it with one."
+            )
+        self._sentences = sentences
         self._retriever = retriever
         self._capture = capture
         self._answerer = answerer
@@ -160,10 +168,20 @@ class Asker:
 
     def answer(self, text: str, hits: list[Hit]) -> Answer:
         """The refusal decision, then the answerer (for callers that hold hits already)."""
-        return self._answerer.answer(text, hits, decision=self._refusal.decide(hits))
+        decision = self._refusal.decide(self.refusal_evidence(text, hits))
+        return self._answerer.answer(text, hits, decision=decision)
 
     def answer_events(self, text: str, hits: list[Hit]) -> Iterator[AnswerEvent]:
-        return self._answerer.stream(text, hits, decision=self._refusal.decide(hits))
+        decision = self._refusal.decide(self.refusal_evidence(text, hits))
+        return self._answerer.stream(text, hits, decision=decision)
+
+    def refusal_evidence(self, text: str, hits: list[Hit]) -> list[Hit]:
+        """The hits as refusal reads them: with each one's best sentence cosine when the
+        refusal reads it (the extractive answerer shares the scorer, so its vectors are
+        computed once)."""
+        if self._sentences is None or not self._refusal.reads_sentences:
+            return hits
+        return self._sentences.annotate(text, hits)
 
     def _record(
         self,

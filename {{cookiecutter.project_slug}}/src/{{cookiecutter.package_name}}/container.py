@@ -14,6 +14,7 @@ from .answer import Answerer, ExtractiveAnswerer, LLMAnswerer, LLMOptions
 from .answer.cache import AnswerCache
 from .answer.prompt import load_prompt
 from .answer.providers import ChatProvider, build_provider
+from .answer.sentences import SentenceScorer
 from .ask import Asker
 from .audit import AuditLog
 from .embeddings import DenseEncoder, SparseEncoder, build_dense_encoder, build_sparse_encoder
@@ -57,6 +58,7 @@ class Services:
     feedback: FeedbackStore
     capture: Capture
     keys: KeyStore  # API keys: the keys file, or a shelf every replica reads (keys.py)
+    sentences: SentenceScorer  # the extractive answerer's, and refusal's best-sentence evidence
     llm_http: httpx.Client | None = None  # the LLM answerer's connection pool
 
     @property
@@ -72,6 +74,7 @@ class Services:
             default_top_k=self.settings.default_top_k,
             max_top_k=self.settings.max_top_k,
             capture=self.capture,
+            sentences=self.sentences,
         )
 
     def close(self) -> None:
@@ -119,9 +122,10 @@ def build_services(
     dense = dense or build_dense_encoder(settings)
     sparse = sparse or build_sparse_encoder(settings)
     store = store or open_store(settings)
+    sentences = SentenceScorer(dense)
     try:
         store.ensure_collection(dense.model_id, dense.dimensions, sparse.model_id)
-        answerer, llm_http = _build_answerer(settings, dense, tracer, metrics, content)
+        answerer, llm_http = _build_answerer(settings, sentences, tracer, metrics, content)
     except Exception:
         store.close()
         raise
@@ -176,6 +180,7 @@ def build_services(
         ),
         answerer=answerer,
         refusal=build_refusal(settings),
+        sentences=sentences,
         llm_http=llm_http,
         keys=open_keys(settings, store),
         audit=AuditLog(
@@ -195,7 +200,7 @@ def build_services(
 
 def _build_answerer(
     settings: Settings,
-    dense: DenseEncoder,
+    sentences: SentenceScorer,
     tracer: Tracer,
     metrics: RagMetrics,
     content: SpanContent,
@@ -204,12 +209,13 @@ def _build_answerer(
     if settings.answerer == "llm":
         return build_llm_answerer(settings, tracer, metrics, content)
     extractive = ExtractiveAnswerer(
-        dense,
+        sentences.dense,
         tracer,
         settings.answer_min_similarity,
         settings.answer_max_sentences,
         metrics=metrics,
         content=content,
+        scorer=sentences,
     )
     return extractive, None
 

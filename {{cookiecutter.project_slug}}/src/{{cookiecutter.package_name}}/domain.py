@@ -133,6 +133,9 @@ class Hit:
     # same on every hit): a question naming what the corpus never mentions has a term in
     # none of them, and one that is merely worded oddly keeps its other terms common.
     term_chunk_counts: tuple[int, ...] | None = None
+    # The cosine of the hit's best quotable unit (sentence, table row, record) to the question,
+    # when the refusal reads it (answer/sentences.py); -1.0 when the hit has none.
+    sentence_score: float | None = None
 
     @property
     def location(self) -> dict[str, int]:

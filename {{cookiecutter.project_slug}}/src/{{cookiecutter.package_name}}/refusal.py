@@ -5,10 +5,12 @@ not the corpus answers it. What does carry meaning is the dense cosine (the embe
 model's own scale) and whether two unrelated retrievers, dense and BM25, agree on a chunk.
 A third signal is lexical: a question about something the corpus never mentions
 (a product, a library) has terms that no BM25 top result contains. The retriever puts all of
-it on each hit (`Hit.dense_score`, `dense_rank`, `sparse_rank`, `unmatched_share`); the ask
-use case (ask.py) calls `RefusalPolicy.decide(hits)` once, before any answerer runs, and hands
-the decision to it. Thresholds
-were chosen on the retrieval benchmark (docs/decisions, retrieval defaults by measurement).
+it on each hit (`Hit.dense_score`, `dense_rank`, `sparse_rank`, `sparse_score`,
+`unmatched_share`, `term_chunk_counts`); the ask use case (ask.py) calls `decide(hits)` once,
+before any answerer runs, and hands the decision to it. A refusal that `reads_sentences` also
+gets each hit's best sentence cosine (`Hit.sentence_score`, from the scorer the extractive
+answerer quotes with). Thresholds were chosen on the retrieval benchmark (docs/decisions,
+retrieval defaults by measurement).
 
 `RefusalModel` (`RAG_REFUSAL=model`) combines the same evidence instead of chaining hand
 thresholds: a logistic regression over a few named features of the hits (`FEATURES`), read
@@ -46,6 +48,11 @@ class RefusalDecision:
 class Refusal(Protocol):
     """Decides, once per question, whether the retrieved evidence answers it."""
 
+    @property
+    def reads_sentences(self) -> bool:
+        """Whether `decide` reads `Hit.sentence_score` (the ask use case sets it first)."""
+        ...
+
     def decide(self, hits: Sequence[Hit]) -> RefusalDecision: ...
 
 
@@ -56,6 +63,10 @@ class RefusalPolicy:
     agreement_rank: int  # a hit ranked this high by both retrievers is corroborated
     max_unmatched_share: float | None = None  # this share of terms absent from BM25's top: refuse
     min_rerank: float | None = None  # with a reranker, its score decides
+
+    @property
+    def reads_sentences(self) -> bool:
+        return False
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RefusalPolicy:
@@ -200,6 +211,12 @@ def _matched_share(hits: Sequence[Hit]) -> float:
     return 1.0 - max(shares) if shares else 0.0
 
 
+def _best_sentence(hits: Sequence[Hit]) -> float:
+    """The cosine of the hits' best quotable sentence to the question (-1 without any): the
+    number the extractive answerer's own floor reads, known before it runs."""
+    return max((h.sentence_score for h in hits if h.sentence_score is not None), default=-1.0)
+
+
 def _best_rerank(hits: Sequence[Hit]) -> float:
     return max((h.rerank_score for h in hits if h.rerank_score is not None), default=0.0)
 
@@ -223,10 +240,16 @@ FEATURES: dict[str, Callable[[Sequence[Hit]], float]] = {
     "best_dense_rank": _best_dense_rank,
     "rarest_term_chunks": _rarest_term_chunks,
     "unknown_terms": _unknown_terms,
+    "best_sentence": _best_sentence,
 }
 # What a model may be fitted on without a reranker (the benchmark selects among these on its
 # dev split; `eval calibrate` refits the shipped model's own selection).
 CANDIDATE_FEATURES = tuple(name for name in FEATURES if name != "best_rerank")
+
+
+def reads_sentences(names: Sequence[str]) -> bool:
+    """Whether these features need `Hit.sentence_score` set on the hits."""
+    return "best_sentence" in names
 
 
 def evidence_features(hits: Sequence[Hit], names: Sequence[str]) -> list[float]:
@@ -250,6 +273,10 @@ class RefusalModel:
     threshold: float
     source: str = ""  # where the file came from, for error messages and reasons
     report: dict[str, Any] = field(default_factory=dict)  # the fit report, as written
+
+    @property
+    def reads_sentences(self) -> bool:
+        return reads_sentences(self.features)
 
     def probability(self, hits: Sequence[Hit]) -> float:
         return self._probability(evidence_features(hits, self.features))

@@ -10,80 +10,21 @@ corpus answers at all; a refusing decision is written as the refusal, without qu
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 from opentelemetry.trace import Tracer
 
 from ..domain import Answer, Citation, Hit
-from ..embeddings import DenseEncoder, cosine
+from ..embeddings import DenseEncoder
 from ..refusal import RefusalDecision
 from ..telemetry import RagMetrics, SpanContent
 from .base import AnswerEvent, Final, Token
-from .sentences import SentenceVectors
+from .sentences import ScoredUnit, SentenceScorer
 
 REFUSAL = "I don't know: the ingested documents do not answer this question."
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(])")
-_TABLE_RULE = re.compile(r"^\|?[\s:|-]+\|?$")
-_EMPHASIS = re.compile(r"(\*\*|__|`)")
 # Sentences scoring within this margin of the best one are quoted too.
 _MARGIN = 0.08
-
-
-@dataclass(frozen=True)
-class _Candidate:
-    text: str
-    hit: Hit
-    score: float
-
-
-def split_sentences(text: str) -> list[str]:
-    """Sentences and list items of a chunk, and each row of a Markdown table as one unit with
-    its header names (`Role: Adjuster; Limit: 5,000`; a row whose header is not in the chunk
-    is not quoted: without it the cells mean nothing). Headings, table rules and questions (an
-    FAQ's question lines match the user's question best, but answer nothing) are not evidence."""
-    units: list[str] = []
-    table: list[str] = []
-    for raw_line in [*text.splitlines(), ""]:
-        line = _EMPHASIS.sub("", raw_line).strip()
-        if line.startswith("|"):
-            table.append(line)
-            continue
-        if table:
-            units += [row for row in _table_rows(table) if _is_evidence(row)]
-            table = []
-        line = line.lstrip("-*+ ").strip()
-        if not line or line.startswith("#"):
-            continue
-        units += [s.strip() for s in _SENTENCE_END.split(line) if _is_evidence(s.strip())]
-    return units
-
-
-def record_unit(text: str) -> str:
-    """A CSV row or JSONL record as one quotable unit: its `field: value` lines joined."""
-    return "; ".join(line.strip() for line in text.splitlines() if line.strip())
-
-
-def _table_rows(lines: list[str]) -> list[str]:
-    def cells(line: str) -> list[str]:
-        return [cell.strip() for cell in line.strip().strip("|").split("|")]
-
-    if len(lines) < 3 or not _TABLE_RULE.match(lines[1]):
-        return []
-    header = cells(lines[0])
-    return [
-        "; ".join(
-            f"{name}: {value}" for name, value in zip(header, cells(row), strict=False) if value
-        )
-        for row in lines[2:]
-        if not _TABLE_RULE.match(row)
-    ]
-
-
-def _is_evidence(unit: str) -> bool:
-    return len(re.findall(r"\w+", unit)) >= 3 and not unit.endswith("?")
 
 
 class ExtractiveAnswerer:
@@ -96,9 +37,9 @@ class ExtractiveAnswerer:
         *,
         metrics: RagMetrics | None = None,
         content: SpanContent | None = None,
+        scorer: SentenceScorer | None = None,
     ) -> None:
-        self._dense = dense
-        self._sentences = SentenceVectors(dense)
+        self._scorer = scorer or SentenceScorer(dense)
         self._tracer = tracer
         self._min_similarity = min_similarity
         self._max_sentences = max_sentences
@@ -156,28 +97,11 @@ class ExtractiveAnswerer:
         candidates = self._score(question, hits)
         return candidates[0].score if candidates else -1.0
 
-    def _score(self, question: str, hits: list[Hit]) -> list[_Candidate]:
-        seen: set[str] = set()
-        pairs: list[tuple[str, Hit]] = []
-        for hit in hits:
-            units = [record_unit(hit.text)] if hit.is_record else split_sentences(hit.text)
-            for sentence in units:
-                key = sentence.lower()
-                if key not in seen:
-                    seen.add(key)
-                    pairs.append((sentence, hit))
-        if not pairs:
-            return []
-        question_vector = self._dense.embed_query(question)
-        vectors = self._sentences.vectors([sentence for sentence, _ in pairs])
-        candidates = [
-            _Candidate(sentence, hit, cosine(question_vector, vector))
-            for (sentence, hit), vector in zip(pairs, vectors, strict=True)
-        ]
-        return sorted(candidates, key=lambda c: c.score, reverse=True)
+    def _score(self, question: str, hits: list[Hit]) -> list[ScoredUnit]:
+        return self._scorer.score(question, hits)
 
     @staticmethod
-    def _compose(chosen: list[_Candidate]) -> Answer:
+    def _compose(chosen: list[ScoredUnit]) -> Answer:
         numbers: dict[str, int] = {}
         citations: list[Citation] = []
         parts: list[str] = []

@@ -23,7 +23,7 @@ from ..ask import Question
 from ..container import Services
 from ..domain import Hit
 from ..errors import BadRequestError
-from ..refusal import RefusalModel, evidence_features
+from ..refusal import RefusalModel, evidence_features, reads_sentences
 from ..wording import plural
 from .golden import GoldenItem, load_golden_set
 from .metrics import require_eval_group
@@ -177,10 +177,11 @@ def golden_rows(
 ) -> list[Row]:
     """Each golden question's evidence as the ask use case hands it to refusal."""
     rows = []
+    asker = services.asker
     for item in items:
-        hits: list[Hit] = services.asker.retrieve(
-            Question(item.question, services.settings.tenant, top_k=k)
-        )
+        hits: list[Hit] = asker.retrieve(Question(item.question, services.settings.tenant, top_k=k))
+        if reads_sentences(features):
+            hits = services.sentences.annotate(item.question, hits)
         rows.append(Row(evidence_features(hits, features), not item.answerable))
     return rows
 
